@@ -1,0 +1,30 @@
+"""The method: differentiable semi-structured pruning in plain PyTorch (no mm* imports).
+
+One concept per module:
+
+- :mod:`.bandstop`  smooth magnitude mask  ψ_f(x) = σ((x−a)/τ) + σ((−x−a)/τ)
+- :mod:`.groups`    weight sharing: which entries share one mask (entry / out / in / tap / row / col / block)
+- :mod:`.gate`      per-group gate g ∈ [0, 1] between group-wise and entry-wise masks
+- :mod:`.cascade`   the mask module ψ(Ŵ) = g·ψ_group + (1−g)·ψ_entry  (or the coarse-to-fine product)
+- :mod:`.reparam`   installs ψ on a module so that W = Ŵ ⊙ ψ(Ŵ) with stock parameter names
+- :mod:`.budget`    cost model, budget regularizer λ((Σ cost·ψ − c)/N)², rate controller
+- :mod:`.schedule`  temperature / rate / freeze schedule as a function of training progress
+- :mod:`.topology`  channel sets (producers/consumers) for topological consistency and export
+- :mod:`.pruner`    ties everything to one model: install, step, budget loss, freeze
+- :mod:`.finalize`  hardening to the exact rate, dead-channel removal, BatchNorm re-estimation
+- :mod:`.report`    per-layer and total achieved rate (params, FLOPs, structural share)
+- :mod:`.export`    bake masks into plain weights and physically remove pruned channels
+"""
+from .bandstop import band_stop, band_stop_hard
+from .budget import BudgetRegularizer, CostModel
+from .cascade import SemiMask, MODES
+from .gate import Gate
+from .groups import Grouping, parse_grouping
+from .pruner import PruneSpec, SemiPruner
+from .schedule import PruneSchedule
+from .topology import ChannelSet, Slot
+
+__all__ = [
+    'band_stop', 'band_stop_hard', 'BudgetRegularizer', 'CostModel', 'SemiMask', 'MODES', 'Gate',
+    'Grouping', 'parse_grouping', 'PruneSpec', 'SemiPruner', 'PruneSchedule', 'ChannelSet', 'Slot'
+]

@@ -1,0 +1,172 @@
+"""The cascaded mask ψ(Ŵ) of one prunable tensor: band-stop → weight sharing → gate.
+
+Given the latent tensor Ŵ (the stock parameter itself, e.g. ``conv.weight``), with
+``x = Ŵ / rms(Ŵ)`` (per-tensor normalisation, detached, so one global threshold is fair across
+layers of different scale and fan-in):
+
+    entry-wise   ψ_e = B(x; a_e, τ)                                          shape of Ŵ
+    group-wise   s_k = RMS_{i∈g}(x_i) per grouping k;  ψ_G = Π_k B(s_k; a_g, τ·spread_k)[gid_k]
+    semi         ψ = g ⊙ ψ_G + (1 − g) ⊙ ψ_e,   g = σ(γ/τ_g)[gid_0] (gate over the first grouping)
+    structured   ψ = ψ_G            (gate fixed to 1)
+    unstructured ψ = ψ_e            (gate fixed to 0)
+    ctf          ψ = ψ_G ⊙ ψ_e      (the sibling paper's coarse-to-fine product)
+
+``B`` is :func:`~.bandstop.band_stop`. ``spread_k = std_g(s_k)`` scales the group temperature to the
+spread of the group statistic (group RMS values of normalised weights all sit near 1, so a weight-scale
+temperature would make group masks flip in bulk). The thresholds a_e, a_g are per-tensor buffers set
+by the rate controller (:mod:`.budget`); the temperature τ is a buffer set by the schedule. Once
+frozen, ψ is the stored boolean mask exactly.
+"""
+from typing import Optional, Sequence
+
+import torch
+from torch import nn
+
+from .bandstop import band_stop, band_stop_hard
+from .gate import Gate
+from .groups import Grouping, group_rms, parse_grouping
+
+__all__ = ['SemiMask', 'MODES']
+
+MODES = ('semi', 'structured', 'unstructured', 'ctf')
+_EPS = 1e-12
+
+
+class SemiMask(nn.Module):
+    """Mask module for one tensor of ``shape``. ``forward(latent) -> ψ`` (same shape as latent).
+
+    Args:
+        shape: shape of the latent tensor.
+        groupings: coarse groupings (e.g. ``['out:fold=3']``); the first one carries the gate.
+        mode: one of :data:`MODES`.
+        name: qualified name, used in error messages and reports.
+    """
+
+    def __init__(self, shape, groupings: Sequence = ('out', ), mode: str = 'semi', name: str = ''):
+        super().__init__()
+        if mode not in MODES:
+            raise ValueError(f'unknown pruning mode {mode!r}; choose one of {", ".join(MODES)}')
+        self.shape = tuple(int(s) for s in shape)
+        self.name = name
+        self.mode = mode
+        groupings = [parse_grouping(g) for g in groupings]
+        groupings = [g for g in groupings if g.kind != 'entry']
+        if mode != 'unstructured' and not groupings:
+            raise ValueError(f'{name or "tensor"}: mode {mode!r} needs at least one coarse group kind '
+                             "(e.g. groups=['out']); only 'unstructured' works without groups")
+        for g in groupings:
+            g.check(self.shape, name or 'tensor')
+        self.groupings = groupings
+        self.num_groups = []
+        for k, g in enumerate(groupings):
+            gid = g.group_ids(self.shape)
+            self.register_buffer(f'gid{k}', gid, persistent=False)
+            self.num_groups.append(int(gid.max()) + 1)
+        gate_mode = {'semi': 'learned', 'structured': 'group', 'unstructured': 'entry', 'ctf': 'group'}[mode]
+        self.gate = Gate(self.num_groups[0] if groupings else 1, gate_mode)
+        self.register_buffer('temperature', torch.tensor(1.0))
+        self.register_buffer('gate_temperature', torch.tensor(1.0))
+        self.register_buffer('thr_entry', torch.tensor(0.0))
+        self.register_buffer('thr_group', torch.tensor(0.0))
+        self.register_buffer('cost', torch.tensor(1.0))   # budget cost per entry
+        self.register_buffer('macs', torch.tensor(0.0))   # MACs per entry per sample (0 = not profiled)
+        self.register_buffer('frozen', torch.tensor(False))
+        self.register_buffer('mask', torch.ones(self.shape, dtype=torch.bool))
+        self._last = None  # ψ of the last forward, reused by the budget loss
+
+    @property
+    def uses_entries(self) -> bool:
+        return self.mode in ('semi', 'unstructured', 'ctf')
+
+    @property
+    def uses_groups(self) -> bool:
+        return self.mode in ('semi', 'structured', 'ctf')
+
+    def _check(self, latent):
+        if tuple(latent.shape) != self.shape:
+            raise ValueError(f'{self.name or "mask"}: latent has shape {tuple(latent.shape)} but the mask '
+                             f'was built for {self.shape}; re-create the pruner after changing the model')
+
+    @staticmethod
+    def normalise(latent: torch.Tensor) -> torch.Tensor:
+        """x = Ŵ / rms(Ŵ) with the scale detached."""
+        scale = latent.detach().pow(2).mean().sqrt().clamp_min(_EPS)
+        return latent / scale
+
+    def _coarse(self, x: torch.Tensor, tau) -> torch.Tensor:
+        out = None
+        for k, g in enumerate(self.groupings):
+            gid = getattr(self, f'gid{k}')
+            s = group_rms(x, gid, self.num_groups[k])
+            spread = s.detach().std().clamp_min(1e-3) if s.numel() > 1 else s.new_tensor(1.0)
+            psi = band_stop(s, self.thr_group, tau * spread)[gid]
+            out = psi if out is None else out * psi
+        return out
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        self._check(latent)
+        if bool(self.frozen):
+            psi = self.mask.to(latent.dtype) + self.gate.zero_touch().to(latent.dtype)
+            self._last = psi
+            return psi
+        x = self.normalise(latent)
+        tau = self.temperature
+        if self.mode == 'unstructured':
+            psi = band_stop(x, self.thr_entry, tau)
+        elif self.mode == 'structured':
+            psi = self._coarse(x, tau)
+        elif self.mode == 'ctf':
+            psi = self._coarse(x, tau) * band_stop(x, self.thr_entry, tau)
+        else:
+            g = self.gate(self.gate_temperature)[self.gid0]
+            psi = g * self._coarse(x, tau) + (1 - g) * band_stop(x, self.thr_entry, tau)
+        self._last = psi
+        return psi
+
+    # -- hard masks and scores (no grad) ------------------------------------------------------------
+    @torch.no_grad()
+    def scores(self, latent: torch.Tensor):
+        """(entry score |x|, coarse score min_k s_k[gid_k] or None), both of the latent's shape."""
+        self._check(latent)
+        x = self.normalise(latent.detach()).abs()
+        coarse = None
+        for k, g in enumerate(self.groupings):
+            gid = getattr(self, f'gid{k}')
+            s = group_rms(x, gid, self.num_groups[k])[gid]
+            coarse = s if coarse is None else torch.minimum(coarse, s)
+        return x, coarse
+
+    @torch.no_grad()
+    def entry_decides(self) -> Optional[torch.Tensor]:
+        """Boolean of the latent's shape: True where the entry-wise mask decides (hard gate 0)."""
+        if self.mode == 'semi':
+            return ~self.gate.hard()[self.gid0]
+        return None
+
+    @torch.no_grad()
+    def hard(self, latent: torch.Tensor, thr_entry=None, thr_group=None) -> torch.Tensor:
+        """Boolean mask at the given (default: current) thresholds, τ → 0 and hard gates."""
+        if bool(self.frozen):
+            return self.mask.clone()
+        te = self.thr_entry if thr_entry is None else thr_entry
+        tg = self.thr_group if thr_group is None else thr_group
+        x, coarse = self.scores(latent)
+        if self.mode == 'unstructured':
+            return band_stop_hard(x, te)
+        if self.mode == 'structured':
+            return coarse > tg
+        if self.mode == 'ctf':
+            return (coarse > tg) & (x > te)
+        return torch.where(self.entry_decides(), x > te, coarse > tg)
+
+    @torch.no_grad()
+    def freeze(self, mask: torch.Tensor) -> None:
+        """Store ``mask`` (bool, latent shape) and use it exactly from now on."""
+        if tuple(mask.shape) != self.shape:
+            raise ValueError(f'{self.name}: frozen mask has shape {tuple(mask.shape)}, expected {self.shape}')
+        self.mask.copy_(mask.to(torch.bool))
+        self.frozen.fill_(True)
+
+    def extra_repr(self):
+        gs = ', '.join(str(g) for g in self.groupings) or 'entry'
+        return f'{self.name}: shape={self.shape}, mode={self.mode}, groups=[{gs}]'

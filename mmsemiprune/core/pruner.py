@@ -1,0 +1,198 @@
+"""SemiPruner: installs the cascaded masks on a model and drives them through training.
+
+Typical use (any ``nn.Module``)::
+
+    pruner = SemiPruner(model, [PruneSpec('features.0', groups=['out']), ...], target_rate=0.9)
+    for it in range(n):
+        pruner.set_progress(it / n)              # temperature, scheduled rate, thresholds, freeze
+        loss = task_loss(model(x)) + pruner.budget_loss()
+        ...
+    pruner.freeze()                              # if the schedule did not already
+    print(pruner.report())
+
+The pruner is an ``nn.Module`` only to keep its schedule state in buffers (saved in checkpoints);
+the model is *not* registered as its child. All mask state lives next to the pruned parameters.
+"""
+import re
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Sequence
+
+import torch
+from torch import nn
+
+from .budget import COSTS, BudgetRegularizer, solve_thresholds
+from .cascade import MODES, SemiMask
+from .finalize import harden
+from .reparam import get_mask, install_mask, is_masked
+from .schedule import PruneSchedule
+
+__all__ = ['PruneSpec', 'SemiPruner', 'check_rate']
+
+
+@dataclass
+class PruneSpec:
+    """Prune ``<module>.<param>`` with the given coarse groups (e.g. ``['out:fold=3']``)."""
+    module: str
+    param: str = 'weight'
+    groups: Sequence = field(default_factory=lambda: ['out'])
+
+
+def check_rate(rate, name='target_rate'):
+    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 < float(rate) < 1.0:
+        raise ValueError(f'{name} must be a fraction strictly between 0 and 1 (the share of weights to '
+                         f'remove), got {rate!r}; e.g. target_rate=0.9 keeps 10 % of the prunable weights')
+    return float(rate)
+
+
+class SemiPruner(nn.Module):
+    """Args:
+        model: the module to prune (masks are installed in place).
+        specs: list of :class:`PruneSpec` (or dicts with the same keys).
+        target_rate: fraction of the prunable cost to remove, in (0, 1).
+        mode: 'semi' | 'structured' | 'unstructured' | 'ctf'.
+        cost: 'params' or 'flops' (see :mod:`.budget`).
+        budget_weight: λ of the budget regularizer.
+        layer_floor: every tensor keeps at least this fraction of its entries.
+        schedule: :class:`PruneSchedule` or dict.
+        channel_sets: list of :class:`~.topology.ChannelSet` for consistency, reports and export.
+    """
+
+    def __init__(self, model: nn.Module, specs, target_rate: float, mode: str = 'semi', cost: str = 'params',
+                 budget_weight: float = 5.0, layer_floor: float = 0.01, schedule=None, channel_sets=None):
+        super().__init__()
+        self.target_rate = check_rate(target_rate)
+        if mode not in MODES:
+            raise ValueError(f'unknown pruning mode {mode!r}; choose one of {", ".join(MODES)} '
+                             "(e.g. prune_cfg=dict(mode='semi'))")
+        if cost not in COSTS:
+            raise ValueError(f'unknown cost {cost!r}; choose one of {", ".join(COSTS)}')
+        if not 0.0 <= float(layer_floor) < 1.0:
+            raise ValueError(f'layer_floor must be in [0, 1), got {layer_floor!r}')
+        if layer_floor > 1.0 - self.target_rate:
+            raise ValueError(f'layer_floor={layer_floor} keeps more than the whole budget '
+                             f'(1 - target_rate = {1 - self.target_rate:.3f}); lower layer_floor')
+        self.mode, self.cost, self.layer_floor = mode, cost, float(layer_floor)
+        if schedule is None:
+            schedule = PruneSchedule()
+        elif isinstance(schedule, dict):
+            try:
+                schedule = PruneSchedule(**schedule)
+            except TypeError as e:
+                raise ValueError(f'bad schedule {schedule!r}: {e}; keys are warmup, freeze, tau_start, tau_end') from None
+        self.schedule = schedule
+        self.regularizer = BudgetRegularizer(budget_weight)
+        self.channel_sets = list(channel_sets or [])
+        self.register_buffer('progress', torch.tensor(0.0))
+        self.register_buffer('rate_now', torch.tensor(0.0))
+        self.register_buffer('profiled', torch.tensor(False))
+        object.__setattr__(self, '_model', model)
+        self._items = []  # (key, module, pname, SemiMask)
+        modules = dict(model.named_modules())
+        if not specs:
+            raise ValueError('nothing to prune: the list of prunable tensors is empty')
+        for spec in specs:
+            if isinstance(spec, dict):
+                spec = PruneSpec(**spec)
+            if spec.module not in modules:
+                close = [n for n in modules if n.endswith(spec.module.split('.')[-1])][:5]
+                raise ValueError(f'no module named {spec.module!r} in the model; '
+                                 f'similar names: {close or "none"}')
+            mod = modules[spec.module]
+            p = mod._parameters.get(spec.param)
+            if p is None:
+                have = [n for n, v in mod._parameters.items() if v is not None]
+                raise ValueError(f'cannot prune {spec.module}.{spec.param}: {type(mod).__name__} has no '
+                                 f'parameter {spec.param!r} (it has {have})')
+            mask = SemiMask(p.shape, spec.groups, mode, name=f'{spec.module}.{spec.param}')
+            mask.to(p.device)
+            install_mask(mod, spec.param, mask, spec.module)
+            self._items.append((f'{spec.module}.{spec.param}', mod, spec.param, mask))
+
+    # -- access ---------------------------------------------------------------------------------------
+    @property
+    def masks(self) -> List[SemiMask]:
+        return [m for *_, m in self._items]
+
+    def items(self):
+        """List of (key, SemiMask, latent)."""
+        return [(k, m, mod._parameters[p]) for k, mod, p, m in self._items]
+
+    @property
+    def frozen(self) -> bool:
+        return all(bool(m.frozen) for m in self.masks)
+
+    # -- schedule --------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def set_progress(self, p: float):
+        """Move to progress p ∈ [0, 1]: temperature, scheduled rate, thresholds; freeze when due."""
+        p = float(min(max(p, 0.0), 1.0))
+        self.progress.fill_(p)
+        if self.frozen:
+            self.rate_now.fill_(self.target_rate)
+            return
+        if self.schedule.frozen(p):
+            self.freeze()
+            return
+        tau = self.schedule.tau(p)
+        for m in self.masks:
+            m.temperature.fill_(tau)
+            m.gate_temperature.fill_(tau / self.schedule.tau_start)
+        rate = self.schedule.rate(p, self.target_rate)
+        self.rate_now.fill_(rate)
+        if rate > 0:
+            solve_thresholds([(m, w) for _, m, w in self.items()], rate, self.layer_floor)
+        else:
+            for m in self.masks:
+                m.thr_entry.zero_()
+                m.thr_group.zero_()
+
+    def budget_loss(self) -> torch.Tensor:
+        """R = λ((Σ c·ψ − (1 − r_now)N)/N)² on the soft masks of the last forward; 0 once frozen."""
+        if self.frozen:
+            return torch.zeros(())
+        return self.regularizer(self.masks, float(self.rate_now))
+
+    @torch.no_grad()
+    def freeze(self, rate: Optional[float] = None):
+        """Harden all masks at ``rate`` (default: the target) with topological consistency."""
+        rate = self.target_rate if rate is None else check_rate(rate, 'rate')
+        stats = harden(self.items(), rate, self.layer_floor, self.channel_sets)
+        self.rate_now.fill_(rate)
+        return stats
+
+    # -- costs -----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def profile(self, run: Callable[[], object]):
+        """Record per-entry MACs of every masked tensor by running ``run()`` once (forward hooks):
+        a conv/linear weight entry is applied once per output position (T'·V); an adjacency entry
+        once per output channel and frame (C·T). Sets each mask's ``cost`` buffer when cost='flops'."""
+        seen = {}
+        hooks = []
+        for key, mod, pname, m in self._items:
+            def hook(module, inp, out, key=key, pname=pname):
+                if isinstance(out, (tuple, list)):
+                    out = out[0]
+                if pname == 'weight' and out.dim() >= 2:
+                    seen[key] = out[0, 0].numel()
+                else:  # adjacency (..., V, V) feeding an (N, C, T, V) output
+                    seen[key] = out[0].numel() // out.shape[-1]
+            hooks.append(mod.register_forward_hook(hook))
+        try:
+            run()
+        finally:
+            for h in hooks:
+                h.remove()
+        missing = [k for k, *_ in self._items if k not in seen]
+        if missing:
+            raise RuntimeError(f'profiling did not reach {missing[:3]}...: these tensors are not used in '
+                               'the forward pass; remove them from the prunable list')
+        for key, mod, pname, m in self._items:
+            m.macs.fill_(float(seen[key]))
+            if self.cost == 'flops':
+                m.cost.fill_(float(seen[key]))
+        self.profiled.fill_(True)
+        return seen
+
+    def report(self):
+        from .report import prune_report
+        return prune_report(self)

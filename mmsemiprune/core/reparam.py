@@ -1,0 +1,130 @@
+"""Install a mask ψ on a module parameter so that the module computes with W = Ŵ ⊙ ψ(Ŵ).
+
+Unlike ``torch.nn.utils.parametrize`` this keeps the **stock parameter names** (``conv.weight``,
+``gcn.PA`` stay in the state dict and load from dense MMAction2 checkpoints), and MMEngine's weight
+initialisation still writes into the real parameter Ŵ. The mask module lives next to the parameter
+under ``<param>_psi`` (e.g. ``conv.weight_psi.thr_entry``).
+
+Two mechanisms:
+
+- ``weight`` of ``nn.Conv1d/2d/3d`` and ``nn.Linear``: the instance's class is swapped to a subclass
+  whose ``forward`` uses ``self.masked_weight()``; ``module.weight`` is still the Parameter Ŵ.
+- any other parameter (an adjacency ``PA``/``A``): the instance's class is swapped to a subclass with a
+  read-only property of that name returning Ŵ ⊙ ψ(Ŵ); the Parameter stays in ``_parameters``.
+
+:func:`bake` writes Ŵ ⊙ ψ back into the parameter and restores the stock class.
+"""
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .cascade import SemiMask
+
+__all__ = ['install_mask', 'bake', 'get_mask', 'masked_tensor', 'is_masked']
+
+_PSI = '_psi'
+
+
+def masked_tensor(module: nn.Module, pname: str) -> torch.Tensor:
+    """Ŵ ⊙ ψ(Ŵ) for ``module.<pname>``."""
+    latent = module._parameters[pname]
+    return latent * getattr(module, pname + _PSI)(latent)
+
+
+class _MaskedConvMixin:
+    _stock_class = None
+
+    def masked_weight(self):
+        return masked_tensor(self, 'weight')
+
+
+class MaskedConv1d(_MaskedConvMixin, nn.Conv1d):
+    _stock_class = nn.Conv1d
+
+    def forward(self, x):
+        return self._conv_forward(x, self.masked_weight(), self.bias)
+
+
+class MaskedConv2d(_MaskedConvMixin, nn.Conv2d):
+    _stock_class = nn.Conv2d
+
+    def forward(self, x):
+        return self._conv_forward(x, self.masked_weight(), self.bias)
+
+
+class MaskedConv3d(_MaskedConvMixin, nn.Conv3d):
+    _stock_class = nn.Conv3d
+
+    def forward(self, x):
+        return self._conv_forward(x, self.masked_weight(), self.bias)
+
+
+class MaskedLinear(_MaskedConvMixin, nn.Linear):
+    _stock_class = nn.Linear
+
+    def forward(self, x):
+        return F.linear(x, self.masked_weight(), self.bias)
+
+
+_SWAP = {nn.Conv1d: MaskedConv1d, nn.Conv2d: MaskedConv2d, nn.Conv3d: MaskedConv3d, nn.Linear: MaskedLinear}
+_PROP_CLASSES = {}
+
+
+def _property_class(base, pnames):
+    key = (base, tuple(sorted(pnames)))
+    if key not in _PROP_CLASSES:
+        ns = {'_stock_class': base, '_masked_params': key[1]}
+        for p in key[1]:
+            ns[p] = property(lambda self, _p=p: masked_tensor(self, _p))
+        _PROP_CLASSES[key] = type(f'Masked{base.__name__}', (base, ), ns)
+    return _PROP_CLASSES[key]
+
+
+def is_masked(module: nn.Module, pname: str) -> bool:
+    return hasattr(module, pname + _PSI) and isinstance(getattr(module, pname + _PSI), SemiMask)
+
+
+def get_mask(module: nn.Module, pname: str) -> SemiMask:
+    return getattr(module, pname + _PSI)
+
+
+def install_mask(module: nn.Module, pname: str, mask: SemiMask, qualname: str = '') -> None:
+    """Attach ``mask`` to ``module.<pname>`` (in place)."""
+    where = f'{qualname}.{pname}' if qualname else pname
+    if pname not in module._parameters or module._parameters[pname] is None:
+        have = ', '.join(n for n, p in module._parameters.items() if p is not None) or 'none'
+        raise ValueError(f'cannot prune {where}: {type(module).__name__} has no parameter {pname!r} '
+                         f'(its parameters: {have})')
+    if is_masked(module, pname):
+        raise ValueError(f'{where} is already masked')
+    if tuple(module._parameters[pname].shape) != mask.shape:
+        raise ValueError(f'mask for {where} has shape {mask.shape}, parameter has '
+                         f'{tuple(module._parameters[pname].shape)}')
+    module.add_module(pname + _PSI, mask)
+    cls = type(module)
+    if pname == 'weight' and cls in _SWAP:
+        module.__class__ = _SWAP[cls]
+    elif pname == 'weight' and isinstance(module, _MaskedConvMixin):
+        pass
+    else:
+        base = getattr(cls, '_stock_class', None) or cls
+        pnames = set(getattr(cls, '_masked_params', ())) | {pname}
+        if cls in _SWAP.values():
+            raise ValueError(f'{where}: only the weight of a {base.__name__} can be masked')
+        module.__class__ = _property_class(base, pnames)
+
+
+@torch.no_grad()
+def bake(module: nn.Module) -> None:
+    """Replace every masked parameter of ``module`` (not recursive) by Ŵ ⊙ ψ(Ŵ) and restore the stock
+    class; afterwards the module is a plain torch / MMAction2 module with identical outputs."""
+    names = [n[:-len(_PSI)] for n, m in module.named_children() if n.endswith(_PSI) and isinstance(m, SemiMask)]
+    if not names:
+        return
+    for p in names:
+        value = masked_tensor(module, p).detach().clone()
+        module._parameters[p].data.copy_(value)
+        delattr(module, p + _PSI)
+    stock = getattr(type(module), '_stock_class', None)
+    if stock is not None:
+        module.__class__ = stock

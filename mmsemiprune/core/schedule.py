@@ -1,0 +1,57 @@
+"""Schedule of the pruning run as a function of training progress p = iter / max_iters ∈ [0, 1].
+
+Our choice (the paper's schedule is not public):
+
+- ``[0, warmup)``: the target rate ramps from 0 to r with the cubic of Zhu & Gupta (2017),
+  ``r(p) = r·(1 − (1 − p/warmup)³)``, at a fixed temperature τ₀ (measured: annealing while the budget
+  is still moving freezes the rate before it is met).
+- ``[warmup, freeze)``: τ decays geometrically from τ₀ to τ₁ (masks become binary).
+- ``[freeze, 1]``: masks are frozen binary at exactly r; the remaining iterations fine-tune the kept
+  weights and re-estimate BatchNorm statistics under the final masks.
+"""
+from dataclasses import asdict, dataclass
+
+__all__ = ['PruneSchedule']
+
+
+@dataclass
+class PruneSchedule:
+    warmup: float = 0.3
+    freeze: float = 0.8
+    tau_start: float = 0.2
+    tau_end: float = 1e-3
+
+    def __post_init__(self):
+        for k in ('warmup', 'freeze'):
+            v = getattr(self, k)
+            if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+                raise ValueError(f'schedule.{k} must be a fraction of the run in [0, 1], got {v!r}; '
+                                 'e.g. schedule=dict(warmup=0.3, freeze=0.8)')
+        if self.warmup > self.freeze:
+            raise ValueError(f'schedule.warmup ({self.warmup}) must not exceed schedule.freeze ({self.freeze}): '
+                             'the rate must reach its target before the masks are frozen')
+        if not (self.tau_start > 0 and self.tau_end > 0 and self.tau_end <= self.tau_start):
+            raise ValueError(f'schedule needs 0 < tau_end <= tau_start, got tau_start={self.tau_start}, '
+                             f'tau_end={self.tau_end}')
+
+    def rate(self, p: float, target: float) -> float:
+        """Scheduled pruning rate at progress p."""
+        p = min(max(float(p), 0.0), 1.0)
+        if self.warmup <= 0 or p >= self.warmup:
+            return target
+        return target * (1.0 - (1.0 - p / self.warmup) ** 3)
+
+    def tau(self, p: float) -> float:
+        """Band-stop temperature at progress p (normalised-latent units)."""
+        p = min(max(float(p), 0.0), 1.0)
+        if p <= self.warmup:
+            return self.tau_start
+        span = self.freeze - self.warmup
+        f = 1.0 if span <= 0 else min((p - self.warmup) / span, 1.0)
+        return self.tau_start * (self.tau_end / self.tau_start) ** f
+
+    def frozen(self, p: float) -> bool:
+        return float(p) >= self.freeze
+
+    def to_dict(self):
+        return asdict(self)

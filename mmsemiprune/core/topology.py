@@ -1,0 +1,105 @@
+"""Channel sets: which weight slices read and write one channel of an activation.
+
+A :class:`ChannelSet` of ``size`` C names the *producers* (weight rows, dim 0, that write channel c —
+several when a residual sums into the same tensor), the *consumers* (weight columns, dim 1, that read
+c), and the norms indexed by c. ``fold=K`` views the dim as (K, C) (ST-GCN's spatial conv writes K
+rows per channel). Residual identities are expressed by merging the sets they connect; a set whose
+channels reach something that cannot be masked (the classifier, a concatenation) is ``fixed_consumer``.
+
+- **Topological consistency** (the author's sibling papers): a channel none of whose producers or
+  none of whose consumers survives is removed as a whole (its remaining slices are zeroed), repeated
+  to a fixpoint, so nothing kept is unreachable.
+- **Physical removal** (:mod:`.export`) is exact for channels whose consumer slices are all zero: what
+  such a channel computes is never read.
+"""
+from dataclasses import dataclass, field
+from typing import Dict, List
+
+import torch
+
+__all__ = ['Slot', 'ChannelSet', 'channel_any', 'zero_channels', 'make_consistent']
+
+
+@dataclass(frozen=True)
+class Slot:
+    """``module.<param>`` indexed by a channel along ``dim`` (0 producer rows, 1 consumer columns)."""
+    module: str
+    param: str = 'weight'
+    dim: int = 0
+    fold: int = 1
+
+    def key(self):
+        return f'{self.module}.{self.param}'
+
+
+@dataclass
+class ChannelSet:
+    name: str
+    size: int
+    producers: List[Slot] = field(default_factory=list)
+    consumers: List[Slot] = field(default_factory=list)
+    norms: List[str] = field(default_factory=list)
+    fixed_producer: bool = False
+    fixed_consumer: bool = False
+
+
+def _view(t: torch.Tensor, slot: Slot, size: int) -> torch.Tensor:
+    v = t.movedim(slot.dim, 0)
+    if v.shape[0] != slot.fold * size:
+        raise ValueError(f'{slot.key()}: dim {slot.dim} has {v.shape[0]} entries, expected '
+                         f'{slot.fold}×{size} for its channel set')
+    return v.reshape(slot.fold, size, -1)
+
+
+def channel_any(t: torch.Tensor, slot: Slot, size: int) -> torch.Tensor:
+    """(C,) bool: does any entry of channel c's slice survive (non-zero)?"""
+    return (_view(t, slot, size) != 0).any(dim=2).any(dim=0)
+
+
+def zero_channels(t: torch.Tensor, slot: Slot, size: int, dead: torch.Tensor) -> torch.Tensor:
+    """Copy of ``t`` with channel slices where ``dead`` zeroed."""
+    v = _view(t.clone(), slot, size)
+    v[:, dead, :] = 0
+    out = v.reshape((slot.fold * size, ) + tuple(t.movedim(slot.dim, 0).shape[1:])).movedim(0, slot.dim)
+    return out.contiguous()
+
+
+def alive(masks: Dict[str, torch.Tensor], cs: ChannelSet):
+    """(producer_alive, consumer_alive), each (C,) bool; unmasked slices count as alive."""
+    C = cs.size
+    prod = torch.zeros(C, dtype=torch.bool)
+    if cs.fixed_producer or any(s.key() not in masks for s in cs.producers) or not cs.producers:
+        prod[:] = True
+    else:
+        for s in cs.producers:
+            prod |= channel_any(masks[s.key()], s, C)
+    cons = torch.zeros(C, dtype=torch.bool)
+    if cs.fixed_consumer or any(s.key() not in masks for s in cs.consumers) or not cs.consumers:
+        cons[:] = True
+    else:
+        for s in cs.consumers:
+            cons |= channel_any(masks[s.key()], s, C)
+    return prod, cons
+
+
+def make_consistent(masks: Dict[str, torch.Tensor], sets: List[ChannelSet], max_rounds: int = 50) -> int:
+    """Zero, in place in ``masks`` (key ``'module.param'`` → bool tensor), every slice of channels
+    that have no surviving producer or no surviving consumer. Returns the number of channels removed."""
+    removed_total = 0
+    done = [torch.zeros(cs.size, dtype=torch.bool) for cs in sets]
+    for _ in range(max_rounds):
+        changed = False
+        for i, cs in enumerate(sets):
+            prod, cons = alive(masks, cs)
+            dead = ~(prod & cons) & ~done[i]
+            if not dead.any():
+                continue
+            for s in cs.producers + cs.consumers:
+                if s.key() in masks:
+                    masks[s.key()] = zero_channels(masks[s.key()], s, cs.size, dead)
+            done[i] |= dead
+            removed_total += int(dead.sum())
+            changed = True
+        if not changed:
+            break
+    return removed_total
