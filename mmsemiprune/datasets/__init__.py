@@ -16,9 +16,13 @@ from .graph_layouts import (EXTRA_LAYOUTS, JOINT_NAMES, LAYOUT_NUM_JOINTS,
                             num_joints_of, register_graph_layouts,
                             register_layout)
 
+from .checked_dataset import (AnnotationError, CheckedPoseDataset,
+                              validate_pose_annotations)
+
 register_graph_layouts()
 
 __all__ = [
+    'AnnotationError', 'CheckedPoseDataset', 'validate_pose_annotations',
     'EXTRA_LAYOUTS', 'JOINT_NAMES', 'LAYOUT_NUM_JOINTS', 'UnknownLayoutError',
     'available_layouts', 'get_layout', 'num_joints_of',
     'register_graph_layouts', 'register_layout'
