@@ -1,0 +1,7 @@
+# ST-GCN++ (MMAction2's STGCN with gcn_adaptive='init', gcn_with_res=True, tcn_type='mstcn') on NTU60
+# X-Sub 3D joints, semi-structured pruning at rate 0.9: MMAction2's config plus one model line.
+_base_ = 'mmaction::skeleton/stgcnpp/stgcnpp_8xb16-joint-u100-80e_ntu60-xsub-keypoint-3d.py'
+
+model = dict(type='mmsemiprune.SemiPruneRecognizerGCN', prune_cfg=dict(target_rate=0.9, mode='semi'))
+
+custom_hooks = [dict(type='mmsemiprune.SemiPruneHook')]

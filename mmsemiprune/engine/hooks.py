@@ -1,0 +1,130 @@
+"""``SemiPruneHook``: reporting, end-of-training freeze + BatchNorm re-estimation, NaN guard, and a
+weights-only export of the final pruned weights. Masks and the schedule live in the model
+(:class:`~mmsemiprune.models.SemiPruneRecognizerGCN`); this hook never adds parameters.
+
+Add it with ``custom_hooks = [dict(type='mmsemiprune.SemiPruneHook')]`` (our configs do).
+"""
+import math
+import os.path as osp
+
+import torch
+from mmengine.hooks import Hook
+from mmengine.model import is_model_wrapper
+
+from ..compat import trust_path
+from ..core.finalize import recalibrate_bn
+from ..core.report import format_report
+from ..registry import HOOKS
+
+__all__ = ['SemiPruneHook', 'NonFiniteLossError']
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def _pruned_model(runner):
+    model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+    return model if hasattr(model, 'pruner') else None
+
+
+@HOOKS.register_module()
+class SemiPruneHook(Hook):
+    """Args:
+        log_interval: iterations between scalar logs of the pruning state.
+        bn_batches: training batches used to re-estimate BatchNorm statistics when the masks are frozen
+            by this hook at the end of training (schedule ``freeze=1.0``); 0 disables it.
+        save_pruned: write ``<work_dir>/<name>_pruned.pth`` (plain tensors, loads with weights_only=True).
+        check_finite: stop with a clear error on a NaN/inf loss.
+    """
+    priority = 'NORMAL'
+
+    def __init__(self, log_interval: int = 10, bn_batches: int = 20, save_pruned: bool = True,
+                 check_finite: bool = True):
+        self.log_interval = log_interval
+        self.bn_batches = bn_batches
+        self.save_pruned = save_pruned
+        self.check_finite = check_finite
+
+    def before_run(self, runner):
+        trust_path(runner.work_dir)  # the run's own checkpoints may be unpickled on resume
+        if _pruned_model(runner) is None:
+            runner.logger.warning('SemiPruneHook: the model has no pruner (use type='
+                                  "'mmsemiprune.SemiPruneRecognizerGCN'); the hook does nothing")
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if self.check_finite and outputs:
+            bad = {k: float(v) for k, v in outputs.items()
+                   if torch.is_tensor(v) and v.numel() == 1 and not math.isfinite(float(v))}
+            if bad:
+                last = runner.message_hub.get_info('last_ckpt')
+                raise NonFiniteLossError(
+                    f'non-finite loss at iteration {runner.iter + 1} (epoch {runner.epoch + 1}): {bad}. '
+                    f'Last good checkpoint: {last or "none saved yet"}. Lower the learning rate or '
+                    'budget_weight, check the data for NaN/inf, then resume with --resume.')
+        model = _pruned_model(runner)
+        if model is None or not self.every_n_train_iters(runner, self.log_interval):
+            return
+        masks = model.pruner.masks
+        semi = [m for m in masks if m.mode == 'semi']
+        if semi:
+            share = sum(float(m.gate.hard().float().mean()) for m in semi) / len(semi)
+            runner.message_hub.update_scalar('train/prune_gate_group_share', share)
+
+    def after_train_epoch(self, runner):
+        # before CheckpointHook (VERY_LOW) and before the last validation
+        if runner.epoch + 1 >= getattr(runner, 'max_epochs', float('inf')):
+            self._finish(runner)
+
+    def after_train(self, runner):
+        self._finish(runner)
+        model = _pruned_model(runner)
+        if model is None:
+            return
+        runner.logger.info('pruning report\n' + format_report(model.pruner.report()))
+        if self.save_pruned and runner.rank == 0:
+            path = osp.join(runner.work_dir, f'{runner.experiment_name}_pruned.pth')
+            sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+            rep = model.pruner.report()
+            meta = dict(mmsemiprune=dict(target_rate=rep['target_rate'], rate_params=rep['rate_params'],
+                                         mode=rep['mode'], structural_share=rep['structural_share']),
+                        epoch=runner.epoch, iter=runner.iter)
+            torch.save(dict(state_dict=sd, meta=meta), path)
+            runner.logger.info(f'weights-only pruned checkpoint: {path}')
+
+    @torch.no_grad()
+    def _finish(self, runner):
+        """Freeze if the schedule did not; re-estimate BN statistics when the masks were frozen with
+        (almost) no fine-tuning left (< 5 % of the run), since stale statistics ruin hard masks."""
+        model = _pruned_model(runner)
+        if model is None or getattr(self, '_finished', False):
+            return
+        self._finished = True
+        if not model.pruner.frozen:
+            stats = model.pruner.freeze()
+            runner.logger.info(f'SemiPruneHook: froze masks at the end of training: {stats}')
+        if self.bn_batches > 0 and float(model.pruner.frozen_at) >= 0.95:
+            loader = runner.train_dataloader
+
+            def run(batch):
+                data = model.data_preprocessor(batch, True)
+                model.extract_feat(data['inputs'])
+            n = recalibrate_bn(model, run, loader, self.bn_batches)
+            runner.logger.info(f'SemiPruneHook: re-estimated BatchNorm statistics on {n} training batches '
+                               'under the final masks')
+
+    def _add_metrics(self, runner, metrics):
+        model = _pruned_model(runner)
+        if model is None or metrics is None:
+            return
+        rep = model.pruner.report()
+        metrics['prune_rate'] = round(rep['rate_params'], 4)
+        if 'rate_flops' in rep:
+            metrics['prune_rate_flops'] = round(rep['rate_flops'], 4)
+        metrics['prune_structural_share'] = round(rep['structural_share'], 4)
+
+    def after_val_epoch(self, runner, metrics=None):
+        self._add_metrics(runner, metrics)
+
+    def after_test_epoch(self, runner, metrics=None):
+        self._add_metrics(runner, metrics)

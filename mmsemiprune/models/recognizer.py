@@ -1,0 +1,160 @@
+"""``SemiPruneRecognizerGCN``: MMAction2's ``RecognizerGCN`` with cascaded semi-structured masks.
+
+One-line enabling on any MMAction2 skeleton config::
+
+    model = dict(type='mmsemiprune.SemiPruneRecognizerGCN', prune_cfg=dict(target_rate=0.9, mode='semi'))
+
+The config merge keeps the stock ``backbone`` / ``cls_head`` / ``data_preprocessor``. Masks are created
+here, in ``__init__`` (before MMEngine builds the optimizer, wraps DDP, initialises weights or loads a
+checkpoint — all measured necessary, see README "Design choices"). The schedule follows the run's
+progress read from MMEngine's MessageHub (``iter`` / ``max_iters``), so no hook is required; the budget
+regularizer is added as ``loss_prune`` and the achieved rate is logged as ``prune_rate``.
+"""
+import warnings
+from typing import Dict, Optional
+
+import torch
+from mmaction.models.recognizers import RecognizerGCN
+from mmengine.logging import MessageHub, print_log
+
+from ..core.pruner import SemiPruner
+from ..core.schedule import PruneSchedule
+from ..registry import MODELS
+from .prunable import declare
+
+__all__ = ['SemiPruneRecognizerGCN', 'PRUNE_CFG_KEYS']
+
+PRUNE_CFG_KEYS = dict(
+    target_rate='fraction of the prunable cost to remove, in (0, 1)  [required]',
+    mode="'semi' | 'structured' | 'unstructured' | 'ctf'  ['semi']",
+    cost="'params' | 'flops': what the rate counts  ['params']",
+    budget_weight='λ of the budget regularizer  [5.0]',
+    layer_floor='minimum kept fraction of every tensor  [0.01]',
+    schedule='dict(warmup=0.3, freeze=0.8, tau_start=0.2, tau_end=1e-3) as fractions of the run, '
+    'or warmup_iters/freeze_iters, warmup_epochs/freeze_epochs',
+    targets='dict(gcn=True, tcn=True, residual=True, adjacency=False, attention=False) or a list of '
+    'dict(pattern=regex, groups=[...])',
+    groups="per-role group specs, e.g. dict(tcn=['out', 'in'])",
+    prune_head='never: the head and BatchNorms are not pruned (reserved, must be False)',
+)
+
+
+def _parse_schedule(cfg):
+    cfg = dict(cfg or {})
+    abs_keys = {k: cfg.pop(k) for k in ('warmup_iters', 'freeze_iters', 'warmup_epochs', 'freeze_epochs') if k in cfg}
+    for k, v in abs_keys.items():
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f'prune_cfg.schedule.{k} must be a non-negative integer, got {v!r}')
+    try:
+        sched = PruneSchedule(**cfg)
+    except TypeError as e:
+        raise ValueError(f'bad prune_cfg.schedule {cfg!r}: {e}; keys are warmup, freeze, tau_start, tau_end, '
+                         'warmup_iters, freeze_iters, warmup_epochs, freeze_epochs') from None
+    return sched, abs_keys
+
+
+@MODELS.register_module()
+class SemiPruneRecognizerGCN(RecognizerGCN):
+    """RecognizerGCN + :class:`~mmsemiprune.core.SemiPruner` on its backbone (see module docstring).
+
+    Args:
+        prune_cfg (dict): see :data:`PRUNE_CFG_KEYS`.
+        Other args as ``RecognizerGCN``.
+    """
+
+    def __init__(self, backbone, cls_head=None, neck=None, train_cfg=None, test_cfg=None,
+                 data_preprocessor=None, prune_cfg: Optional[Dict] = None, **kwargs):
+        if prune_cfg is None or 'target_rate' not in dict(prune_cfg):
+            raise ValueError('SemiPruneRecognizerGCN needs prune_cfg with a target_rate, e.g. '
+                             "model = dict(type='mmsemiprune.SemiPruneRecognizerGCN', "
+                             "prune_cfg=dict(target_rate=0.9, mode='semi'))")
+        prune_cfg = dict(prune_cfg)
+        unknown = sorted(set(prune_cfg) - set(PRUNE_CFG_KEYS))
+        if unknown:
+            raise ValueError(f'unknown prune_cfg key(s) {unknown}; valid keys: ' +
+                             '; '.join(f'{k}: {v}' for k, v in PRUNE_CFG_KEYS.items()))
+        if prune_cfg.get('prune_head'):
+            raise ValueError('prune_cfg.prune_head=True is not supported: the classifier is never pruned')
+        super().__init__(backbone=backbone, cls_head=cls_head, neck=neck, train_cfg=train_cfg,
+                         test_cfg=test_cfg, data_preprocessor=data_preprocessor, **kwargs)
+        self.prune_cfg = prune_cfg
+        schedule, self._abs_schedule = _parse_schedule(prune_cfg.get('schedule'))
+        specs, sets = declare(self.backbone, 'backbone.', prune_cfg.get('targets'), prune_cfg.get('groups'))
+        self.pruner = SemiPruner(self, specs, target_rate=prune_cfg['target_rate'],
+                                 mode=prune_cfg.get('mode', 'semi'), cost=prune_cfg.get('cost', 'params'),
+                                 budget_weight=prune_cfg.get('budget_weight', 5.0),
+                                 layer_floor=prune_cfg.get('layer_floor', 0.01), schedule=schedule,
+                                 channel_sets=sets)
+        self._schedule_checked = False
+        self._warned_no_progress = False
+
+    # -- schedule ------------------------------------------------------------------------------------
+    def _resolve_schedule(self, max_iters: int):
+        """Turn absolute warmup/freeze iterations or epochs into fractions; reject schedules longer than
+        the run, before the first training step."""
+        if self._schedule_checked or not self._abs_schedule:
+            self._schedule_checked = True
+            return
+        hub = MessageHub.get_current_instance()
+        max_epochs = hub.get_info('max_epochs')
+        s = self.pruner.schedule
+        for k, v in self._abs_schedule.items():
+            field, unit = k.split('_')
+            if unit == 'epochs':
+                if not max_epochs:
+                    raise ValueError(f'prune_cfg.schedule.{k} needs an epoch-based run; use {field}_iters or a fraction')
+                if v > max_epochs:
+                    raise ValueError(f'prune_cfg.schedule.{k}={v} is longer than the run (max_epochs={max_epochs}); '
+                                     f'lower it or train longer')
+                frac = v / max_epochs
+            else:
+                if v > max_iters:
+                    raise ValueError(f'prune_cfg.schedule.{k}={v} is longer than the run (max_iters={max_iters}); '
+                                     f'lower it or train longer')
+                frac = v / max_iters
+            setattr(s, field, frac)
+        s.__post_init__()
+        self._schedule_checked = True
+
+    def update_schedule(self, inputs: Optional[torch.Tensor] = None):
+        """Read the run's progress from the MessageHub and move the pruner there (called in ``loss``)."""
+        hub = MessageHub.get_current_instance()
+        it, max_iters = hub.get_info('iter'), hub.get_info('max_iters')
+        if not bool(self.pruner.profiled) and inputs is not None:
+            self.profile(inputs)
+        if it is None or not max_iters:
+            if not self._warned_no_progress:
+                warnings.warn('SemiPruneRecognizerGCN: no iter/max_iters in the MessageHub (not run by MMEngine\'s '
+                              'Runner?): the pruning schedule does not advance; call model.pruner.set_progress(p)')
+                self._warned_no_progress = True
+            return
+        self._resolve_schedule(max_iters)
+        p = it / max_iters
+        if it >= max_iters - 1:
+            p = 1.0  # the last step always ends frozen
+        self.pruner.set_progress(p)
+
+    @torch.no_grad()
+    def profile(self, inputs: torch.Tensor):
+        """Record per-entry MACs of each pruned tensor with one eval-mode forward of one sample."""
+        was = self.training
+        self.eval()
+        try:
+            x = inputs[:1]
+            self.pruner.profile(lambda: self.extract_feat(x))
+        finally:
+            self.train(was)
+
+    # -- losses --------------------------------------------------------------------------------------
+    def loss(self, inputs, data_samples, **kwargs) -> dict:
+        self.update_schedule(inputs)
+        losses = super().loss(inputs, data_samples, **kwargs)
+        loss_prune = self.pruner.budget_loss().to(inputs.device)
+        losses['loss_prune'] = loss_prune
+        dev = inputs.device
+        losses['prune_rate'] = torch.tensor(float(self.pruner.rate_now), device=dev)
+        losses['prune_tau'] = self.pruner.masks[0].temperature.detach().clone().to(dev)
+        return losses
+
+    def prune_report(self) -> dict:
+        return self.pruner.report()

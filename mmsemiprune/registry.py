@@ -1,0 +1,9 @@
+"""Registries of the plugin, children of MMAction2's: ``type='mmsemiprune.X'`` auto-imports the
+plugin (MMEngine imports ``mmsemiprune.registry`` for the scope, whose ``locations`` import the rest)."""
+from mmaction.registry import HOOKS as MMA_HOOKS
+from mmaction.registry import MODELS as MMA_MODELS
+from mmengine.registry import Registry
+
+MODELS = Registry('model', parent=MMA_MODELS, scope='mmsemiprune',
+                  locations=['mmsemiprune.models', 'mmsemiprune.datasets'])
+HOOKS = Registry('hook', parent=MMA_HOOKS, scope='mmsemiprune', locations=['mmsemiprune.engine'])
