@@ -9,6 +9,10 @@ import argparse
 import os.path as osp
 import sys
 import time
+import warnings
+
+# harmless mmcv-lite notice printed when mmaction is imported
+warnings.filterwarnings('ignore', message='Fail to import ``MultiScale')
 
 
 def main(argv=None) -> int:

@@ -11,6 +11,7 @@ Data format everywhere: MMAction2 PoseDataset pickles, ``dict(split={name:
 [frame_dir, ...]}, annotations=[dict(frame_dir, label, keypoint float32
 (M, T, V, 3), total_frames=T), ...])``.
 """
+from .folds import set_fold
 from .graph_layouts import (EXTRA_LAYOUTS, JOINT_NAMES, LAYOUT_NUM_JOINTS,
                             UnknownLayoutError, available_layouts, get_layout,
                             num_joints_of, register_graph_layouts,
@@ -25,5 +26,5 @@ __all__ = [
     'AnnotationError', 'CheckedPoseDataset', 'validate_pose_annotations',
     'EXTRA_LAYOUTS', 'JOINT_NAMES', 'LAYOUT_NUM_JOINTS', 'UnknownLayoutError',
     'available_layouts', 'get_layout', 'num_joints_of',
-    'register_graph_layouts', 'register_layout'
+    'register_graph_layouts', 'register_layout', 'set_fold'
 ]

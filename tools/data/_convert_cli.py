@@ -1,6 +1,10 @@
 """Shared bits of the ``tools/data/convert_*.py`` command-line tools."""
 import os.path as osp
 import sys
+import warnings
+
+# harmless mmcv-lite notice printed when mmaction is imported
+warnings.filterwarnings('ignore', message='Fail to import ``MultiScale')
 
 _REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
 
