@@ -1,7 +1,6 @@
 # MMAction2's default runtime, vendored (``mmaction::_base_/default_runtime.py`` also works through the
 # plugin's tools, but a relative base keeps these configs usable with stock MMEngine too).
 default_scope = 'mmaction'
-custom_imports = dict(imports=['mmsemiprune'], allow_failed_imports=False)
 
 default_hooks = dict(
     runtime_info=dict(type='RuntimeInfoHook'),

@@ -83,7 +83,8 @@ class SemiPruneHook(Hook):
             return
         runner.logger.info('pruning report\n' + format_report(model.pruner.report()))
         if self.save_pruned and runner.rank == 0:
-            path = osp.join(runner.work_dir, f'{runner.experiment_name}_pruned.pth')
+            name = osp.splitext(osp.basename(getattr(runner.cfg, 'filename', None) or 'model'))[0]
+            path = osp.join(runner.work_dir, f'{name}_pruned.pth')
             sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
             rep = model.pruner.report()
             meta = dict(mmsemiprune=dict(target_rate=rep['target_rate'], rate_params=rep['rate_params'],
