@@ -7,14 +7,17 @@ datasets) with MMAction2's registries.
 """
 __version__ = '0.1.0'
 
-from .compat import check_versions, patch_mim_configs, _register_loader  # noqa: E402
+import importlib.util as _ilu
 
-check_versions()
-_register_loader()
-patch_mim_configs()
+if _ilu.find_spec('mmaction') is not None:  # the core (mmsemiprune.core) needs only torch
+    from .compat import check_versions, patch_mim_configs, _register_loader
 
-from . import datasets  # noqa: E402,F401
-from . import engine  # noqa: E402,F401
-from . import models  # noqa: E402,F401
-from .engine import SemiPruneHook  # noqa: E402,F401
-from .models import SemiPruneRecognizerGCN  # noqa: E402,F401
+    check_versions()
+    _register_loader()
+    patch_mim_configs()
+
+    from . import datasets  # noqa: F401
+    from . import engine  # noqa: F401
+    from . import models  # noqa: F401
+    from .engine import SemiPruneHook  # noqa: F401
+    from .models import SemiPruneRecognizerGCN  # noqa: F401

@@ -133,6 +133,9 @@ def solve_thresholds(items: Sequence, rate: float, floor: float = 0.0) -> Dict[s
         ratios.append((rho, c, q))
     hi = max(float(r.max()) for r, _, _ in ratios) + 1e-6
     level = _bisect(lambda t: sum(c * float((r > min(t, q)).sum()) for r, c, q in ratios), target, 0.0, hi)
+    # the hard masks compare score > t·α, not score/α > t: step just past the boundary score so that
+    # float rounding cannot keep the element the search has just excluded
+    level = level * (1 + 1e-6) + 1e-12 if level > 0 else level
     kept = 0.0
     for (m, _, _, _), (rho, c, q) in zip(data, ratios):
         t_l = min(level, q)

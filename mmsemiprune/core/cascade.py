@@ -42,8 +42,14 @@ class SemiMask(nn.Module):
         name: qualified name, used in error messages and reports.
     """
 
-    def __init__(self, shape, groupings: Sequence = ('out', ), mode: str = 'semi', name: str = ''):
+    def __init__(self, shape, groupings: Sequence = ('out', ), mode: str = 'semi', name: str = '',
+                 normalize: bool = True, group_stat: str = 'rms'):
         super().__init__()
+        if group_stat not in ('rms', 'l1'):
+            raise ValueError(f"unknown group_stat {group_stat!r}; choose 'rms' (default) or 'l1' (mean |w|, "
+                             'the L1-norm channel criterion of Li et al. 2017)')
+        self.normalize = bool(normalize)
+        self.group_stat = group_stat
         if mode not in MODES:
             raise ValueError(f'unknown pruning mode {mode!r}; choose one of {", ".join(MODES)}')
         self.shape = tuple(int(s) for s in shape)
@@ -87,9 +93,10 @@ class SemiMask(nn.Module):
             raise ValueError(f'{self.name or "mask"}: latent has shape {tuple(latent.shape)} but the mask '
                              f'was built for {self.shape}; re-create the pruner after changing the model')
 
-    @staticmethod
-    def normalise(latent: torch.Tensor) -> torch.Tensor:
-        """x = Ŵ / rms(Ŵ) with the scale detached."""
+    def normalise(self, latent: torch.Tensor) -> torch.Tensor:
+        """x = Ŵ / rms(Ŵ) with the scale detached (x = Ŵ when ``normalize=False``: raw global magnitude)."""
+        if not self.normalize:
+            return latent
         scale = latent.detach().pow(2).mean().sqrt().clamp_min(_EPS)
         return latent / scale
 
@@ -97,11 +104,18 @@ class SemiMask(nn.Module):
         out = None
         for k, g in enumerate(self.groupings):
             gid = getattr(self, f'gid{k}')
-            s = group_rms(x, gid, self.num_groups[k])
+            s = self._group_stat(x, gid, k)
             spread = s.detach().std().clamp_min(1e-3) if s.numel() > 1 else s.new_tensor(1.0)
             psi = band_stop(s, self.thr_group, tau * spread)[gid]
             out = psi if out is None else out * psi
         return out
+
+    def _group_stat(self, x, gid, k):
+        if self.group_stat == 'l1':
+            n = self.num_groups[k]
+            tot = torch.zeros(n, dtype=x.dtype, device=x.device).index_add_(0, gid.reshape(-1), x.reshape(-1).abs())
+            return tot / torch.bincount(gid.reshape(-1), minlength=n).to(x.dtype).clamp_min(1)
+        return group_rms(x, gid, self.num_groups[k])
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         self._check(latent)
@@ -132,7 +146,7 @@ class SemiMask(nn.Module):
         coarse = None
         for k, g in enumerate(self.groupings):
             gid = getattr(self, f'gid{k}')
-            s = group_rms(x, gid, self.num_groups[k])[gid]
+            s = self._group_stat(x, gid, k)[gid]
             coarse = s if coarse is None else torch.minimum(coarse, s)
         return x, coarse
 

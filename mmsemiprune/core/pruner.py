@@ -55,10 +55,14 @@ class SemiPruner(nn.Module):
         layer_floor: every tensor keeps at least this fraction of its entries.
         schedule: :class:`PruneSchedule` or dict.
         channel_sets: list of :class:`~.topology.ChannelSet` for consistency, reports and export.
+        normalize: score entries by |Ŵ|/rms(Ŵ) per tensor (default) or by the raw |Ŵ| (classic global
+            magnitude pruning).
+        group_stat: 'rms' or 'l1' aggregation of a group's latent magnitudes.
     """
 
     def __init__(self, model: nn.Module, specs, target_rate: float, mode: str = 'semi', cost: str = 'params',
-                 budget_weight: float = 5.0, layer_floor: float = 0.01, schedule=None, channel_sets=None):
+                 budget_weight: float = 5.0, layer_floor: float = 0.01, schedule=None, channel_sets=None,
+                 normalize: bool = True, group_stat: str = 'rms'):
         super().__init__()
         self.target_rate = check_rate(target_rate)
         if mode not in MODES:
@@ -85,6 +89,7 @@ class SemiPruner(nn.Module):
         self.register_buffer('progress', torch.tensor(0.0))
         self.register_buffer('rate_now', torch.tensor(0.0))
         self.register_buffer('profiled', torch.tensor(False))
+        self.register_buffer('frozen_at', torch.tensor(-1.0))  # progress at which masks were frozen
         object.__setattr__(self, '_model', model)
         self._items = []  # (key, module, pname, SemiMask)
         modules = dict(model.named_modules())
@@ -103,7 +108,8 @@ class SemiPruner(nn.Module):
                 have = [n for n, v in mod._parameters.items() if v is not None]
                 raise ValueError(f'cannot prune {spec.module}.{spec.param}: {type(mod).__name__} has no '
                                  f'parameter {spec.param!r} (it has {have})')
-            mask = SemiMask(p.shape, spec.groups, mode, name=f'{spec.module}.{spec.param}')
+            mask = SemiMask(p.shape, spec.groups, mode, name=f'{spec.module}.{spec.param}', normalize=normalize,
+                            group_stat=group_stat)
             mask.to(p.device)
             install_mask(mod, spec.param, mask, spec.module)
             self._items.append((f'{spec.module}.{spec.param}', mod, spec.param, mask))
@@ -158,6 +164,7 @@ class SemiPruner(nn.Module):
         rate = self.target_rate if rate is None else check_rate(rate, 'rate')
         stats = harden(self.items(), rate, self.layer_floor, self.channel_sets)
         self.rate_now.fill_(rate)
+        self.frozen_at.fill_(float(self.progress))
         return stats
 
     # -- costs -----------------------------------------------------------------------------------------

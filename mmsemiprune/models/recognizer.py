@@ -35,6 +35,10 @@ PRUNE_CFG_KEYS = dict(
     targets='dict(gcn=True, tcn=True, residual=True, adjacency=False, attention=False) or a list of '
     'dict(pattern=regex, groups=[...])',
     groups="per-role group specs, e.g. dict(tcn=['out', 'in'])",
+    oneshot='True: freeze the masks at the first step from the loaded (pretrained) weights, then fine-tune: '
+    'one-shot magnitude / L1-channel baselines  [False]',
+    normalize='score by |w|/rms per tensor (True) or raw global |w| (False)  [True]',
+    group_stat="'rms' | 'l1' group aggregation  ['rms']",
     prune_head='never: the head and BatchNorms are not pruned (reserved, must be False)',
 )
 
@@ -78,13 +82,18 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
         super().__init__(backbone=backbone, cls_head=cls_head, neck=neck, train_cfg=train_cfg,
                          test_cfg=test_cfg, data_preprocessor=data_preprocessor, **kwargs)
         self.prune_cfg = prune_cfg
+        if prune_cfg.get('oneshot'):
+            if prune_cfg.get('schedule'):
+                raise ValueError('prune_cfg.oneshot=True freezes the masks at the first step; drop prune_cfg.schedule')
+            prune_cfg['schedule'] = dict(warmup=0.0, freeze=0.0)
         schedule, self._abs_schedule = _parse_schedule(prune_cfg.get('schedule'))
         specs, sets = declare(self.backbone, 'backbone.', prune_cfg.get('targets'), prune_cfg.get('groups'))
         self.pruner = SemiPruner(self, specs, target_rate=prune_cfg['target_rate'],
                                  mode=prune_cfg.get('mode', 'semi'), cost=prune_cfg.get('cost', 'params'),
                                  budget_weight=prune_cfg.get('budget_weight', 5.0),
                                  layer_floor=prune_cfg.get('layer_floor', 0.01), schedule=schedule,
-                                 channel_sets=sets)
+                                 channel_sets=sets, normalize=prune_cfg.get('normalize', True),
+                                 group_stat=prune_cfg.get('group_stat', 'rms'))
         self._schedule_checked = False
         self._warned_no_progress = False
 
