@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# README command 2: install (or reuse) the environment and run the test suite.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+bash tools/setup_env.sh
+# pytest exits 5 when no test was collected: that is a failure here too (set -e propagates it)
+.venv/bin/python -m pytest tests -q -p no:cacheprovider "$@"
