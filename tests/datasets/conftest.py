@@ -21,6 +21,26 @@ DATA_ROOT = os.environ.get('MMSEMIPRUNE_DATA_ROOT',
                            osp.join(REPO, '..', 'shared', 'data'))
 
 
+def run_tool(rel_path, args, monkeypatch, capsys):
+    """Run a CLI script in-process (``__main__``), return (code, out, err).
+
+    In-process keeps the heavy torch/mmaction imports shared with the test
+    session (a subprocess would re-import them for every call)."""
+    import runpy
+    path = osp.join(REPO, rel_path)
+    monkeypatch.setattr(sys, 'argv', [path] + [str(a) for a in args])
+    monkeypatch.syspath_prepend(osp.dirname(path))
+    capsys.readouterr()
+    code = 0
+    try:
+        runpy.run_path(path, run_name='__main__')
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None
+                                                       else 1)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
 def real_data(name: str) -> str:
     """Path of a real dataset folder, or skip the test with a message."""
     path = osp.abspath(osp.join(DATA_ROOT, name))
@@ -29,6 +49,20 @@ def real_data(name: str) -> str:
                     'MMSEMIPRUNE_DATA_ROOT to the folder holding sbu/, fpha/, '
                     'msr3d/ to run this test)')
     return path
+
+
+_REAL_CACHE = {}
+
+
+def built_real(name: str):
+    """``(data, report)`` of converting a real dataset, once per session
+    (skips when the folder is absent)."""
+    if name not in _REAL_CACHE:
+        from mmsemiprune.datasets.converters import (build_fpha, build_msr3d,
+                                                     build_sbu)
+        build = dict(sbu=build_sbu, fpha=build_fpha, msr3d=build_msr3d)[name]
+        _REAL_CACHE[name] = build(real_data(name), progress=False)
+    return _REAL_CACHE[name]
 
 
 # ----------------------------------------------------------------- SBU ----

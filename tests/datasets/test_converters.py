@@ -6,7 +6,8 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO, SBU_FIXTURE_SETS, real_data, sbu_frame_values
+from conftest import (REPO, SBU_FIXTURE_SETS, built_real, run_tool,
+                      sbu_frame_values)
 
 from mmsemiprune.datasets.converters import (SBU_FOLDS, ConversionError,
                                              NTUParseError, build_fpha,
@@ -83,21 +84,35 @@ def test_sbu_no_files(tmp_path):
         build_sbu(str(tmp_path / 'nope'), progress=False)
 
 
-def test_sbu_cli(sbu_dir, tmp_path):
+def test_sbu_cli(sbu_dir, tmp_path, monkeypatch, capsys):
     out = tmp_path / 'sub' / 'sbu.pkl'
-    r = subprocess.run([sys.executable, 'tools/data/convert_sbu.py', sbu_dir,
-                        str(out)], cwd=REPO, capture_output=True, text=True,
-                       timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert 'converted 18 sequences' in r.stderr and 'SKIPPED' in r.stderr
-    assert '[sbu] ' in r.stderr  # progress counter
+    code, _, err = run_tool('tools/data/convert_sbu.py', [sbu_dir, out],
+                            monkeypatch, capsys)
+    assert code == 0, err
+    assert 'converted 18 sequences' in err and 'SKIPPED' in err
+    assert '[sbu] ' in err  # progress counter
     with open(out, 'rb') as f:
         data = pickle.load(f)
     assert len(data['annotations']) == 18
-    r = subprocess.run([sys.executable, 'tools/data/convert_sbu.py',
-                        str(tmp_path / 'missing'), str(out)], cwd=REPO,
-                       capture_output=True, text=True, timeout=120)
-    assert r.returncode == 1 and 'does not exist' in r.stderr
+    code, _, err = run_tool('tools/data/convert_sbu.py',
+                            [tmp_path / 'missing', out], monkeypatch, capsys)
+    assert code == 1 and 'does not exist' in err
+
+
+def test_other_clis(fpha_dir, msr_dir, ntu_dir, tmp_path, monkeypatch,
+                    capsys):
+    ign = tmp_path / 'ignored.txt'
+    ign.write_text('S001C001P001R001A001\n')
+    for tool, args, expect in (
+            ('convert_fpha', [fpha_dir, tmp_path / 'f.pkl'], 'split test: 2'),
+            ('convert_msr3d', [msr_dir, tmp_path / 'm.pkl', '--subset',
+                               'AS1'], 'converted 9 sequences'),
+            ('convert_ntu', [ntu_dir, tmp_path / 'n.pkl', '--ignored', ign,
+                             '--quiet'], 'ignored x1')):
+        code, _, err = run_tool(f'tools/data/{tool}.py', args, monkeypatch,
+                                capsys)
+        assert code == 0 and expect in err, (tool, err)
+    assert '[ntu] 1/' not in err  # --quiet: no progress counter
 
 
 @pytest.mark.parametrize('tool', ['convert_sbu', 'convert_fpha',
@@ -243,7 +258,7 @@ def test_ntu_ignored(ntu_dir):
 
 # ----------------------------------------------------------- real data ----
 def test_real_sbu():
-    data, report = build_sbu(real_data('sbu'), progress=False)
+    data, report = built_real('sbu')
     _check_format(data, 15, 2)
     assert len(data['annotations']) == 282 and not report.skipped
     sizes = [len(data['split'][f'fold{k}_test']) for k in range(1, 6)]
@@ -258,7 +273,7 @@ def test_real_sbu():
 
 
 def test_real_fpha():
-    data, report = build_fpha(real_data('fpha'), progress=False)
+    data, report = built_real('fpha')
     _check_format(data, 21, 1)
     assert len(data['split']['train']) == 600
     assert len(data['split']['test']) == 575
@@ -270,7 +285,7 @@ def test_real_fpha():
 
 
 def test_real_msr3d():
-    data, report = build_msr3d(real_data('msr3d'), progress=False)
+    data, report = built_real('msr3d')
     _check_format(data, 20, 1)
     assert len(data['annotations']) == 557
     assert len(data['split']['xsub_train']) + len(

@@ -6,7 +6,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, run_tool
 
 from mmsemiprune.datasets.demo import (DEMO_CLASSES, TRAIN_SUBJECTS,
                                        VAL_SUBJECTS, make_demo_dataset)
@@ -144,13 +144,13 @@ def test_prenormalize_pipeline(demo_pkl):
             assert x.abs().max() < 3.0  # centred on the spine
 
 
-def test_cli(tmp_path):
+def test_cli(tmp_path, monkeypatch, capsys):
     out = tmp_path / 'd' / 'demo.pkl'
-    r = subprocess.run([sys.executable, 'tools/make_demo_data.py', str(out),
-                        '--num-train', '16', '--num-val', '8', '--seed', '1'],
-                       cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert r.returncode == 0, r.stderr
-    assert '[demo] 24/24' in r.stderr and 'wrote' in r.stderr
+    code, _, err = run_tool('tools/make_demo_data.py', [
+        out, '--num-train', 16, '--num-val', 8, '--seed', 1
+    ], monkeypatch, capsys)
+    assert code == 0, err
+    assert '[demo] 24/24' in err and 'wrote' in err
     with open(out, 'rb') as f:
         data = pickle.load(f)
     ref = make_demo_dataset(16, 8, seed=1)
@@ -160,3 +160,6 @@ def test_cli(tmp_path):
     r = subprocess.run([sys.executable, 'tools/make_demo_data.py', '--help'],
                        cwd=REPO, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and '--num-train' in r.stdout
+    code, _, err = run_tool('tools/make_demo_data.py', [
+        tmp_path / 'x.pickle'], monkeypatch, capsys)
+    assert code == 2 and '.pkl' in err

@@ -2,7 +2,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import real_data
+from conftest import built_real
 from mmaction.models import STGCN
 from mmaction.models.utils.graph import Graph
 
@@ -136,11 +136,9 @@ def _frames(data):
 
 def test_real_joint_orders_sbu_msr():
     """Bones are rigid (low length variation) and heads are on top."""
-    from mmsemiprune.datasets.converters import build_msr3d, build_sbu
-    for build, name, lay, head, feet in (
-            (build_sbu, 'sbu', 'openni15', 0, (11, 14)),
-            (build_msr3d, 'msr3d', 'kinect20', 19, (17, 18))):
-        data, _ = build(real_data(name), progress=False)
+    for name, lay, head, feet in (('sbu', 'openni15', 0, (11, 14)),
+                                  ('msr3d', 'kinect20', 19, (17, 18))):
+        data, _ = built_real(name)
         kp = _frames(data)
         e, n = _edge_vs_nonedge_cv(kp, D.EXTRA_LAYOUTS[lay]['inward'])
         assert e < 0.7 * n, (name, e, n)
@@ -149,8 +147,7 @@ def test_real_joint_orders_sbu_msr():
 
 
 def test_real_joint_order_fpha():
-    from mmsemiprune.datasets.converters import build_fpha
-    data, _ = build_fpha(real_data('fpha'), progress=False)
+    data, _ = built_real('fpha')
     kp = _frames(data)[::5]
     e, n = _edge_vs_nonedge_cv(kp, D.EXTRA_LAYOUTS['hand21']['inward'])
     assert e < 0.7 * n
