@@ -43,7 +43,7 @@ class SemiMask(nn.Module):
     """
 
     def __init__(self, shape, groupings: Sequence = ('out', ), mode: str = 'semi', name: str = '',
-                 normalize: bool = True, group_stat: str = 'rms'):
+                 normalize: bool = True, group_stat: str = 'rms', gate_init: float = 0.0):
         super().__init__()
         if group_stat not in ('rms', 'l1'):
             raise ValueError(f"unknown group_stat {group_stat!r}; choose 'rms' (default) or 'l1' (mean |w|, "
@@ -69,7 +69,7 @@ class SemiMask(nn.Module):
             self.register_buffer(f'gid{k}', gid, persistent=False)
             self.num_groups.append(int(gid.max()) + 1)
         gate_mode = {'semi': 'learned', 'structured': 'group', 'unstructured': 'entry', 'ctf': 'group'}[mode]
-        self.gate = Gate(self.num_groups[0] if groupings else 1, gate_mode)
+        self.gate = Gate(self.num_groups[0] if groupings else 1, gate_mode, init=gate_init)
         self.register_buffer('temperature', torch.tensor(1.0))
         self.register_buffer('gate_temperature', torch.tensor(1.0))
         self.register_buffer('thr_entry', torch.tensor(0.0))
@@ -79,6 +79,7 @@ class SemiMask(nn.Module):
         self.register_buffer('frozen', torch.tensor(False))
         self.register_buffer('mask', torch.ones(self.shape, dtype=torch.bool))
         self._last = None  # ψ of the last forward, reused by the budget loss
+        self._last_delta = None  # semi: per-group mean(ψ_G − ψ_e) of the last forward (detached)
 
     @property
     def uses_entries(self) -> bool:
@@ -133,7 +134,13 @@ class SemiMask(nn.Module):
             psi = self._coarse(x, tau) * band_stop(x, self.thr_entry, tau)
         else:
             g = self.gate(self.gate_temperature)[self.gid0]
-            psi = g * self._coarse(x, tau) + (1 - g) * band_stop(x, self.thr_entry, tau)
+            psi_g, psi_e = self._coarse(x, tau), band_stop(x, self.thr_entry, tau)
+            psi = g * psi_g + (1 - g) * psi_e
+            with torch.no_grad():
+                n = self.num_groups[0]
+                gid = self.gid0.reshape(-1)
+                d = torch.zeros(n, dtype=x.dtype, device=x.device).index_add_(0, gid, (psi_g - psi_e).reshape(-1))
+                self._last_delta = d / torch.bincount(gid, minlength=n).to(x.dtype).clamp_min(1)
         self._last = psi
         return psi
 

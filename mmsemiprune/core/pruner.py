@@ -58,11 +58,16 @@ class SemiPruner(nn.Module):
         normalize: score entries by |Ŵ|/rms(Ŵ) per tensor (default) or by the raw |Ŵ| (classic global
             magnitude pruning).
         group_stat: 'rms' or 'l1' aggregation of a group's latent magnitudes.
+        gate_init: initial gate logit γ (0: undecided; > 0 starts group-wise, i.e. structure first).
+        gate_price: μ ≥ 0, a constant shadow price of kept cost seen by the gates only:
+            P = μ·Σ_g g_g·n_g·c·Δ_g / N with Δ_g = mean_{i∈g}(ψ_G − ψ_e) detached. Its gradient pushes each
+            gate towards whichever mask keeps less of its group (weak groups → removed whole, strong
+            groups → pruned entry-wise inside); the classification loss pushes back where it hurts.
     """
 
     def __init__(self, model: nn.Module, specs, target_rate: float, mode: str = 'semi', cost: str = 'params',
                  budget_weight: float = 5.0, layer_floor: float = 0.01, schedule=None, channel_sets=None,
-                 normalize: bool = True, group_stat: str = 'rms'):
+                 normalize: bool = True, group_stat: str = 'rms', gate_init: float = 0.0, gate_price: float = 0.0):
         super().__init__()
         self.target_rate = check_rate(target_rate)
         if mode not in MODES:
@@ -85,6 +90,9 @@ class SemiPruner(nn.Module):
                 raise ValueError(f'bad schedule {schedule!r}: {e}; keys are warmup, freeze, tau_start, tau_end') from None
         self.schedule = schedule
         self.regularizer = BudgetRegularizer(budget_weight)
+        if not gate_price >= 0:
+            raise ValueError(f'gate_price must be >= 0, got {gate_price!r}')
+        self.gate_price = float(gate_price)
         self.channel_sets = list(channel_sets or [])
         self.register_buffer('progress', torch.tensor(0.0))
         self.register_buffer('rate_now', torch.tensor(0.0))
@@ -109,7 +117,7 @@ class SemiPruner(nn.Module):
                 raise ValueError(f'cannot prune {spec.module}.{spec.param}: {type(mod).__name__} has no '
                                  f'parameter {spec.param!r} (it has {have})')
             mask = SemiMask(p.shape, spec.groups, mode, name=f'{spec.module}.{spec.param}', normalize=normalize,
-                            group_stat=group_stat)
+                            group_stat=group_stat, gate_init=gate_init)
             mask.to(p.device)
             install_mask(mod, spec.param, mask, spec.module)
             self._items.append((f'{spec.module}.{spec.param}', mod, spec.param, mask))
@@ -156,7 +164,21 @@ class SemiPruner(nn.Module):
         """R = λ((Σ c·ψ − (1 − r_now)N)/N)² on the soft masks of the last forward; 0 once frozen."""
         if self.frozen:
             return torch.zeros(())
-        return self.regularizer(self.masks, float(self.rate_now))
+        loss = self.regularizer(self.masks, float(self.rate_now))
+        if self.gate_price > 0:
+            loss = loss + self.gate_price * self._gate_price_term()
+        return loss
+
+    def _gate_price_term(self) -> torch.Tensor:
+        total = sum(float(m.cost) * m.mask.numel() for m in self.masks)
+        term = torch.zeros(())
+        for m in self.masks:
+            if m.mode != 'semi' or m._last_delta is None:
+                continue
+            n_g = torch.bincount(m.gid0.reshape(-1), minlength=m.num_groups[0]).to(m._last_delta.dtype)
+            g = m.gate(m.gate_temperature)
+            term = term + (g * m._last_delta * n_g).sum() * float(m.cost)
+        return term / total
 
     @torch.no_grad()
     def freeze(self, rate: Optional[float] = None):

@@ -54,8 +54,8 @@ class SemiPruneHook(Hook):
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         if self.check_finite and outputs:
-            bad = {k: float(v) for k, v in outputs.items()
-                   if torch.is_tensor(v) and v.numel() == 1 and not math.isfinite(float(v))}
+            bad = {k: float(v.detach()) for k, v in outputs.items()
+                   if torch.is_tensor(v) and v.numel() == 1 and not math.isfinite(float(v.detach()))}
             if bad:
                 last = runner.message_hub.get_info('last_ckpt')
                 raise NonFiniteLossError(

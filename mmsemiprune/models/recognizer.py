@@ -39,6 +39,8 @@ PRUNE_CFG_KEYS = dict(
     'one-shot magnitude / L1-channel baselines  [False]',
     normalize='score by |w|/rms per tensor (True) or raw global |w| (False)  [True]',
     group_stat="'rms' | 'l1' group aggregation  ['rms']",
+    gate_init='initial gate logit (0 undecided, >0 structure first)  [0.0]',
+    gate_price='constant shadow price of kept cost seen by the gates (more structure when > 0)  [0.0]',
     prune_head='never: the head and BatchNorms are not pruned (reserved, must be False)',
 )
 
@@ -93,7 +95,8 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
                                  budget_weight=prune_cfg.get('budget_weight', 5.0),
                                  layer_floor=prune_cfg.get('layer_floor', 0.01), schedule=schedule,
                                  channel_sets=sets, normalize=prune_cfg.get('normalize', True),
-                                 group_stat=prune_cfg.get('group_stat', 'rms'))
+                                 group_stat=prune_cfg.get('group_stat', 'rms'),
+                                 gate_init=prune_cfg.get('gate_init', 0.0), gate_price=prune_cfg.get('gate_price', 0.0))
         self._schedule_checked = False
         self._warned_no_progress = False
 
