@@ -7,24 +7,26 @@ Importing this package (idempotently):
   ``Graph`` (see :mod:`.graph_layouts`);
 - registers ``CheckedPoseDataset`` in MMAction2's ``DATASETS`` registry.
 
+Also here: the raw-data converters (:mod:`.converters`), the synthetic demo
+data (:mod:`.demo`) and :func:`set_fold` for cross-validation configs.
+
 Data format everywhere: MMAction2 PoseDataset pickles, ``dict(split={name:
 [frame_dir, ...]}, annotations=[dict(frame_dir, label, keypoint float32
 (M, T, V, 3), total_frames=T), ...])``.
 """
-from .folds import set_fold
-from .graph_layouts import (EXTRA_LAYOUTS, JOINT_NAMES, LAYOUT_NUM_JOINTS,
-                            UnknownLayoutError, available_layouts, get_layout,
-                            num_joints_of, register_graph_layouts,
-                            register_layout)
-
 from .checked_dataset import (AnnotationError, CheckedPoseDataset,
                               validate_pose_annotations)
+from .folds import set_fold
+from .graph_layouts import (EXTRA_LAYOUTS, JOINT_NAMES, LAYOUT_NUM_JOINTS,
+                            PRENORM_AXES, UnknownLayoutError,
+                            available_layouts, get_layout, num_joints_of,
+                            register_graph_layouts, register_layout)
 
 register_graph_layouts()
 
 __all__ = [
     'AnnotationError', 'CheckedPoseDataset', 'validate_pose_annotations',
-    'EXTRA_LAYOUTS', 'JOINT_NAMES', 'LAYOUT_NUM_JOINTS', 'UnknownLayoutError',
-    'available_layouts', 'get_layout', 'num_joints_of',
+    'EXTRA_LAYOUTS', 'JOINT_NAMES', 'LAYOUT_NUM_JOINTS', 'PRENORM_AXES',
+    'UnknownLayoutError', 'available_layouts', 'get_layout', 'num_joints_of',
     'register_graph_layouts', 'register_layout', 'set_fold'
 ]

@@ -42,6 +42,7 @@ from typing import Dict, List, Sequence, Tuple
 
 __all__ = [
     'EXTRA_LAYOUTS', 'LAYOUT_NUM_JOINTS', 'STOCK_LAYOUTS', 'JOINT_NAMES',
+    'PRENORM_AXES',
     'UnknownLayoutError', 'register_layout', 'register_graph_layouts',
     'get_layout', 'available_layouts', 'num_joints_of'
 ]
@@ -93,6 +94,19 @@ JOINT_NAMES: Dict[str, List[str]] = {
     'openni15': _OPENNI15_NAMES,
     'hand21': _HAND21_NAMES,
     'kinect20': _KINECT20_NAMES,
+}
+
+#: ``PreNormalize3D(zaxis=..., xaxis=...)`` joint indices per layout: zaxis
+#: = (bottom, top) of the spine (wrist -> middle MCP for the hand), xaxis =
+#: (right, left) shoulder (pinky MCP, index MCP for the hand). Note that in
+#: MMAction2 1.1.0 ``PreNormalize3D`` centres on joint 1 only when V == 25
+#: and on the *last* joint otherwise, so the dataset configs of the non-NTU
+#: layouts leave it out (their converters already centre the data).
+PRENORM_AXES: Dict[str, dict] = {
+    'nturgb+d': dict(zaxis=[0, 1], xaxis=[8, 4]),
+    'openni15': dict(zaxis=[2, 1], xaxis=[6, 3]),
+    'kinect20': dict(zaxis=[6, 3], xaxis=[0, 1]),
+    'hand21': dict(zaxis=[0, 3], xaxis=[5, 2]),
 }
 
 #: Joint count of every layout name usable in ``graph_cfg=dict(layout=...)``.

@@ -157,3 +157,30 @@ def test_real_joint_order_fpha():
         chain = [dist[names.index(f'{finger}_{p}')]
                  for p in ('mcp', 'pip', 'dip', 'tip')]
         assert chain == sorted(chain), (finger, chain)
+
+
+def test_prenorm_axes(converted_pkls):
+    """PRENORM_AXES point at the right joints and PreNormalize3D runs."""
+    import pickle
+
+    from mmaction.datasets.transforms import PreNormalize3D
+    names = D.JOINT_NAMES
+    assert [names['openni15'][i] for i in D.PRENORM_AXES['openni15']
+            ['xaxis']] == ['right_shoulder', 'left_shoulder']
+    assert [names['kinect20'][i] for i in D.PRENORM_AXES['kinect20']
+            ['zaxis']] == ['hip_center', 'spine']
+    for key, lay in (('sbu', 'openni15'), ('fpha', 'hand21'),
+                     ('msr3d', 'kinect20')):
+        with open(converted_pkls[key], 'rb') as f:
+            a = pickle.load(f)['annotations'][0]
+        def run(**kw):
+            return PreNormalize3D(**D.PRENORM_AXES[lay], **kw)(
+                dict(keypoint=a['keypoint'].copy(),
+                     total_frames=a['total_frames']))['keypoint']
+
+        assert np.isfinite(run()).all()
+        kp = run(align_shoulder=False)  # fixture joints are collinear
+        z0, z1 = D.PRENORM_AXES[lay]['zaxis']
+        spine = kp[0, 0, z1] - kp[0, 0, z0]
+        np.testing.assert_allclose(spine / np.linalg.norm(spine), [0, 0, 1],
+                                   atol=1e-4)

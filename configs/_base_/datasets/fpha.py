@@ -3,7 +3,8 @@
 #   python tools/data/convert_fpha.py /path/to/fpha data/fpha/fpha.pkl
 # keypoint (M=1, T=7..1151, V=21, 3) metres (layout 'hand21': wrist, 5 MCPs,
 # then PIP/DIP/TIP per finger), centred on the first-frame wrist by the
-# converter, so no PreNormalize3D (NTU-specific). Splits: train / test.
+# converter, so no PreNormalize3D (NTU-specific; axes for it, if wanted:
+# mmsemiprune.datasets.PRENORM_AXES['hand21']). Splits: train / test.
 # num_person=1: single hand; a backbone with a person-dependent data_bn
 # (e.g. CTR-GCN's num_person) must use 1 as well.
 custom_imports = dict(

@@ -3,7 +3,8 @@
 #   python tools/data/convert_msr3d.py /path/to/msr3d data/msr3d/msr3d.pkl
 # keypoint (M=1, T=13..936, V=20, 3) metres (layout 'kinect20', MSR joint
 # order), all-zero frames dropped and centred on the first-frame hip centre
-# by the converter, so no PreNormalize3D. Splits: xsub_train / xsub_test.
+# by the converter, so no PreNormalize3D (axes for it, if wanted:
+# mmsemiprune.datasets.PRENORM_AXES['kinect20']). Splits: xsub_train / xsub_test.
 # For an AS1/AS2/AS3 subset convert with --subset AS1 (8 classes) and set
 # num_classes=8 in the model.
 custom_imports = dict(

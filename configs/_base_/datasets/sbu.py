@@ -4,7 +4,9 @@
 # keypoint (M=2, T=10..46, V=15, 3) metres, OpenNI order (layout 'openni15'),
 # already centred by the converter (midpoint of both torsos, first frame), so
 # no PreNormalize3D (in MMAction2 1.1.0 it centres on the *last* joint when
-# V != 25, and align_center=False crashes).
+# V != 25, and align_center=False crashes). To add rotation alignment anyway:
+# dict(type='PreNormalize3D', zaxis=[2, 1], xaxis=[6, 3]) (see
+# mmsemiprune.datasets.PRENORM_AXES).
 #
 # 5-fold cross-validation by set: split names fold{k}_train / fold{k}_test.
 # MMEngine evaluates `fold` only while parsing this file, so
