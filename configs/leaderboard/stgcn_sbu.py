@@ -1,0 +1,28 @@
+# Leaderboard model: narrow ST-GCN on SBU Kinect Interaction (fold given by the per-fold base or by
+# mmsemiprune.leaderboard, which rewrites the three splits), sized for 2 shared CPU cores.
+#   channels 16-16-32-32-64-64 (base_channels=16, 6 stages, x2 at stages 3 and 5, stride 2 there),
+#   OpenNI-15 graph (K=3 'stgcn_spatial' subsets), 2 persons (M=2), clip_len 32, batch 16,
+#   dense: 50 epochs SGD-Nesterov lr 0.1 cosine (the leaderboard's pruning runs override epochs/lr).
+# This file is the DENSE reference; tools/leaderboard.py derives the pruning methods from it
+# (mmsemiprune/leaderboard/methods.py), or train it directly:
+#   python tools/train.py configs/leaderboard/stgcn_sbu.py
+_base_ = ['../_base_/default_runtime.py', '../_base_/datasets/sbu_fold1.py']
+custom_imports = dict(imports=['mmsemiprune'], allow_failed_imports=False)
+
+model = dict(
+    type='RecognizerGCN',
+    backbone=dict(type='STGCN', graph_cfg=dict(layout='openni15', mode='stgcn_spatial'), in_channels=3,
+                  base_channels=16, num_stages=6, inflate_stages=[3, 5], down_stages=[3, 5]),
+    cls_head=dict(type='GCNHead', num_classes=8, in_channels=64))
+
+max_epochs = 50
+train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_begin=1, val_interval=10)
+val_cfg = dict(type='ValLoop')
+test_cfg = dict(type='TestLoop')
+param_scheduler = [dict(type='CosineAnnealingLR', eta_min=0, T_max=max_epochs, by_epoch=True,
+                        convert_to_iter_based=True)]
+optim_wrapper = dict(optimizer=dict(type='SGD', lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True))
+default_hooks = dict(logger=dict(interval=5),
+                     checkpoint=dict(interval=10, save_last=True, save_best=None, max_keep_ckpts=1))
+randomness = dict(seed=0, deterministic=False)
+auto_scale_lr = dict(enable=False, base_batch_size=16)
