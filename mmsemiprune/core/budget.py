@@ -62,6 +62,33 @@ class BudgetRegularizer:
         return self.weight * (frac - (1.0 - rate)) ** 2
 
 
+class _Pool:
+    """A weighted multiset of scores: entry scores (each of weight c) and group scores (weight c·n_g).
+    ``gt(t)`` is the weighted count of scores > t (one vectorised comparison per part)."""
+
+    def __init__(self, c: float, entries=None, groups=None, sizes=None):
+        self.c = c
+        self.e = entries.reshape(-1) if entries is not None and entries.numel() else None
+        self.g = groups if groups is not None and groups.numel() else None
+        self.w = sizes.to(torch.float64) if self.g is not None else None
+
+    def gt(self, t: float) -> float:
+        n = 0.0
+        if self.e is not None:
+            n += float((self.e > t).sum())
+        if self.g is not None:
+            n += float(self.w[self.g > t].sum())
+        return self.c * n
+
+    def numel(self) -> float:
+        n = 0.0 if self.e is None else self.e.numel()
+        return n + (0.0 if self.g is None else float(self.w.sum()))
+
+    def max(self) -> float:
+        vals = [float(v.max()) for v in (self.e, self.g) if v is not None]
+        return max(vals) if vals else 0.0
+
+
 def _bisect(count_fn, target: float, lo: float, hi: float, iters: int = 40) -> float:
     """Smallest t in [lo, hi] (to precision) with count_fn(t) <= target; count_fn non-increasing."""
     if count_fn(lo) <= target:
@@ -75,17 +102,27 @@ def _bisect(count_fn, target: float, lo: float, hi: float, iters: int = 40) -> f
     return hi
 
 
+def _subsample(v: torch.Tensor, k: int = 65536):
+    """Deterministic strided subsample (for scale references only) and its weight factor."""
+    v = v.reshape(-1)
+    if v.numel() <= k:
+        return v, 1.0
+    step = v.numel() // k
+    sub = v[::step]
+    return sub, v.numel() / sub.numel()
+
+
 @torch.no_grad()
 def solve_thresholds(items: Sequence, rate: float, floor: float = 0.0) -> Dict[str, float]:
     """Place the band of every mask so that the hard kept cost is (1 − rate)·N.
 
     ``items``: list of (SemiMask, latent). Steps:
-      1. α_e: global entry threshold meeting the target with entry masks alone;
-         α_g: global group threshold meeting it with group masks alone (scale references);
+      1. α_e: global entry threshold meeting the target with entry masks alone (on a deterministic
+         subsample: it is only a scale reference); α_g: the same for group masks alone;
       2. per entry the ratio ρ = score/α of whichever mask decides it (hard gate);
-      3. t: global level with Σ c·#(ρ > t_ℓ) = target, t_ℓ = min(t, layer floor level);
-      4. a_e,ℓ = t_ℓ·α_e, a_g,ℓ = t_ℓ·α_g written into each mask's buffers.
-    ``floor``: every tensor keeps at least this fraction of its entries.
+      3. t: global level with Σ c·#(ρ > t) = target (exact, bisection);
+      4. layers that would keep less than ``floor`` of their entries get their own lower level;
+      5. a_e,ℓ = t_ℓ·α_e, a_g,ℓ = t_ℓ·α_g are written into each mask's buffers.
     Returns a dict with alpha_entry, alpha_group, level, kept_fraction.
     """
     if not 0.0 <= rate < 1.0:
@@ -95,51 +132,63 @@ def solve_thresholds(items: Sequence, rate: float, floor: float = 0.0) -> Dict[s
     for m, latent in items:
         if bool(m.frozen):
             continue
-        x, coarse = m.scores(latent)
-        data.append((m, x.reshape(-1), None if coarse is None else coarse.reshape(-1), float(m.cost)))
+        x, s_g, n_g = m.group_scores(latent)
+        data.append((m, x, s_g, n_g, float(m.cost)))
         total += float(m.cost) * x.numel()
     if not data:
         return dict(alpha_entry=0.0, alpha_group=0.0, level=0.0, kept_fraction=1.0)
     target = (1.0 - rate) * total
 
-    def ref(which):
-        vals = [(d[1] if which == 'e' else d[2], d[3]) for d in data if (d[1] if which == 'e' else d[2]) is not None]
-        if not vals:
-            return 1.0
-        hi = max(float(v.max()) for v, _ in vals) + 1e-6
-        a = _bisect(lambda a: sum(c * float((v > a).sum()) for v, c in vals), target, 0.0, hi)
-        return max(a, 1e-8)
+    def ref(pools):
+        hi = max(p.max() for p in pools) + 1e-6
+        return max(_bisect(lambda a: sum(p.gt(a) for p in pools), target, 0.0, hi), 1e-8)
 
-    need_e = any(d[0].uses_entries for d in data)
-    need_g = any(d[0].uses_groups for d in data)
-    alpha_e = ref('e') if need_e else 1.0
-    alpha_g = ref('g') if need_g else 1.0
-    ratios = []
-    for m, x, coarse, c in data:
+    if any(d[0].uses_entries for d in data):
+        pools = []
+        for m, x, _, _, c in data:
+            sub, f = _subsample(x)
+            pools.append(_Pool(c * f, entries=sub))
+        alpha_e = ref(pools)
+    else:
+        alpha_e = 1.0
+    if any(d[0].uses_groups for d in data):
+        alpha_g = ref([_Pool(c, groups=s_g, sizes=n_g) for m, x, s_g, n_g, c in data if s_g is not None])
+    else:
+        alpha_g = 1.0
+    pools = []
+    for m, x, s_g, n_g, c in data:
         if m.mode == 'unstructured':
-            rho = x / alpha_e
+            pool = _Pool(c, entries=x / alpha_e)
         elif m.mode == 'structured':
-            rho = coarse / alpha_g
+            pool = _Pool(c, groups=s_g / alpha_g, sizes=n_g)
         elif m.mode == 'ctf':
-            rho = torch.minimum(x / alpha_e, coarse / alpha_g)
+            coarse = s_g[m.gid0.reshape(-1)] if m.per_group_scores else s_g
+            pool = _Pool(c, entries=torch.minimum(x.reshape(-1) / alpha_e, coarse / alpha_g))
         else:
-            rho = torch.where(m.entry_decides().reshape(-1), x / alpha_e, coarse / alpha_g)
-        keep_min = int(torch.ceil(torch.tensor(floor * rho.numel())).item()) if floor > 0 else 0
-        if keep_min > 0:
-            q = torch.topk(rho, min(keep_min, rho.numel())).values[-1].item()
-            q = q * (1 - 1e-6)
-        else:
-            q = float('inf')
-        ratios.append((rho, c, q))
-    hi = max(float(r.max()) for r, _, _ in ratios) + 1e-6
-    level = _bisect(lambda t: sum(c * float((r > min(t, q)).sum()) for r, c, q in ratios), target, 0.0, hi)
+            ent = m.entry_decides().reshape(-1)
+            if m.per_group_scores:
+                grp = m.gate.hard()
+                pool = _Pool(c, entries=x.reshape(-1)[ent] / alpha_e, groups=s_g[grp] / alpha_g, sizes=n_g[grp])
+            else:
+                pool = _Pool(c, entries=x.reshape(-1)[ent] / alpha_e, groups=s_g[~ent] / alpha_g,
+                             sizes=n_g[~ent])
+        pools.append(pool)
+    hi = max(p.max() for p in pools) + 1e-6
+    level = _bisect(lambda t: sum(p.gt(t) for p in pools), target, 0.0, hi, iters=50)
     # the hard masks compare score > t·α, not score/α > t: step just past the boundary score so that
     # float rounding cannot keep the element the search has just excluded
     level = level * (1 + 1e-6) + 1e-12 if level > 0 else level
     kept = 0.0
-    for (m, _, _, _), (rho, c, q) in zip(data, ratios):
-        t_l = min(level, q)
+    for (m, x, _, _, c), p in zip(data, pools):
+        t_l = level
+        need = floor * x.numel() * c
+        if floor > 0 and p.gt(t_l) < need:  # layer floor: the largest level ≤ t at which it keeps enough
+            lo, hi_l = 0.0, level
+            for _ in range(40):
+                mid = 0.5 * (lo + hi_l)
+                lo, hi_l = (mid, hi_l) if p.gt(mid) >= need else (lo, mid)
+            t_l = max(0.0, lo * (1 - 1e-6) - 1e-12)
         m.thr_entry.fill_(t_l * alpha_e)
         m.thr_group.fill_(t_l * alpha_g)
-        kept += c * float((rho > t_l).sum())
+        kept += p.gt(t_l)
     return dict(alpha_entry=alpha_e, alpha_group=alpha_g, level=level, kept_fraction=kept / total)

@@ -157,6 +157,26 @@ class SemiMask(nn.Module):
             coarse = s if coarse is None else torch.minimum(coarse, s)
         return x, coarse
 
+    @property
+    def per_group_scores(self) -> bool:
+        """True when the coarse score is constant per group of the first grouping (one grouping)."""
+        return len(self.groupings) == 1
+
+    @torch.no_grad()
+    def group_scores(self, latent: torch.Tensor):
+        """(|x| of the latent's shape, coarse scores, their sizes): per group of the first grouping
+        ((G,), (G,)) when there is one grouping, else per entry ((numel,), ones); (None, None) without
+        groupings."""
+        self._check(latent)
+        x = self.normalise(latent.detach()).abs()
+        if not self.groupings:
+            return x, None, None
+        if self.per_group_scores:
+            s = self._group_stat(x, self.gid0, 0)
+            return x, s, torch.bincount(self.gid0.reshape(-1), minlength=self.num_groups[0])
+        _, coarse = self.scores(latent)
+        return x, coarse.reshape(-1), torch.ones(coarse.numel(), dtype=torch.long)
+
     @torch.no_grad()
     def entry_decides(self) -> Optional[torch.Tensor]:
         """Boolean of the latent's shape: True where the entry-wise mask decides (hard gate 0)."""
