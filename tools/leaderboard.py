@@ -127,7 +127,7 @@ def main(argv=None):
     if not args.sweep and not args.config:
         sys.exit('error: give --sweep SPEC and/or --config CONFIG [...]')
     spec = load_sweep(args.sweep) if args.sweep else {}
-    runs_dir = args.runs_dir or spec.get('runs_dir') or 'leaderboard_runs'
+    runs_dir = osp.abspath(args.runs_dir or spec.get('runs_dir') or 'leaderboard_runs')
     out_dir = args.out_dir or spec.get('out_dir') or 'leaderboard'
     title = args.title or spec.get('title') or 'mmsemiprune leaderboard'
     runs = _filter(expand_sweep(spec), args) if args.sweep else []
