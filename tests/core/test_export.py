@@ -1,0 +1,155 @@
+import io
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmsemiprune.core import ChannelSet, Slot
+from mmsemiprune.core.export import bake_model, dense_state_dict, shrink, sparse_state_dict
+from mmsemiprune.core.reparam import is_masked
+
+
+@pytest.fixture
+def frozen(toy):
+    def make(mode='semi', rate=0.8, train=True):
+        if train:
+            net, pr = toy.train(mode, 'params', rate, iters=20)
+        else:
+            net, pr = toy.make_pruner(mode, 'params', rate)
+            net(toy.data(16)[0])
+            pr.freeze()
+        assert pr.frozen
+        net.eval()
+        return net, pr
+    return make
+
+
+@pytest.mark.parametrize('mode', ['semi', 'structured', 'unstructured'])
+def test_bake_gives_plain_module(toy, frozen, mode):
+    net, pr = frozen(mode)
+    x = toy.data(32, seed=3)[0]
+    with torch.no_grad():
+        y = net(x)
+    assert bake_model(net) == 3
+    assert type(net.c1) is nn.Conv2d and type(net.c2) is nn.Conv2d and type(net.fc) is nn.Linear
+    assert not any(is_masked(m, 'weight') for m in net.modules())
+    assert not any('_psi' in n for n, _ in net.named_modules())
+    fresh = toy.Toy()
+    assert list(net.state_dict()) == list(fresh.state_dict())
+    with torch.no_grad():
+        assert (net(x) - y).abs().max().item() <= 1e-6
+    fresh.load_state_dict(net.state_dict())  # a stock module loads it strictly
+    fresh.eval()
+    with torch.no_grad():
+        assert (fresh(x) - y).abs().max().item() <= 1e-6
+    kept = sum(int((p != 0).sum()) for p in (net.c1.weight, net.c2.weight, net.fc.weight))
+    assert kept <= pr.report()['kept']
+
+
+def test_bake_requires_frozen_masks(toy):
+    net, pr = toy.make_pruner('semi', 'params', 0.8)
+    with pytest.raises(ValueError) as e:
+        bake_model(net)
+    assert 'not frozen' in str(e.value) and 'c1.weight_psi' in str(e.value)
+    assert is_masked(net.c1, 'weight')  # nothing baked
+
+
+@pytest.mark.parametrize('mode', ['semi', 'structured'])
+def test_shrink_removes_channels_exactly(toy, frozen, mode):
+    net, pr = frozen(mode)
+    x = toy.data(32, seed=3)[0]
+    with torch.no_grad():
+        y = net(x)
+    bake_model(net)
+    C = net.c1.out_channels
+    reads1 = (net.c2.weight != 0).flatten(2).any(2).any(0)
+    reads2 = (net.fc.weight != 0).any(0)
+    removed = shrink(net, pr.channel_sets)
+    expected = {'c1': int((~reads1).sum()), 'c2': int((~reads2).sum())}
+    assert removed == {k: v for k, v in expected.items() if v}  # sets read in full are not listed
+    assert expected['c2'] > 0 and (expected['c1'] > 0 or mode != 'structured')
+    k1, k2 = C - expected['c1'], C - expected['c2']
+    assert net.c1.weight.shape == (k1, 3, 3, 3) and net.c1.bias.shape == (k1, ) and net.c1.out_channels == k1
+    assert net.b1.num_features == k1 and net.b1.running_mean.shape == (k1, ) and net.b1.weight.shape == (k1, )
+    assert net.c2.weight.shape == (k2, k1, 1, 1) and net.c2.in_channels == k1 and net.c2.out_channels == k2
+    assert net.b2.running_var.shape == (k2, ) and net.fc.weight.shape == (4, k2) and net.fc.in_features == k2
+    assert [cs.size for cs in pr.channel_sets] == [k1, k2]
+    with torch.no_grad():
+        assert (net(x) - y).abs().max().item() <= 1e-5
+    assert shrink(net, pr.channel_sets) == {}  # nothing left to remove
+    net.train()
+    F.cross_entropy(net(x), torch.zeros(32, dtype=torch.long)).backward()  # still a working module
+    assert all(p.grad is not None for p in net.parameters())
+
+
+class Spatial(nn.Module):
+    """ST-GCN-like: a 1x1 conv writes K·C rows that are summed over the K adjacency subsets."""
+
+    def __init__(self, K=3, C=6, D=5):
+        super().__init__()
+        self.K, self.C = K, C
+        self.gcn = nn.Conv2d(4, K * C, 1)
+        self.bn = nn.BatchNorm2d(C)
+        self.tcn = nn.Conv2d(C, D, (3, 1), padding=(1, 0))
+        self.A = torch.rand(K, 5, 5)
+
+    def forward(self, x):  # (N, 4, T, V)
+        n, _, t, v = x.shape
+        h = self.gcn(x).view(n, self.K, self.C, t, v)
+        h = torch.einsum('nkctv,kvw->nctw', h, self.A)
+        return self.tcn(torch.relu(self.bn(h)))
+
+
+def test_shrink_folded_producer():
+    torch.manual_seed(0)
+    net = Spatial()
+    with torch.no_grad():
+        net.bn.running_mean.uniform_(-1, 1)
+        net.bn.running_var.uniform_(0.5, 2)
+        net.tcn.weight[:, [1, 4]] = 0  # channels 1 and 4 are read by nothing
+    net.eval()
+    x = torch.randn(2, 4, 7, 5)
+    y = net(x)
+    sets = [ChannelSet('s', 6, producers=[Slot('gcn', fold=3)], consumers=[Slot('tcn', dim=1)], norms=['bn'])]
+    assert shrink(net, sets) == {'s': 2}
+    net.C = 4
+    assert net.gcn.weight.shape == (12, 4, 1, 1) and net.gcn.bias.shape == (12, ) and net.gcn.out_channels == 12
+    assert net.tcn.weight.shape == (5, 4, 3, 1) and net.bn.num_features == 4
+    assert (net(x) - y).abs().max().item() <= 1e-5
+
+
+def test_sparse_state_dict_round_trip(toy, frozen):
+    net, pr = frozen('unstructured', 0.95, train=False)
+    bake_model(net)
+    sd = net.state_dict()
+    sp = sparse_state_dict(sd)
+    assert isinstance(sp['c2.weight'], dict) and sp['c2.weight']['__sparse_csr__']
+    assert sp['c2.weight']['col'].dtype == torch.int32 and sp['c2.weight']['crow'].dtype == torch.int32
+    assert torch.is_tensor(sp['c2.bias']) and torch.is_tensor(sp['b1.num_batches_tracked'])
+    back = dense_state_dict(sp)
+    assert list(back) == list(sd)
+    for k in sd:
+        assert back[k].shape == sd[k].shape and back[k].dtype == sd[k].dtype and torch.equal(back[k], sd[k]), k
+    buf = io.BytesIO()
+    torch.save(sp, buf)
+    sparse_size = buf.tell()
+    buf.seek(0)
+    loaded = dense_state_dict(torch.load(buf, weights_only=True))
+    assert all(torch.equal(loaded[k], sd[k]) for k in sd)
+    dense_buf = io.BytesIO()
+    torch.save(sd, dense_buf)
+    assert sparse_size < dense_buf.tell()
+    fresh = toy.Toy()
+    fresh.load_state_dict(loaded)
+
+
+def test_sparse_state_dict_threshold():
+    t = torch.randn(10, 10)
+    t[:3] = 0  # 30 % zeros
+    sd = {'a': t, 'b': torch.zeros(4, 4), 'c': torch.zeros(100)}
+    sp = sparse_state_dict(sd)
+    assert torch.is_tensor(sp['a']) and torch.is_tensor(sp['b']) and torch.is_tensor(sp['c'])  # dense, small, 1-D
+    sp = sparse_state_dict(sd, min_sparsity=0.25)
+    assert isinstance(sp['a'], dict)
+    assert torch.equal(dense_state_dict(sp)['a'], t)
