@@ -15,7 +15,7 @@ __all__ = ['aggregate', 'write_csv', 'write_markdown', 'write_runs_csv', 'plot',
 COLUMNS = ['dataset', 'backbone', 'method', 'target_rate', 'folds', 'rate_params', 'rate_flops',
            'top1_mean', 'top1_std', 'mean_class_mean', 'mean_class_std', 'params_dense', 'params_nonzero',
            'params_compact', 'flops_dense_M', 'flops_kept_M', 'flops_compact_M', 'latency_ms',
-           'latency_ms_dense_shape', 'structural_share', 'epochs']
+           'latency_ms_dense_shape', 'speedup', 'structural_share', 'epochs']
 
 
 def mean_std(xs: List[float]):
@@ -51,6 +51,8 @@ def aggregate(results: List[Dict]) -> List[Dict]:
                          flops_dense_M=_mean(rs, 'flops_dense', 1e-6), flops_kept_M=_mean(rs, 'flops_kept', 1e-6),
                          flops_compact_M=_mean(rs, 'flops_compact', 1e-6), latency_ms=_mean(rs, 'latency_ms'),
                          latency_ms_dense_shape=_mean(rs, 'latency_ms_dense_shape'),
+                         speedup=_mean([dict(s=r['latency_ms_dense_shape'] / r['latency_ms']) for r in rs
+                                        if r.get('latency_ms') and r.get('latency_ms_dense_shape')], 's'),
                          structural_share=_mean(rs, 'structural_share'),
                          epochs=_mean(rs, 'max_epochs')))
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
@@ -104,7 +106,7 @@ def _k(v):
 
 def markdown_table(rows: List[Dict]) -> str:
     head = ('| dataset | method | target rate | achieved rate (params / FLOPs) | top-1 % | mean-class % | folds '
-            '| params dense → kept → compact | MMACs dense → kept → compact | latency ms (compact / dense-shape) '
+            '| params dense → kept → compact | MMACs dense → kept → compact | latency ms compact / dense-shape (speed-up) '
             '| structural share |')
     lines = [head, '|' + '---|' * 11]
     for r in rows:
@@ -115,7 +117,8 @@ def markdown_table(rows: List[Dict]) -> str:
             _pm(r['top1_mean'], r['top1_std']), _pm(r['mean_class_mean'], r['mean_class_std']), str(r['folds']),
             f'{_k(r["params_dense"])} → {_k(r["params_nonzero"])} → {_k(r["params_compact"])}',
             f'{_num(r["flops_dense_M"], ".2f")} → {_num(r["flops_kept_M"], ".2f")} → {_num(r["flops_compact_M"], ".2f")}',
-            f'{_num(r["latency_ms"], ".2f")} / {_num(r["latency_ms_dense_shape"], ".2f")}',
+            f'{_num(r["latency_ms"], ".2f")} / {_num(r["latency_ms_dense_shape"], ".2f")} '
+            f'({_num(r["speedup"], ".2f")}×)',
             '–' if dense else _num(r['structural_share'], '.2f')]) + ' |')
     return '\n'.join(lines)
 
@@ -127,7 +130,9 @@ of the dense-shaped model → non-zero after the masks → after physically remo
 (`mmsemiprune.core.export.shrink`). *MMACs*: multiply-accumulates per sample of the prunable convs
 (the pruner's profile): dense → kept entries → after channel removal (what a dense CPU kernel still
 computes). *latency*: median of 20 single-thread batch-1 forwards (one clip, backbone + head) of the
-compacted model / of the dense-shaped baked model, on a shared 2-core machine (±20 % noise).
+compacted model / of the dense-shaped baked model, measured back to back in the same process on a shared
+2-core machine: absolute numbers drift with the load of other jobs (compare rows by the speed-up, the
+per-run ratio dense-shape / compact, averaged over folds).
 *structural share*: fraction of the pruned weights that lie in physically removable groups."""
 
 

@@ -39,6 +39,7 @@ def test_aggregate_mean_std_over_folds():
     assert d['folds'] == 2 and d['top1_mean'] == pytest.approx(85.0) and d['top1_std'] == pytest.approx(7.0711, 1e-3)
     s9 = by[('sbu', 'semi', 0.9)]
     assert s9['top1_mean'] == pytest.approx(78.0) and s9['rate_flops'] == pytest.approx(0.8)
+    assert s9['speedup'] == pytest.approx(1.25)
     assert by[('fpha', 'dense', 0.0)]['top1_std'] == 0.0
     # order: dataset, dense first, then by rate and method
     sbu = [(r['method'], r['target_rate']) for r in rows if r['dataset'] == 'sbu']
@@ -50,7 +51,7 @@ def test_write_all(tmp_path):
     with open(paths['csv']) as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 5 and {'top1_mean', 'top1_std', 'mean_class_mean', 'rate_params', 'flops_compact_M',
-                                'latency_ms', 'structural_share', 'params_compact'} <= set(rows[0])
+                                'latency_ms', 'speedup', 'structural_share', 'params_compact'} <= set(rows[0])
     md = open(paths['md']).read()
     assert '# test board' in md and '## sbu' in md and '## fpha' in md
     assert '85.0 ± 7.1' in md and '78.0 ± 2.8' in md
