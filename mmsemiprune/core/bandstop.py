@@ -5,7 +5,7 @@ Our choice (the paper's abstract names a band-stop; its formula is not public, s
 
     ψ_f(x; a, τ) = σ((x − a)/τ) + σ((−x − a)/τ)
 
-of a (normalised) latent value x. It is ≈0 for |x| < a, ≈1 for |x| > a, exactly 1 everywhere for
+of a (normalised) latent value x. It is ≈0 for |x| < a, ≈1 for |x| > a, 1 everywhere (to float rounding) for
 a = 0 (σ(u) + σ(−u) = 1, a clean dense start), and tends to the step 1[|x| > a] as τ → 0.
 """
 import torch

@@ -57,15 +57,16 @@ def shrink(model: nn.Module, sets: List[ChannelSet]) -> Dict[str, int]:
     for cs in sets:
         if cs.fixed_consumer:
             continue
-        reads = torch.zeros(cs.size, dtype=torch.bool)
+        reads = None
         for s in cs.consumers:
             w = modules[s.module]._parameters[s.param]
-            reads |= channel_any(w.data, s, cs.size)
-        if reads.all():
+            r = channel_any(w.data, s, cs.size)
+            reads = r if reads is None else reads | r
+        if reads is None or reads.all():
             continue
         keep = torch.nonzero(reads).flatten()
         if keep.numel() == 0:  # keep one channel so shapes stay valid; it is read by nothing
-            keep = torch.tensor([0])
+            keep = torch.zeros(1, dtype=torch.long, device=reads.device)
         for s in cs.producers:
             mod = modules[s.module]
             idx = _index(keep, s.fold, cs.size)

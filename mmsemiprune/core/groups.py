@@ -14,6 +14,7 @@ Kinds (declared, never inferred from names):
 - ``row`` / ``col``   graph node of an adjacency (..., V, V): dim −2 / dim −1
 - ``block``  tiles of ``block=(b0, b1)`` entries over dims 0 and 1
 """
+import re
 from dataclasses import dataclass, field
 from typing import Tuple
 
@@ -122,13 +123,18 @@ def parse_grouping(spec) -> Grouping:
         raise ValueError(f'bad group spec {spec!r}: expected a string such as "out" or "out:fold=3"')
     kind, *opts = spec.split(':')
     kw = {}
-    for o in opts:
-        if o.startswith('fold='):
-            kw['fold'] = int(o[5:])
-        elif o.startswith('block='):
-            kw['block'] = tuple(int(v) for v in o[6:].split('x'))
-        else:
-            raise ValueError(f'bad group spec {spec!r}: unknown option {o!r} (use fold=K or block=RxC)')
+    try:
+        for o in opts:
+            if o.startswith('fold='):
+                kw['fold'] = int(o[5:])
+            elif o.startswith('block='):
+                kw['block'] = tuple(int(v) for v in o[6:].split('x'))
+            elif kind == 'block' and re.fullmatch(r'\d+x\d+', o):
+                kw['block'] = tuple(int(v) for v in o.split('x'))
+            else:
+                raise ValueError(f'unknown option {o!r}')
+    except ValueError as e:
+        raise ValueError(f'bad group spec {spec!r}: {e}; use e.g. "out", "out:fold=3", "block:4x4"') from None
     return Grouping(kind, **kw)
 
 

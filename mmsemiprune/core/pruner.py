@@ -103,9 +103,9 @@ class SemiPruner(nn.Module):
         modules = dict(model.named_modules())
         if not specs:
             raise ValueError('nothing to prune: the list of prunable tensors is empty')
-        for spec in specs:
-            if isinstance(spec, dict):
-                spec = PruneSpec(**spec)
+        specs = [PruneSpec(**s) if isinstance(s, dict) else s for s in specs]
+        resolved = []
+        for spec in specs:  # validate everything before touching the model
             if spec.module not in modules:
                 close = [n for n in modules if n.endswith(spec.module.split('.')[-1])][:5]
                 raise ValueError(f'no module named {spec.module!r} in the model; '
@@ -116,9 +116,12 @@ class SemiPruner(nn.Module):
                 have = [n for n, v in mod._parameters.items() if v is not None]
                 raise ValueError(f'cannot prune {spec.module}.{spec.param}: {type(mod).__name__} has no '
                                  f'parameter {spec.param!r} (it has {have})')
+            if is_masked(mod, spec.param) or any(r[0] is mod and r[1].param == spec.param for r in resolved):
+                raise ValueError(f'{spec.module}.{spec.param} is listed twice or already masked')
             mask = SemiMask(p.shape, spec.groups, mode, name=f'{spec.module}.{spec.param}', normalize=normalize,
                             group_stat=group_stat, gate_init=gate_init)
-            mask.to(p.device)
+            resolved.append((mod, spec, mask.to(p.device)))
+        for mod, spec, mask in resolved:
             install_mask(mod, spec.param, mask, spec.module)
             self._items.append((f'{spec.module}.{spec.param}', mod, spec.param, mask))
 
@@ -201,7 +204,9 @@ class SemiPruner(nn.Module):
             def hook(module, inp, out, key=key, pname=pname):
                 if isinstance(out, (tuple, list)):
                     out = out[0]
-                if pname == 'weight' and out.dim() >= 2:
+                if isinstance(module, nn.Linear):  # applied once per leading position of (N, ..., F)
+                    seen[key] = out[0].numel() // out.shape[-1] if out.dim() > 2 else 1
+                elif pname == 'weight' and out.dim() >= 2:  # conv: once per output position
                     seen[key] = out[0, 0].numel()
                 else:  # adjacency (..., V, V) feeding an (N, C, T, V) output
                     seen[key] = out[0].numel() // out.shape[-1]

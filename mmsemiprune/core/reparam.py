@@ -11,6 +11,9 @@ Two mechanisms:
   whose ``forward`` uses ``self.masked_weight()``; ``module.weight`` is still the Parameter Ŵ.
 - any other parameter (an adjacency ``PA``/``A``): the instance's class is swapped to a subclass with a
   read-only property of that name returning Ŵ ⊙ ψ(Ŵ); the Parameter stays in ``_parameters``.
+  (Reading ``module.PA`` then gives the masked value: initialise such a parameter through
+  ``module._parameters['PA']``. Property-masked modules deep-copy but cannot be pickled whole with
+  ``torch.save(model)``; state dicts work, as usual for MMEngine.)
 
 :func:`bake` writes Ŵ ⊙ ψ back into the parameter and restores the stock class.
 """
@@ -100,8 +103,10 @@ def install_mask(module: nn.Module, pname: str, mask: SemiMask, qualname: str = 
     if tuple(module._parameters[pname].shape) != mask.shape:
         raise ValueError(f'mask for {where} has shape {mask.shape}, parameter has '
                          f'{tuple(module._parameters[pname].shape)}')
-    module.add_module(pname + _PSI, mask)
     cls = type(module)
+    if pname != 'weight' and cls in _SWAP.values():
+        raise ValueError(f'{where}: only the weight of a {cls.__name__} can be masked')
+    module.add_module(pname + _PSI, mask)
     if pname == 'weight' and cls in _SWAP:
         module.__class__ = _SWAP[cls]
     elif pname == 'weight' and isinstance(module, _MaskedConvMixin):

@@ -21,7 +21,9 @@ def _structural(pruner, masks: Dict[str, torch.Tensor]) -> Dict[str, torch.Tenso
     covered = set()
     for cs in pruner.channel_sets:
         prod, cons = alive(masks, cs)
-        dead = ~(prod & cons)
+        # the export rule: a channel is physically removed when nothing reads it (and its set does
+        # not reach the classifier); consistency makes producer-dead channels consumer-dead too
+        dead = ~cons if not cs.fixed_consumer else torch.zeros_like(cons)
         for s in cs.producers + cs.consumers:
             if s.key() not in masks:
                 continue
@@ -35,7 +37,7 @@ def _structural(pruner, masks: Dict[str, torch.Tensor]) -> Dict[str, torch.Tenso
         if key in covered or not m.groupings:
             continue
         gid = m.gid0
-        kept_g = torch.zeros(m.num_groups[0], dtype=torch.long).index_add_(0, gid.reshape(-1), masks[key].reshape(-1).long())
+        kept_g = torch.zeros(m.num_groups[0], dtype=torch.long, device=gid.device).index_add_(0, gid.reshape(-1), masks[key].reshape(-1).long())
         removed[key] = (kept_g == 0)[gid]
     return removed
 

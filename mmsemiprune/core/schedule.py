@@ -24,7 +24,7 @@ class PruneSchedule:
     def __post_init__(self):
         for k in ('warmup', 'freeze'):
             v = getattr(self, k)
-            if not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
                 raise ValueError(f'schedule.{k} must be a fraction of the run in [0, 1], got {v!r}; '
                                  'e.g. schedule=dict(warmup=0.3, freeze=0.8)')
         if self.warmup > self.freeze:

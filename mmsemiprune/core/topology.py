@@ -67,13 +67,14 @@ def zero_channels(t: torch.Tensor, slot: Slot, size: int, dead: torch.Tensor) ->
 def alive(masks: Dict[str, torch.Tensor], cs: ChannelSet):
     """(producer_alive, consumer_alive), each (C,) bool; unmasked slices count as alive."""
     C = cs.size
-    prod = torch.zeros(C, dtype=torch.bool)
+    dev = next(iter(masks.values())).device if masks else None
+    prod = torch.zeros(C, dtype=torch.bool, device=dev)
     if cs.fixed_producer or any(s.key() not in masks for s in cs.producers) or not cs.producers:
         prod[:] = True
     else:
         for s in cs.producers:
             prod |= channel_any(masks[s.key()], s, C)
-    cons = torch.zeros(C, dtype=torch.bool)
+    cons = torch.zeros(C, dtype=torch.bool, device=dev)
     if cs.fixed_consumer or any(s.key() not in masks for s in cs.consumers) or not cs.consumers:
         cons[:] = True
     else:
@@ -86,12 +87,17 @@ def make_consistent(masks: Dict[str, torch.Tensor], sets: List[ChannelSet], max_
     """Zero, in place in ``masks`` (key ``'module.param'`` → bool tensor), every slice of channels
     that have no surviving producer or no surviving consumer. Returns the number of channels removed."""
     removed_total = 0
-    done = [torch.zeros(cs.size, dtype=torch.bool) for cs in sets]
+    dev = next(iter(masks.values())).device if masks else None
+    done = [torch.zeros(cs.size, dtype=torch.bool, device=dev) for cs in sets]
     for _ in range(max_rounds):
         changed = False
         for i, cs in enumerate(sets):
             prod, cons = alive(masks, cs)
-            dead = ~(prod & cons) & ~done[i]
+            live = torch.zeros(cs.size, dtype=torch.bool, device=dev)  # some masked slice still non-zero
+            for s in cs.producers + cs.consumers:
+                if s.key() in masks:
+                    live |= channel_any(masks[s.key()], s, cs.size)
+            dead = ~(prod & cons) & live & ~done[i]
             if not dead.any():
                 continue
             for s in cs.producers + cs.consumers:

@@ -28,8 +28,6 @@ def test_freeze_leaves_no_dead_channel(toy, mode):
     assert abs(rep['rate_params'] - 0.8) <= 0.01
 
 
-@pytest.mark.xfail(strict=True, reason='topology.make_consistent re-counts already dead channels, so it does not '
-                   'return 0 when re-run on the frozen (consistent) masks')
 def test_make_consistent_returns_zero_after_freeze(toy):
     net, pr = toy.train('structured', 'params', 0.8, iters=30)
     assert make_consistent(_frozen_masks(pr), toy.sets()) == 0

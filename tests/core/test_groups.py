@@ -107,8 +107,6 @@ def test_parse_strings_and_dicts():
         assert parse_grouping(str(g)) == g
 
 
-@pytest.mark.xfail(strict=True, reason="groups.py parse_grouping: the documented short form 'block:2x2' "
-                   "('block:4x4' in its docstring) is rejected as an unknown option; only 'block:block=2x2' parses")
 def test_parse_block_short_form():
     assert parse_grouping('block:2x2') == Grouping('block', block=(2, 2))
 

@@ -175,8 +175,6 @@ def test_profile_unused_tensor():
         pr.profile(lambda: net[0](torch.randn(1, 3, 5, 5)))
 
 
-@pytest.mark.xfail(strict=True, reason='pruner.profile: for a Linear applied to (N, L, F) inputs the hook records '
-                   'out[0, 0].numel() = out_features instead of the L positions the weight is applied to')
 def test_profile_linear_on_sequence():
     net = nn.Sequential(nn.Linear(6, 5))
     pr = SemiPruner(net, [PruneSpec('0', groups=['in'])], 0.5, cost='flops')
@@ -226,9 +224,6 @@ def test_invalid_arguments(toy):
         pr.freeze(1.5)
 
 
-@pytest.mark.xfail(strict=True, reason='pruner.SemiPruner.__init__ installs masks spec by spec: a bad later spec '
-                   'raises after earlier masks were installed, so the model is left half-masked and a corrected '
-                   'retry fails with "already masked"')
 def test_failed_construction_leaves_model_untouched(toy):
     net = toy.Toy()
     with pytest.raises(ValueError):

@@ -57,9 +57,6 @@ def test_report_matches_shrunk_model(toy):
     assert rep['compact_flops_ratio'] < 1
 
 
-@pytest.mark.xfail(strict=True, reason='report._structural counts the dead producer rows of a fixed_consumer '
-                   'ChannelSet as structural (removable) but export.shrink skips fixed_consumer sets, so '
-                   'structural_share / flops_compact overstate what export removes')
 def test_report_matches_shrunk_model_fixed_consumer(toy):
     torch.manual_seed(0)
     net = toy.Toy()

@@ -77,9 +77,6 @@ def test_make_consistent_cascades():
     assert masks['b.weight'].sum() == 1 and masks['b.weight'][0, 0]
 
 
-@pytest.mark.xfail(strict=True, reason='topology.make_consistent counts every dead channel again on each call '
-                   '(returns the number of dead channels, not of channels it removed): re-running it on '
-                   'already consistent masks returns > 0')
 def test_make_consistent_is_idempotent():
     sets, masks = _chain()
     masks['a.weight'][1] = False
