@@ -8,6 +8,8 @@ import math
 import os.path as osp
 
 import torch
+from torch.nn.modules.batchnorm import _BatchNorm
+from mmengine.dist import all_reduce_params, is_distributed
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
@@ -111,21 +113,31 @@ class SemiPruneHook(Hook):
                 data = model.data_preprocessor(batch, True)
                 model.extract_feat(data['inputs'])
             n = recalibrate_bn(model, run, loader, self.bn_batches)
+            if is_distributed():
+                # every rank re-estimated on its own shard after SyncBuffersHook ran: average again so that
+                # all ranks (and the checkpoints rank 0 writes) hold the same statistics
+                all_reduce_params([b for mod in model.modules() if isinstance(mod, _BatchNorm)
+                                   for b in (mod.running_mean, mod.running_var) if b is not None], op='mean')
             runner.logger.info(f'SemiPruneHook: re-estimated BatchNorm statistics on {n} training batches '
                                'under the final masks')
 
-    def _add_metrics(self, runner, metrics):
+    def _add_metrics(self, runner, metrics, mode):
         model = _pruned_model(runner)
         if model is None or metrics is None:
             return
         rep = model.pruner.report()
-        metrics['prune_rate'] = round(rep['rate_params'], 4)
+        new = dict(prune_rate=round(rep['rate_params'], 4))
         if 'rate_flops' in rep:
-            metrics['prune_rate_flops'] = round(rep['rate_flops'], 4)
-        metrics['prune_structural_share'] = round(rep['structural_share'], 4)
+            new['prune_rate_flops'] = round(rep['rate_flops'], 4)
+        new['prune_structural_share'] = round(rep['structural_share'], 4)
+        metrics.update(new)
+        # RuntimeInfoHook (VERY_HIGH) already copied the metrics into the message hub; LoggerHook
+        # (BELOW_NORMAL, after this hook) logs from there: add ours so the val/test line and scalars.json show them
+        for k, v in new.items():
+            runner.message_hub.update_scalar(f'{mode}/{k}', v)
 
     def after_val_epoch(self, runner, metrics=None):
-        self._add_metrics(runner, metrics)
+        self._add_metrics(runner, metrics, 'val')
 
     def after_test_epoch(self, runner, metrics=None):
-        self._add_metrics(runner, metrics)
+        self._add_metrics(runner, metrics, 'test')

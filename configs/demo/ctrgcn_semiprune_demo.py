@@ -1,0 +1,11 @@
+# Demo: a narrow CTR-GCN (channels 32-32-32-64-64-64, 6 blocks, stride 2 at block 4) on the synthetic
+# NTU-25 data, semi-structured pruning at rate 0.8; data, schedule and hooks of stgcn_semiprune_demo.py.
+#   python tools/make_demo_data.py data/demo/demo_ntu25.pkl
+#   python tools/train.py configs/demo/ctrgcn_semiprune_demo.py
+_base_ = './stgcn_semiprune_demo.py'
+
+model = dict(
+    backbone=dict(_delete_=True, type='CTRGCN', graph_cfg=dict(layout='nturgb+d', mode='spatial'),
+                  base_channels=32, num_stages=6, inflate_stages=[4], down_stages=[4]),
+    cls_head=dict(type='GCNHead', num_classes=8, in_channels=64),
+    prune_cfg=dict(target_rate=0.8, mode='semi'))
