@@ -97,7 +97,7 @@ def load_results(runs_dir: str, runs: Optional[List[RunSpec]] = None) -> List[Di
         with open(f) as fh:
             res = json.load(fh)
         if r is not None:
-            res.update(dataset=r.dataset, backbone=r.backbone, method=r.method, rate=r.rate, fold=r.fold)
+            res.update(dataset=r.dataset, backbone=r.backbone, method=r.label, rate=r.rate, fold=r.fold)
         out.append(res)
     return out
 

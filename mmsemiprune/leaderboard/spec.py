@@ -14,6 +14,8 @@ A sweep file (YAML, JSON or an MMEngine ``.py`` config) holds::
         prune: {epochs: 10, lr: 0.05, schedule: {warmup: 0.3, freeze: 0.7}}   # pruning-run overrides
         method_cfg: {semi: {budget_weight: 5.0}}   # optional extra prune_cfg keys per method
         cfg_options: {train_dataloader.dataset.ann_file: ...}   # optional config overrides (all runs)
+        variant: ft50                   # optional label: rows 'semi-ft50', work dirs semi-ft50_r0.9; the
+                                        # dense run (never a variant) is shared with the plain group
 
 Runs are ordered *fold-major* (every method of fold 1 of every group, then fold 2, ...), dense first
 inside a fold, so an interrupted sweep leaves complete, comparable folds.
@@ -40,11 +42,16 @@ class RunSpec:
     method_cfg: Dict[str, Any] = field(default_factory=dict)
     priority: int = 0
     cfg_options: Dict[str, Any] = field(default_factory=dict)
+    variant: str = ''  # a labelled variant of a method (e.g. another schedule): its own work dir and row
+
+    @property
+    def label(self) -> str:
+        return f'{self.method}-{self.variant}' if self.variant else self.method
 
     @property
     def name(self) -> str:
         r = '' if self.rate is None else f'_r{self.rate:g}'
-        return f'{self.method}{r}'
+        return f'{self.label}{r}'
 
     @property
     def fold_name(self) -> str:
@@ -60,7 +67,7 @@ class RunSpec:
 
     @property
     def key(self):
-        return (self.dataset, self.backbone, self.fold, self.method, self.rate)
+        return (self.dataset, self.backbone, self.fold, self.label, self.rate)
 
     def to_dict(self):
         return asdict(self)
@@ -119,7 +126,8 @@ def expand_sweep(spec: Dict[str, Any]) -> List[RunSpec]:
                                  config=g['config'], rate=r, fold=None if fold is None else int(fold),
                                  prune=dict(g.get('prune') or {}),
                                  method_cfg=dict((g.get('method_cfg') or {}).get(m) or {}),
-                                 priority=fi * 1000 + gi, cfg_options=dict(g.get('cfg_options') or {}))
+                                 priority=fi * 1000 + gi, cfg_options=dict(g.get('cfg_options') or {}),
+                                 variant='' if m == 'dense' else str(g.get('variant') or ''))
                     if rs.key in seen:
                         continue
                     seen.add(rs.key)

@@ -119,3 +119,20 @@ def test_build_run_config_fold_and_method():
     assert d.model.type == 'RecognizerGCN' and 'prune_cfg' not in d.model
     with pytest.raises(ValueError, match='dense checkpoint'):
         build_run_config(r)
+
+
+def test_variant_shares_dense_and_gets_own_rows(tmp_path):
+    spec = dict(groups=[SPEC['groups'][0], dict(SPEC['groups'][0], methods=['dense', 'semi'], variant='ft50',
+                                               prune=dict(epochs=3, schedule=dict(freeze=0.5)))])
+    runs = expand_sweep(spec)
+    names = [r.rel_dir() for r in runs]
+    assert names.count('sbu/stgcn/fold1/dense') == 1  # the dense run is shared
+    assert 'sbu/stgcn/fold1/semi-ft50_r0.9' in names and 'sbu/stgcn/fold1/semi_r0.9' in names
+    v = [r for r in runs if r.variant][0]
+    assert v.label == 'semi-ft50' and v.dense_twin().rel_dir() == 'sbu/stgcn/fold1/dense'
+    p = RunPaths(str(tmp_path), v)
+    os.makedirs(p.work_dir)
+    with open(p.result, 'w') as f:
+        json.dump(dict(top1=0.5, mean_class=0.5), f)
+    from mmsemiprune.leaderboard import load_results
+    assert load_results(str(tmp_path), runs)[0]['method'] == 'semi-ft50'
