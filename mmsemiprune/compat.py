@@ -9,6 +9,10 @@
   variable ``MMSEMIPRUNE_TRUSTED_DIRS``) or was named with ``--trust-checkpoint`` — is it unpickled.
   Otherwise the error says how to trust it. Deployable files (exported models, ``*_pruned.pth``) hold
   plain tensors and always load weights-only.
+- :func:`check_state_dict`: refuses, before anything is copied, a checkpoint of another architecture
+  or width (MMEngine's non-strict loading would only log it and leave the model half-loaded).
+- User-error types (:class:`ConfigError`, :class:`CheckpointError` and subclasses): the tools print
+  their message as ``error: ...`` (exit code 2) instead of a traceback; ``--debug`` shows it.
 - :func:`patch_mim_configs`: makes ``_base_ = 'mmaction::...'`` work with setuptools ≥ 82 (no
   ``pkg_resources``) and with MMAction2 1.1.0's metafiles (a list-valued ``Config`` field crashes the
   lookup): packages are located with importlib and paths resolve to ``<pkg>/.mim/configs/<path>``.
@@ -20,11 +24,36 @@ import pickle
 
 import torch
 
-__all__ = ['check_versions', 'trust_path', 'is_trusted', 'patch_mim_configs', 'SUPPORTED']
+__all__ = ['check_versions', 'trust_path', 'is_trusted', 'patch_mim_configs', 'SUPPORTED', 'load_checkpoint_file',
+           'check_state_dict', 'ConfigError', 'CheckpointError', 'CheckpointNotFoundError',
+           'UntrustedCheckpointError', 'CheckpointMismatchError', 'strict_head_loading', 'checkpoint_source']
 
 SUPPORTED = dict(mmaction='>=1.1.0,<1.2.0 (1.2.0 on PyPI lacks mmaction/models/localizers/drn)',
                  mmengine='>=0.10.0,<0.11', mmcv='>=2.0.0,<2.2 (mmcv or mmcv-lite)', torch='>=2.1')
 _TRUSTED = set()
+_LAST_READ = [None]  # (file, ids of its tensors) last read by the plugin's loader, named in mismatch errors
+_STRICT_HEAD = [False]  # tools/test.py: a head of another shape is an error, not a warning
+
+
+# -- user-error types (printed without a traceback by tools/train.py and tools/test.py) ---------------
+class ConfigError(ValueError):
+    """An invalid ``model.prune_cfg`` (or model config) field; the message names the field and the fix."""
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint cannot be used: missing, unreadable, untrusted or of another architecture."""
+
+
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
+    pass
+
+
+class UntrustedCheckpointError(CheckpointError, pickle.UnpicklingError):
+    """A full training checkpoint outside the trusted folders (it would need unpickling)."""
+
+
+class CheckpointMismatchError(CheckpointError):
+    """The checkpoint's tensors do not fit the model (another architecture, width, depth or prune targets)."""
 
 
 def _ver(s):
@@ -80,30 +109,142 @@ def is_trusted(filename: str) -> bool:
 
 
 def load_checkpoint_file(filename: str, map_location=None):
-    """torch.load with weights_only=True; full unpickling only for trusted files (see module doc)."""
-    filename = osp.expanduser(filename)
+    """torch.load with weights_only=True; full unpickling only for trusted files (see module doc).
+
+    Raises :class:`CheckpointNotFoundError`, :class:`UntrustedCheckpointError` or :class:`CheckpointError`
+    (unreadable file) with a message naming the file and the fix."""
+    filename = osp.expanduser(str(filename))
     if not osp.isfile(filename):
-        raise FileNotFoundError(f'checkpoint {filename} not found; check the path (or the work_dir of the run)')
+        raise CheckpointNotFoundError(f'checkpoint {filename} not found; check the path (or the work_dir of the run)')
     try:
-        return torch.load(filename, map_location=map_location, weights_only=True)
+        return _remember(filename, torch.load(filename, map_location=map_location, weights_only=True))
     except pickle.UnpicklingError as e:
-        if 'Weights only load failed' not in str(e):
-            raise _broken(filename, e)
-        if is_trusted(filename):
-            return torch.load(filename, map_location=map_location, weights_only=False)
-        raise pickle.UnpicklingError(
+        if 'Weights only load failed' not in str(e) or 'Unsupported global' not in str(e):
+            raise _broken(filename, e) from None
+    except MemoryError:
+        raise
+    except Exception as e:  # truncated / corrupted / not a checkpoint: EOFError, RuntimeError, OSError, KeyError...
+        raise _broken(filename, e) from None
+    # a structurally sound file that needs more than plain tensors: an MMEngine training checkpoint
+    if not is_trusted(filename):
+        raise UntrustedCheckpointError(
             f'{filename} is a full MMEngine training checkpoint (message hub, optimizer state) that needs '
-            'unpickling, which runs code from the file. It is not under a trusted folder. If you trust it, '
-            'pass --trust-checkpoint to tools/test.py or tools/train.py, or add its folder to the environment '
-            'variable MMSEMIPRUNE_TRUSTED_DIRS; the weights-only file <work_dir>/*_pruned.pth that training '
-            'writes at the end needs no trust.') from None
-    except (EOFError, RuntimeError, ValueError) as e:
+            'unpickling, which runs code from the file. It is not under a trusted folder, so it was not loaded. '
+            'If you trust it, pass --trust-checkpoint to tools/test.py or tools/train.py, or add its folder to '
+            'the environment variable MMSEMIPRUNE_TRUSTED_DIRS (os.pathsep-separated); the weights-only file '
+            '<work_dir>/*_pruned.pth that training writes at the end needs no trust.')
+    try:
+        return _remember(filename, torch.load(filename, map_location=map_location, weights_only=False))
+    except MemoryError:
+        raise
+    except Exception as e:
         raise _broken(filename, e) from None
 
 
+def _remember(filename, ckpt):
+    sd = ckpt.get('state_dict', ckpt) if isinstance(ckpt, dict) else {}
+    _LAST_READ[0] = (filename, {id(v) for v in sd.values() if torch.is_tensor(v)} if isinstance(sd, dict) else set())
+    return ckpt
+
+
 def _broken(filename, e):
-    return RuntimeError(f'cannot read checkpoint {filename}: {type(e).__name__}: {str(e)[:200]}. The file is '
-                        'truncated or not a PyTorch checkpoint; re-download it or re-run the training that wrote it')
+    size = osp.getsize(filename) if osp.isfile(filename) else 0
+    what = 'is empty (0 bytes)' if size == 0 else f'({size} bytes) is truncated, corrupted or not a PyTorch checkpoint'
+    detail = str(e).strip().split('. ')[0][:160]
+    detail = f'{type(e).__name__}: {detail}' if detail else type(e).__name__
+    return CheckpointError(f'cannot read checkpoint {filename}: the file {what} ({detail}). Re-download it, or '
+                           're-run the training that wrote it (--resume continues from the previous good '
+                           'checkpoint if the last one is broken: pass it explicitly, --resume <work_dir>/epoch_N.pth)')
+
+
+def strict_head_loading(enable: bool = True) -> None:
+    """Make :func:`check_state_dict` refuse a classifier head that is missing or of another shape
+    (tools/test.py: evaluating a randomly initialised head is never intended)."""
+    _STRICT_HEAD[0] = bool(enable)
+
+
+def _shape(v):
+    return tuple(v.shape) if hasattr(v, 'shape') else None
+
+
+def check_state_dict(model, state_dict, prefix: str = '') -> None:
+    """Refuse a state dict that does not fit ``model`` (a ``SemiPruneRecognizerGCN``) before any tensor is
+    copied, with one :class:`CheckpointMismatchError` naming the offending keys and the fix.
+
+    Refused: a backbone tensor whose shape differs (another width / architecture), backbone tensors
+    missing from or unknown to the checkpoint (another backbone or depth), masks of a pruned checkpoint
+    that cover other tensors than this ``prune_cfg`` prunes. Accepted: a dense stock ``RecognizerGCN``
+    checkpoint of the same architecture (it only lacks the mask and pruner buffers). A classifier head of
+    another shape (fine-tuning on another label set) is skipped with a warning, as MMEngine does.
+    """
+    sd = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    own = model.state_dict()
+
+    def masky(k):
+        return '_psi.' in k or k.startswith('pruner.') or k.endswith('num_batches_tracked')
+
+    def bb(k):
+        return k.startswith('backbone.')
+
+    shape = [(k, _shape(v), _shape(own[k])) for k, v in sd.items()
+             if k in own and _shape(v) is not None and _shape(v) != _shape(own[k])]
+    bad_shape = [x for x in shape if bb(x[0]) or '_psi.' in x[0]]
+    head_shape = [x for x in shape if x not in bad_shape]
+    missing = [k for k in own if bb(k) and not masky(k) and k not in sd]
+    unexpected = [k for k in sd if bb(k) and not masky(k) and k not in own]
+    ck_masked = {k.split('_psi.')[0] for k in sd if '_psi.' in k}
+    own_masked = {k.split('_psi.')[0] for k in own if '_psi.' in k}
+    prunable = [key for key, *_ in model.pruner.items()] if hasattr(model, 'pruner') else []
+    n_missing_prunable = sum(k not in sd for k in prunable)
+
+    problems = []
+    if _STRICT_HEAD[0]:
+        bad_shape, head_shape = shape, []
+        head_missing = [k for k in own if not bb(k) and not masky(k) and k not in sd]
+        if head_missing:
+            problems.append(f'{len(head_missing)} head tensor(s) are missing (e.g. {", ".join(head_missing[:3])})')
+    if bad_shape:
+        ex = '; '.join(f'{k}: checkpoint {a} vs model {b}' for k, a, b in bad_shape[:3])
+        problems.append(f'{len(bad_shape)} tensor(s) have another shape ({ex})')
+    if missing:
+        head = (f'{n_missing_prunable} of its {len(prunable)} prunable weights and ' if n_missing_prunable else '')
+        problems.append(f'{head}{len(missing)} backbone tensor(s) of the model are missing from the checkpoint '
+                        f'(e.g. {", ".join(missing[:3])})')
+    if unexpected:
+        problems.append(f'the checkpoint has {len(unexpected)} backbone tensor(s) the model lacks '
+                        f'(e.g. {", ".join(unexpected[:3])})')
+    if ck_masked and ck_masked != own_masked and not missing and not unexpected:
+        extra, lack = sorted(ck_masked - own_masked), sorted(own_masked - ck_masked)
+        problems.append('it is a pruned checkpoint whose masks cover other tensors than this prune_cfg prunes'
+                        + (f' (masked only in the checkpoint: {", ".join(extra[:3])})' if extra else '')
+                        + (f' (masked only in the model: {", ".join(lack[:3])})' if lack else '')
+                        + '; use the prune_cfg.targets / groups the checkpoint was trained with')
+    if problems:
+        src = checkpoint_source(sd)
+        arch = type(getattr(model, 'backbone', None)).__name__
+        if bad_shape or missing or unexpected:
+            fix = ('It was trained with another backbone, width, depth or number of classes: use the config it was '
+                   'trained with, or a checkpoint of this architecture')
+        else:
+            fix = 'Use the config the checkpoint was trained with'
+        raise CheckpointMismatchError(f'{src} does not fit this model (backbone {arch}): ' + '; '.join(problems)
+                                      + f'. {fix}. Nothing was loaded.')
+    if head_shape:
+        import logging
+
+        from mmengine.logging import print_log
+        ex = '; '.join(f'{k}: checkpoint {a} vs model {b}' for k, a, b in head_shape[:3])
+        print_log(f'{checkpoint_source(sd)}: the classifier head has another shape ({ex}); it is NOT loaded and keeps '
+                  'its initialisation (expected when fine-tuning on another label set)', logger='current',
+                  level=logging.WARNING)
+
+
+def checkpoint_source(sd) -> str:
+    """'checkpoint <file>' when ``sd`` holds the tensors last read by :func:`load_checkpoint_file`."""
+    name, ids = _LAST_READ[0] or (None, ())
+    if name and any(id(v) in ids for v in sd.values()):
+        return f'checkpoint {name}'
+    return 'the checkpoint'
 
 
 def _register_loader():

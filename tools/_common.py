@@ -1,4 +1,6 @@
-"""Shared by tools/train.py and tools/test.py: import the plugin first, CPU-DDP and trust handling."""
+"""Shared by tools/train.py and tools/test.py: import the plugin first, CPU-DDP and trust handling, and
+:func:`cli`, which prints the plugin's own user errors (bad config, data or checkpoint, NaN loss) as one
+``error: <message>`` line with exit code 2 instead of a traceback (``--debug`` shows the traceback)."""
 import os
 import os.path as osp
 import sys
@@ -8,7 +10,12 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import mmsemiprune  # noqa: E402,F401  (registers everything, patches mmaction:: bases, safe loader)
-from mmsemiprune.compat import trust_path  # noqa: E402
+from mmsemiprune.compat import CheckpointError, ConfigError, trust_path  # noqa: E402
+from mmsemiprune.datasets.checked_dataset import AnnotationError  # noqa: E402
+from mmsemiprune.engine.hooks import NonFiniteLossError  # noqa: E402
+
+#: errors whose message alone tells the user what to fix (everything else keeps its traceback)
+USER_ERRORS = (ConfigError, CheckpointError, AnnotationError, NonFiniteLossError)
 
 
 def setup_cpu_distributed(cfg, launcher: str):
@@ -36,4 +43,31 @@ def fix_workers(cfg):
 
 def check_file(path, what):
     if not osp.isfile(path):
-        sys.exit(f'error: {what} {path!r} does not exist')
+        print(f'error: {what} {path!r} does not exist', file=sys.stderr)
+        sys.exit(2)
+
+
+def user_error(exc):
+    """The first of the plugin's user errors in ``exc`` and its causes / contexts, or None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, USER_ERRORS):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def cli(main):
+    """Run ``main()``; a user error prints ``error: <message>`` on stderr and exits with code 2.
+    With ``--debug`` on the command line the traceback is shown instead."""
+    if '--debug' in sys.argv[1:]:
+        return main()
+    try:
+        return main()
+    except Exception as e:  # noqa: B902
+        err = user_error(e)
+        if err is None:
+            raise
+        print(f'error: {err}\n(run again with --debug to see the traceback)', file=sys.stderr)
+        sys.exit(2)

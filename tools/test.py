@@ -10,10 +10,11 @@ import argparse
 import os
 import os.path as osp
 
-from _common import check_file, fix_workers, setup_cpu_distributed, trust_path  # noqa: I100
+from _common import check_file, cli, fix_workers, setup_cpu_distributed, trust_path  # noqa: I100
 from mmengine.config import Config, DictAction
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
+from mmsemiprune.compat import strict_head_loading
 
 
 def parse_args():
@@ -27,6 +28,8 @@ def parse_args():
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, key=value')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none', help='job launcher')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    p.add_argument('--debug', action='store_true',
+                   help='show the full traceback of configuration / data / checkpoint errors')
     args = p.parse_args()
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
@@ -54,6 +57,7 @@ def main():
     trust_path(cfg.work_dir)
     if args.trust_checkpoint:
         trust_path(args.checkpoint)
+    strict_head_loading()  # a missing / other-shape classifier head is an error when testing
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
@@ -71,4 +75,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    cli(main)

@@ -9,7 +9,7 @@ import argparse
 import os
 import os.path as osp
 
-from _common import check_file, fix_workers, setup_cpu_distributed, trust_path  # noqa: I100
+from _common import check_file, cli, fix_workers, setup_cpu_distributed, trust_path  # noqa: I100
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
@@ -32,6 +32,8 @@ def parse_args():
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, key=value')
     p.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none', help='job launcher')
     p.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    p.add_argument('--debug', action='store_true',
+                   help='show the full traceback of configuration / data / checkpoint errors')
     args = p.parse_args()
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
@@ -82,4 +84,4 @@ def main():
 
 
 if __name__ == '__main__':
-    main()
+    cli(main)

@@ -6,14 +6,16 @@ Add it with ``custom_hooks = [dict(type='mmsemiprune.SemiPruneHook')]`` (our con
 """
 import math
 import os.path as osp
+import random
 
+import numpy as np
 import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 from mmengine.dist import all_reduce_params, is_distributed
 from mmengine.hooks import Hook
 from mmengine.model import is_model_wrapper
 
-from ..compat import trust_path
+from ..compat import CheckpointError, checkpoint_source, trust_path
 from ..core.finalize import recalibrate_bn
 from ..core.report import format_report
 from ..registry import HOOKS
@@ -38,11 +40,18 @@ class SemiPruneHook(Hook):
             by this hook at the end of training (schedule ``freeze=1.0``); 0 disables it.
         save_pruned: write ``<work_dir>/<name>_pruned.pth`` (plain tensors, loads with weights_only=True).
         check_finite: stop with a clear error on a NaN/inf loss.
+        reseed_epochs: reseed Python's, NumPy's and torch's global RNGs at the start of every training epoch
+            from (the run's seed, epoch). MMEngine does not save RNG states in checkpoints and MMAction2's
+            test-mode ``UniformSampleFrames`` reseeds NumPy during validation, so without this a run killed
+            and resumed with ``--resume`` samples other clips than an uninterrupted run and ends with other
+            weights (and in general other masks); with it, resuming from an epoch checkpoint reproduces the
+            uninterrupted run exactly (epoch-based loops; tests/reliability/test_rel_training.py).
     """
     priority = 'NORMAL'
 
     def __init__(self, log_interval: int = 10, bn_batches: int = 20, save_pruned: bool = True,
-                 check_finite: bool = True):
+                 check_finite: bool = True, reseed_epochs: bool = True):
+        self.reseed_epochs = reseed_epochs
         self.log_interval = log_interval
         self.bn_batches = bn_batches
         self.save_pruned = save_pruned
@@ -53,6 +62,22 @@ class SemiPruneHook(Hook):
         if _pruned_model(runner) is None:
             runner.logger.warning('SemiPruneHook: the model has no pruner (use type='
                                   "'mmsemiprune.SemiPruneRecognizerGCN'); the hook does nothing")
+
+    def after_load_checkpoint(self, runner, checkpoint):
+        # runs before MMEngine reads the message hub / optimizer of a resumed checkpoint
+        if getattr(runner, '_resume', False) and isinstance(checkpoint, dict) and 'message_hub' not in checkpoint:
+            src = checkpoint_source(checkpoint.get('state_dict', checkpoint))
+            raise CheckpointError(
+                f'cannot resume from {src}: it is a weights-only file (no message hub / optimizer state, e.g. the '
+                '*_pruned.pth export): --resume needs a full training checkpoint <work_dir>/epoch_N.pth; to start '
+                'a new run from these weights use --load-from instead')
+
+    def before_train_epoch(self, runner):
+        if self.reseed_epochs and getattr(runner, 'seed', None) is not None:
+            seed = int(np.random.SeedSequence([int(runner.seed) % 2**32, int(runner.epoch)]).generate_state(1)[0])
+            random.seed(seed)
+            np.random.seed(seed)
+            torch.manual_seed(seed)
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         if self.check_finite and outputs:

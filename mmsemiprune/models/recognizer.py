@@ -10,6 +10,7 @@ checkpoint — all measured necessary, see README "Design choices"). The schedul
 progress read from MMEngine's MessageHub (``iter`` / ``max_iters``), so no hook is required; the budget
 regularizer is added as ``loss_prune`` and the achieved rate is logged as ``prune_rate``.
 """
+import functools
 import warnings
 from typing import Dict, Optional
 
@@ -17,7 +18,9 @@ import torch
 from mmaction.models.recognizers import RecognizerGCN
 from mmengine.logging import MessageHub, print_log
 
-from ..core.pruner import SemiPruner
+from ..compat import ConfigError, check_state_dict
+from ..core.groups import parse_grouping
+from ..core.pruner import SemiPruner, check_rate
 from ..core.schedule import PruneSchedule
 from ..registry import MODELS
 from .prunable import declare
@@ -59,6 +62,37 @@ def _parse_schedule(cfg):
     return sched, abs_keys
 
 
+def _check_groups(groups):
+    """Name the field in group-spec errors (the core only sees the spec, e.g. "unknown group kind 'x'")."""
+    if groups is None:
+        return
+    if not isinstance(groups, dict):
+        raise ValueError(f"prune_cfg.groups must be a dict role -> list of group specs, e.g. dict(tcn=['out', 'in']), "
+                         f'got {groups!r}')
+    for role, specs in groups.items():
+        if isinstance(specs, (str, dict)) or not isinstance(specs, (list, tuple)):
+            raise ValueError(f"prune_cfg.groups.{role} must be a list of group specs such as ['out'], got {specs!r}")
+        for spec in specs:
+            try:
+                parse_grouping(spec)
+            except ValueError as e:
+                raise ValueError(f'prune_cfg.groups.{role}: {e}') from None
+
+
+def _config_errors(fn):
+    """Re-raise the ValueErrors of config validation as :class:`~mmsemiprune.compat.ConfigError`, which
+    tools/train.py and tools/test.py print as one ``error: <message>`` line (exit 2) instead of a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError:
+            raise
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+    return wrapper
+
+
 @MODELS.register_module()
 class SemiPruneRecognizerGCN(RecognizerGCN):
     """RecognizerGCN + :class:`~mmsemiprune.core.SemiPruner` on its backbone (see module docstring).
@@ -68,6 +102,7 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
         Other args as ``RecognizerGCN``.
     """
 
+    @_config_errors
     def __init__(self, backbone, cls_head=None, neck=None, train_cfg=None, test_cfg=None,
                  data_preprocessor=None, prune_cfg: Optional[Dict] = None, **kwargs):
         if prune_cfg is None or 'target_rate' not in dict(prune_cfg):
@@ -75,6 +110,7 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
                              "model = dict(type='mmsemiprune.SemiPruneRecognizerGCN', "
                              "prune_cfg=dict(target_rate=0.9, mode='semi'))")
         prune_cfg = dict(prune_cfg)
+        check_rate(prune_cfg['target_rate'], 'prune_cfg.target_rate')
         unknown = sorted(set(prune_cfg) - set(PRUNE_CFG_KEYS))
         if unknown:
             raise ValueError(f'unknown prune_cfg key(s) {unknown}; valid keys: ' +
@@ -89,6 +125,7 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
                 raise ValueError('prune_cfg.oneshot=True freezes the masks at the first step; drop prune_cfg.schedule')
             prune_cfg['schedule'] = dict(warmup=0.0, freeze=0.0)
         schedule, self._abs_schedule = _parse_schedule(prune_cfg.get('schedule'))
+        _check_groups(prune_cfg.get('groups'))
         specs, sets = declare(self.backbone, 'backbone.', prune_cfg.get('targets'), prune_cfg.get('groups'))
         self.pruner = SemiPruner(self, specs, target_rate=prune_cfg['target_rate'],
                                  mode=prune_cfg.get('mode', 'semi'), cost=prune_cfg.get('cost', 'params'),
@@ -101,6 +138,7 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
         self._warned_no_progress = False
 
     # -- schedule ------------------------------------------------------------------------------------
+    @_config_errors
     def _resolve_schedule(self, max_iters: int):
         """Turn absolute warmup/freeze iterations or epochs into fractions; reject schedules longer than
         the run, before the first training step."""
@@ -156,6 +194,13 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
             self.pruner.profile(lambda: self.extract_feat(x))
         finally:
             self.train(was)
+
+    # -- checkpoints ---------------------------------------------------------------------------------
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # Called first, with the whole state dict, by torch's and MMEngine's load_state_dict: refuse another
+        # architecture / width here, before any tensor is copied (MMEngine's non-strict load only logs it).
+        check_state_dict(self, state_dict, prefix)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- losses --------------------------------------------------------------------------------------
     def loss(self, inputs, data_samples, **kwargs) -> dict:
