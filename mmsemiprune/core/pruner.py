@@ -67,7 +67,7 @@ class SemiPruner(nn.Module):
 
     def __init__(self, model: nn.Module, specs, target_rate: float, mode: str = 'semi', cost: str = 'params',
                  budget_weight: float = 5.0, layer_floor: float = 0.01, schedule=None, channel_sets=None,
-                 normalize: bool = True, group_stat: str = 'rms', gate_init: float = 0.0, gate_price: float = 0.0):
+                 normalize: bool = True, group_stat: str = 'rms', gate_init: float = 0.0, gate_price: float = 1.0):
         super().__init__()
         self.target_rate = check_rate(target_rate)
         if mode not in MODES:

@@ -43,7 +43,7 @@ PRUNE_CFG_KEYS = dict(
     normalize='score by |w|/rms per tensor (True) or raw global |w| (False)  [True]',
     group_stat="'rms' | 'l1' group aggregation  ['rms']",
     gate_init='initial gate logit (0 undecided, >0 structure first)  [0.0]',
-    gate_price='constant shadow price of kept cost seen by the gates (more structure when > 0)  [0.0]',
+    gate_price='constant shadow price of kept cost seen by the gates (more structure when > 0)  [1.0]',
     prune_head='never: the head and BatchNorms are not pruned (reserved, must be False)',
 )
 
@@ -133,7 +133,7 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
                                  layer_floor=prune_cfg.get('layer_floor', 0.01), schedule=schedule,
                                  channel_sets=sets, normalize=prune_cfg.get('normalize', True),
                                  group_stat=prune_cfg.get('group_stat', 'rms'),
-                                 gate_init=prune_cfg.get('gate_init', 0.0), gate_price=prune_cfg.get('gate_price', 0.0))
+                                 gate_init=prune_cfg.get('gate_init', 0.0), gate_price=prune_cfg.get('gate_price', 1.0))
         self._schedule_checked = False
         self._warned_no_progress = False
 
