@@ -56,8 +56,11 @@ def aggregate(results: List[Dict]) -> List[Dict]:
                          structural_share=_mean(rs, 'structural_share'),
                          epochs=_mean(rs, 'max_epochs')))
     order = {m: i for i, m in enumerate(METHOD_ORDER)}
-    rows.sort(key=lambda r: (r['dataset'], r['backbone'], r['target_rate'] > 0, r['target_rate'],
-                             order.get(r['method'], 99)))
+    first = {}
+    for r in results:  # datasets in the order they first appear (the sweep's order)
+        first.setdefault(r['dataset'], len(first))
+    rows.sort(key=lambda r: (first[r['dataset']], r['backbone'], r['target_rate'] > 0, r['target_rate'],
+                             order.get(r['method'], 99), r['method']))
     return rows
 
 
