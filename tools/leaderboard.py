@@ -4,6 +4,7 @@
     python tools/leaderboard.py --sweep configs/leaderboard/sweep_main.yaml
     python tools/leaderboard.py --sweep configs/leaderboard/sweep_main.yaml --dry-run     # what would run
     python tools/leaderboard.py --sweep configs/leaderboard/sweep_main.yaml --tables-only # just re-publish
+    python tools/leaderboard.py --sweep A.yaml B.yaml   # several specs, one table (shared dense runs once)
     # ad-hoc configs (trained if no checkpoint is given) and/or checkpoints
     python tools/leaderboard.py --config configs/demo/stgcn_semiprune_demo.py [--checkpoint X_pruned.pth]
 
@@ -28,7 +29,9 @@ from mmsemiprune.leaderboard.spec import RunSpec  # noqa: E402
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description='Train / evaluate / tabulate pruning runs (mmsemiprune leaderboard)')
-    p.add_argument('--sweep', help='sweep spec (.yaml / .json / .py): dataset x backbone x method x rates x folds')
+    p.add_argument('--sweep', nargs='+', default=[],
+                   help='sweep spec(s) (.yaml / .json / .py): dataset x backbone x method x rates x folds; several '
+                   'specs are concatenated (runs shared by key, e.g. the dense runs, count once)')
     p.add_argument('--config', nargs='+', default=[], help='ad-hoc config(s) to train (if needed) and evaluate')
     p.add_argument('--checkpoint', nargs='+', default=[],
                    help='checkpoint(s) for --config, in the same order (skips training)')
@@ -126,11 +129,17 @@ def main(argv=None):
     args = parse_args(argv)
     if not args.sweep and not args.config:
         sys.exit('error: give --sweep SPEC and/or --config CONFIG [...]')
-    spec = load_sweep(args.sweep) if args.sweep else {}
+    specs = [load_sweep(s) for s in args.sweep]
+    spec = specs[0] if specs else {}
     runs_dir = osp.abspath(args.runs_dir or spec.get('runs_dir') or 'leaderboard_runs')
     out_dir = args.out_dir or spec.get('out_dir') or 'leaderboard'
     title = args.title or spec.get('title') or 'mmsemiprune leaderboard'
-    runs = _filter(expand_sweep(spec), args) if args.sweep else []
+    runs, seen = [], set()
+    for sp in specs:
+        for r in _filter(expand_sweep(sp), args):
+            if r.key not in seen:
+                seen.add(r.key)
+                runs.append(r)
     t0 = time.time()
     if args.dry_run:
         todo = 0
@@ -155,11 +164,11 @@ def main(argv=None):
     if not results:
         print('[leaderboard] no finished runs yet: no tables written')
         return 1
-    preamble = spec.get('preamble', '')
+    preamble = '\n\n'.join(sp['preamble'].strip() for sp in specs if sp.get('preamble'))
     n_sweep = len(runs)
     if n_sweep:
         done = sum(run_status(runs_dir, r) == 'done' for r in runs)
-        preamble += f'\n\nFinished runs: {done} of {n_sweep} in the sweep `{args.sweep}`.'
+        preamble += f'\n\nFinished runs: {done} of {n_sweep} in the sweep(s) {", ".join(f"`{s}`" for s in args.sweep)}.'
     paths = write_all(results, out_dir, title=title, preamble=preamble)
     print(f'[leaderboard] wrote {", ".join(paths.values())} ({time.time() - t0:.0f} s)')
     return 0

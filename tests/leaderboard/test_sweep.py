@@ -136,3 +136,18 @@ def test_variant_shares_dense_and_gets_own_rows(tmp_path):
         json.dump(dict(top1=0.5, mean_class=0.5), f)
     from mmsemiprune.leaderboard import load_results
     assert load_results(str(tmp_path), runs)[0]['method'] == 'semi-ft50'
+
+
+def test_cli_dry_run_several_specs(tmp_path, capsys):
+    import importlib.util
+    import yaml
+    spec = importlib.util.spec_from_file_location('lb_cli', osp.join(ROOT, 'tools/leaderboard.py'))
+    cli = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cli)
+    a, b = tmp_path / 'a.yaml', tmp_path / 'b.yaml'
+    a.write_text(yaml.safe_dump(SPEC))
+    b.write_text(yaml.safe_dump(dict(groups=[dict(SPEC['groups'][0], methods=['dense', 'semi'], variant='v')])))
+    assert cli.main(['--sweep', str(a), str(b), '--runs-dir', str(tmp_path / 'runs'), '--dry-run']) == 0
+    out = capsys.readouterr().out
+    # 12 + 2 folds x 2 rates of semi-v; the dense runs are shared
+    assert '16 sweep runs, 16 to run' in out and out.count('fold1/dense') == 1 and 'fold2/semi-v_r0.9' in out
