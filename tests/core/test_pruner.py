@@ -1,4 +1,6 @@
 import pytest
+
+from mmsemiprune.core.bandstop import band_stop
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -90,6 +92,29 @@ def test_gradients_reach_latents_and_gates(toy):
 
 def test_budget_loss_value(toy):
     net, pr = toy.make_pruner('semi', 'params', 0.8)
+    pr.set_progress(0.5)
+    net(toy.data(8)[0])
+    psis = [m._last for m in pr.masks]
+    frac = sum(p.sum() for p in psis) / sum(p.numel() for p in psis)
+    expected = pr.regularizer.weight * (frac - (1 - float(pr.rate_now))) ** 2
+    # gate price P = μ Σ_g g_g n_g c Δ_g / N, Δ_g = mean over the group of (ψ_G − ψ_e), by hand
+    price = 0.0
+    total = sum(float(m.cost) * m.mask.numel() for m in pr.masks)
+    for m in pr.masks:
+        x = m.normalise(dict(net.named_parameters())[m.name].detach())
+        psi_g, psi_e = m._coarse(x, m.temperature), band_stop(x, m.thr_entry, m.temperature)
+        g = m.gate(m.gate_temperature)
+        for gi in range(m.num_groups[0]):
+            sel = m.gid0 == gi
+            price += float(g[gi]) * float((psi_g - psi_e)[sel].sum()) * float(m.cost)
+    expected = expected.item() + pr.gate_price * price / total
+    assert pr.gate_price == 1.0
+    assert pr.budget_loss().item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_budget_loss_without_gate_price_is_the_regularizer(toy):
+    net, pr = toy.make_pruner('semi', 'params', 0.8)
+    pr.gate_price = 0.0
     pr.set_progress(0.5)
     net(toy.data(8)[0])
     psis = [m._last for m in pr.masks]
