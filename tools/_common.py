@@ -71,3 +71,11 @@ def cli(main):
             raise
         print(f'error: {err}\n(run again with --debug to see the traceback)', file=sys.stderr)
         sys.exit(2)
+
+
+def precheck(cfg):
+    """Validate the plugin's part of the config before MMEngine builds the runner (and prints the config)."""
+    model = cfg.get('model') or {}
+    if str(model.get('type', '')).endswith('SemiPruneRecognizerGCN'):
+        from mmsemiprune.models.recognizer import precheck_prune_cfg
+        precheck_prune_cfg(model.get('prune_cfg'))

@@ -10,7 +10,7 @@ import argparse
 import os
 import os.path as osp
 
-from _common import check_file, cli, fix_workers, setup_cpu_distributed, trust_path  # noqa: I100
+from _common import check_file, cli, fix_workers, precheck, setup_cpu_distributed, trust_path  # noqa: I100
 from mmengine.config import Config, DictAction
 from mmengine.model import is_model_wrapper
 from mmengine.runner import Runner
@@ -58,6 +58,7 @@ def main():
     if args.trust_checkpoint:
         trust_path(args.checkpoint)
     strict_head_loading()  # a missing / other-shape classifier head is an error when testing
+    precheck(cfg)
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model

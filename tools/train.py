@@ -9,7 +9,7 @@ import argparse
 import os
 import os.path as osp
 
-from _common import check_file, cli, fix_workers, setup_cpu_distributed, trust_path  # noqa: I100
+from _common import check_file, cli, fix_workers, precheck, setup_cpu_distributed, trust_path  # noqa: I100
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
@@ -79,6 +79,7 @@ def main():
     trust_path(cfg.work_dir)
     if args.trust_checkpoint and cfg.get('load_from'):
         trust_path(cfg.load_from)
+    precheck(cfg)
     runner = Runner.from_cfg(cfg)
     runner.train()
 

@@ -76,7 +76,7 @@ def _explicit(backbone, prefix, targets):
         hit = [n for n, m in backbone.named_modules(prefix=prefix.rstrip('.'))
                if pat.fullmatch(n) and getattr(m, '_parameters', {}).get(param) is not None]
         if not hit:
-            raise ValueError(f'prune_cfg.targets pattern {t["pattern"]!r} (param {param!r}) matches no tensor; '
+            raise ValueError(f'prune_cfg.targets pattern \'{t["pattern"]}\' (param {param!r}) matches no tensor; '
                              f'module names look like {prefix}gcn.0.gcn.conv')
         specs += [PruneSpec(n, param, list(t.get('groups', ['out']))) for n in hit]
     return specs

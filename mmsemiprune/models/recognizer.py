@@ -19,6 +19,8 @@ from mmaction.models.recognizers import RecognizerGCN
 from mmengine.logging import MessageHub, print_log
 
 from ..compat import ConfigError, check_state_dict
+from ..core.budget import COSTS
+from ..core.cascade import MODES
 from ..core.groups import parse_grouping
 from ..core.pruner import SemiPruner, check_rate
 from ..core.schedule import PruneSchedule
@@ -93,6 +95,32 @@ def _config_errors(fn):
     return wrapper
 
 
+@_config_errors
+def precheck_prune_cfg(prune_cfg) -> None:
+    """Validate ``prune_cfg`` without building anything, so that tools can fail before MMEngine builds the
+    runner (and prints the whole config). The recognizer validates again, with the backbone at hand."""
+    if prune_cfg is None or 'target_rate' not in dict(prune_cfg):
+        raise ValueError('SemiPruneRecognizerGCN needs prune_cfg with a target_rate, e.g. '
+                         "model = dict(type='mmsemiprune.SemiPruneRecognizerGCN', "
+                         "prune_cfg=dict(target_rate=0.9, mode='semi'))")
+    prune_cfg = dict(prune_cfg)
+    check_rate(prune_cfg['target_rate'], 'prune_cfg.target_rate')
+    unknown = sorted(set(prune_cfg) - set(PRUNE_CFG_KEYS))
+    if unknown:
+        raise ValueError(f'unknown prune_cfg key(s) {unknown}; valid keys: {", ".join(PRUNE_CFG_KEYS)} '
+                         '(see README "prune_cfg keys")')
+    mode = prune_cfg.get('mode', 'semi')
+    if mode not in MODES:
+        raise ValueError(f'unknown pruning mode {mode!r}; choose one of {", ".join(MODES)} '
+                         "(e.g. prune_cfg=dict(mode='semi'))")
+    cost = prune_cfg.get('cost', 'params')
+    if cost not in COSTS:
+        raise ValueError(f'unknown prune_cfg.cost {cost!r}; choose one of {", ".join(COSTS)}')
+    if not prune_cfg.get('oneshot'):
+        _parse_schedule(prune_cfg.get('schedule'))
+    _check_groups(prune_cfg.get('groups'))
+
+
 @MODELS.register_module()
 class SemiPruneRecognizerGCN(RecognizerGCN):
     """RecognizerGCN + :class:`~mmsemiprune.core.SemiPruner` on its backbone (see module docstring).
@@ -113,8 +141,8 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
         check_rate(prune_cfg['target_rate'], 'prune_cfg.target_rate')
         unknown = sorted(set(prune_cfg) - set(PRUNE_CFG_KEYS))
         if unknown:
-            raise ValueError(f'unknown prune_cfg key(s) {unknown}; valid keys: ' +
-                             '; '.join(f'{k}: {v}' for k, v in PRUNE_CFG_KEYS.items()))
+            raise ValueError(f'unknown prune_cfg key(s) {unknown}; valid keys: {", ".join(PRUNE_CFG_KEYS)} '
+                             '(see README "prune_cfg keys")')
         if prune_cfg.get('prune_head'):
             raise ValueError('prune_cfg.prune_head=True is not supported: the classifier is never pruned')
         super().__init__(backbone=backbone, cls_head=cls_head, neck=neck, train_cfg=train_cfg,
