@@ -182,7 +182,7 @@ def plot(rows: List[Dict], path: str, title: str = 'Accuracy vs pruning rate'):
         ax.set_xlabel('target pruning rate (fraction of prunable weights removed)')
         ax.set_ylabel('top-1 accuracy (%)')
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc='lower left')
+        ax.legend(fontsize=8, loc='best')
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
