@@ -1,0 +1,345 @@
+"""CPU latency of the dense vs the exported (baked + channel-shrunk) ST-GCN, in PyTorch and onnxruntime, and
+the training-time overhead of the pruning parametrization.
+
+    python bench/bench_export.py                                  # full: 3 modes x 4 rates, batch 1 and 16
+    python bench/bench_export.py --rates 0.9 --reps 3             # quick (a few minutes on 2 busy cores)
+    python bench/bench_export.py --modes structured --batches 16 --runtimes ort --no-train-bench
+
+Model: the ``model`` of ``configs/stgcn_semiprune_ntu60.py`` (stock MMAction2 ST-GCN, NTU-60 head); input one
+NTU-size clip per batch row: 2 persons x 100 frames x 25 joints x 3. The dense baseline is the stock
+``RecognizerGCN`` with the same weights; each pruned variant is ``SemiPruneRecognizerGCN`` at (mode, rate) whose
+masks are frozen by ``pruner.freeze()`` on those (randomly initialised, MMEngine-initialised) weights, or after
+``--train-iters`` SGD steps on synthetic skeletons with the pruning schedule. In 'semi' mode on untrained
+weights every gate logit is 0, so the hard gates pick the entry-wise mask everywhere: semi at init is the
+unstructured mask (say so in any table). The exported model is what ``tools/export.py`` writes
+(``mmsemiprune.CompactRecognizerGCN``); its class scores are checked against the masked model.
+
+Timing: warm-up, then ``--reps`` rounds in which every model runs once in turn (dense included), so that the
+load of a shared machine drifts equally over all of them; medians per model; speedup = dense median / model
+median, printed next to the FLOPs ratio dense / exported (MACs by mmengine's FlopAnalyzer), the speedup a dense
+kernel could reach at best. A variant whose exported shapes equal the dense ones (no channel removed, e.g.
+at low rates) is the same graph as the dense model: it is not timed again (shown as '=dense'), and a variant
+whose exported shapes equal an earlier variant's (semi = unstructured at init) reuses its timing (marked '*'),
+unless ``--time-all``: dense kernels take the same time whatever the weight values (checked: a dense-shaped
+model with 95 % zero weights ran 5.73 s vs 5.45 s dense, within the noise). Odd rounds run the models in
+reverse order. Threads: ``--threads`` for both PyTorch and onnxruntime (default 1: on 2 cores shared
+with other jobs, multi-threaded small kernels mostly measure the other jobs).
+
+Training overhead: seconds per ``model.train_step`` (data preprocessor + forward + loss + backward + SGD step,
+what MMEngine's loop runs each iteration) of the pruned model (semi, rate 0.9) during the soft phase (masks
+recomputed and thresholds re-solved every step, progress 0.5) and after freezing, over the stock
+``RecognizerGCN``, as ratios.
+"""
+import argparse
+import copy
+import json
+import logging
+import os
+import os.path as osp
+import statistics
+import sys
+import tempfile
+import time
+import warnings
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+warnings.filterwarnings('ignore')
+
+import torch  # noqa: E402
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument('--config', default=osp.join(ROOT, 'configs/stgcn_semiprune_ntu60.py'),
+                   help='config whose model is benchmarked (default: the stock NTU-60 ST-GCN)')
+    p.add_argument('--modes', nargs='+', default=['semi', 'structured', 'unstructured'])
+    p.add_argument('--rates', nargs='+', type=float, default=[0.5, 0.8, 0.9, 0.95])
+    p.add_argument('--batches', nargs='+', type=int, default=[1, 16])
+    p.add_argument('--runtimes', nargs='+', choices=['torch', 'ort'], default=['torch', 'ort'])
+    p.add_argument('--reps', type=int, default=5, help='timed rounds (median over them)')
+    p.add_argument('--warmup', type=int, default=1, help='untimed rounds first')
+    p.add_argument('--threads', type=int, default=1, help='intra-op threads for PyTorch and onnxruntime')
+    p.add_argument('--frames', type=int, default=100)
+    p.add_argument('--persons', type=int, default=2)
+    p.add_argument('--train-iters', type=int, default=0,
+                   help='SGD steps (pruning schedule, synthetic skeletons) before freezing; 0: freeze at init')
+    p.add_argument('--time-all', action='store_true', help='also time variants whose graph equals the dense one')
+    p.add_argument('--no-train-bench', action='store_true', help='skip the training-overhead measurement')
+    p.add_argument('--train-batch', type=int, default=4, help='clips per training iteration')
+    p.add_argument('--train-reps', type=int, default=5)
+    p.add_argument('--train-rate', type=float, default=0.9)
+    p.add_argument('--json', help='also write all numbers here')
+    p.add_argument('--seed', type=int, default=0)
+    return p.parse_args(argv)
+
+
+def log(*a):
+    print(*a, flush=True)
+
+
+def quiet_mmengine():
+    from mmengine.logging import MMLogger
+    MMLogger.get_current_instance().setLevel(logging.ERROR)
+    logging.getLogger().setLevel(logging.ERROR)
+
+
+# -- models ---------------------------------------------------------------------------------------------------
+def dense_cfg(model_cfg):
+    d = copy.deepcopy(dict(model_cfg))
+    d.pop('prune_cfg', None)
+    d['type'] = 'RecognizerGCN'
+    return d
+
+
+def pruned_cfg(model_cfg, mode, rate):
+    d = copy.deepcopy(dict(model_cfg))
+    d['type'] = 'mmsemiprune.SemiPruneRecognizerGCN'
+    d['prune_cfg'] = dict(d.get('prune_cfg') or {}, target_rate=rate, mode=mode)
+    return d
+
+
+def brief_train(model, iters, batch, shape, seed):
+    """``iters`` SGD steps with the pruning schedule on synthetic skeletons and random labels (the schedule
+    freezes the masks at 80 % of the steps)."""
+    from mmsemiprune.export.exporter import synthetic_skeletons
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05, momentum=0.9)
+    ncls = model.cls_head.num_classes
+    model.train()
+    for it in range(iters):
+        model.pruner.set_progress(it / iters)
+        x = synthetic_skeletons((batch, ) + tuple(shape[1:]), seed=seed * 1000 + it)
+        y = torch.randint(0, ncls, (batch, ), generator=g)
+        loss = torch.nn.functional.cross_entropy(model.cls_head(model.backbone(x)), y) + model.pruner.budget_loss()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+
+
+def build_variants(args, cfg, shape):
+    from mmsemiprune.export.compact import format_shape
+    from mmsemiprune.export.exporter import (build_compact, build_model, compact_state_dict, count_flops,
+                                             exported_config, logits, synthetic_skeletons)
+    torch.manual_seed(args.seed)
+    dense = build_model(dense_cfg(cfg.model))
+    dense.init_weights()
+    dense.eval()
+    dense_sd = dense.state_dict()
+    x1 = synthetic_skeletons((1, ) + tuple(shape[1:]), seed=1)
+    xc = synthetic_skeletons((2, ) + tuple(shape[1:]), seed=2)
+    f_dense = count_flops(dense, x1)['total']
+    p_dense = sum(p.numel() for p in dense.parameters())
+    log(f'dense: {p_dense:,} params, {f_dense / 1e9:.3f} GMACs per clip {tuple(shape[1:])}')
+    variants = []
+    for mode in args.modes:
+        for rate in args.rates:
+            t0 = time.time()
+            model = build_model(pruned_cfg(cfg.model, mode, rate))
+            missing, unexpected = model.load_state_dict(dense_sd, strict=False)
+            assert not unexpected and all('_psi.' in k or k.startswith('pruner.') for k in missing)
+            model.eval()
+            model.profile(x1[:, None])
+            if args.train_iters > 0:
+                brief_train(model, args.train_iters, args.train_batch, shape, args.seed)
+            if not model.pruner.frozen:
+                model.pruner.freeze()
+            rep = model.pruner.report()
+            gate = statistics.mean(L['gate_group_share'] for L in rep['layers'])
+            ref = logits(model, xc)
+            csd, info = compact_state_dict(model)
+            shapes = {k: format_shape(v.shape) for k, v in csd.items() if tuple(v.shape) != tuple(dense_sd[k].shape)}
+            ocfg = exported_config(cfg, shapes)
+            compact = build_compact(ocfg.model, csd)
+            err = float((logits(compact, xc) - ref).abs().max())
+            f_exp = count_flops(compact, x1)['total']
+            pruned = sum(info['masked_zeros'].values())
+            removed = pruned - sum(info['remaining_zeros'].values())
+            sig = tuple(sorted(shapes.items()))
+            twin = next((u['name'] for u in variants if u['signature'] == sig), None)
+            v = dict(name=f'{mode}@{rate}', mode=mode, rate=rate, achieved=rep['rate_params'], gate_group_share=gate,
+                     signature=sig, twin=twin,
+                     structural_realized=removed / max(pruned, 1), structural_predicted=rep['structural_share'],
+                     params_exported=info['compact_params'], flops_exported=f_exp, flops_ratio=f_dense / f_exp,
+                     same_graph=not shapes, max_abs_err=err, logits_max=float(ref.abs().max()), model=compact)
+            variants.append(v)
+            log(f'{v["name"]:<18} achieved {v["achieved"]:.3f}  gate->group {gate:.2f}  structural '
+                f'{v["structural_realized"]:.3f} (pred {v["structural_predicted"]:.3f})  params {p_dense:,} -> '
+                f'{v["params_exported"]:,}  MACs x{v["flops_ratio"]:.2f}  |err| {err:.1e}  ({time.time() - t0:.0f} s)')
+            del model
+    return dense, dict(params=p_dense, flops=f_dense), variants
+
+
+# -- timing ---------------------------------------------------------------------------------------------------
+def make_runner(runtime, module, tmpdir, name, threads, example):
+    from mmsemiprune.export import LogitsModel
+    from mmsemiprune.export.exporter import export_onnx
+    m = LogitsModel(module).eval()
+    if runtime == 'torch':
+        def run(x):
+            with torch.inference_mode():
+                return m(x)
+        return run
+    import onnxruntime as ort
+    path = osp.join(tmpdir, f'{name}.onnx')
+    export_onnx(m, example, path)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.enable_cpu_mem_arena = False  # a dozen sessions at batch 16 would otherwise each keep an arena
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(path, so, providers=['CPUExecutionProvider'])
+    iname = sess.get_inputs()[0].name
+
+    def run(x):
+        return sess.run(None, {iname: x.numpy()})[0]
+    return run
+
+
+def time_all(args, dense, variants, shape):
+    from mmsemiprune.export.exporter import synthetic_skeletons
+    timed = [('dense', dense)] + [(v['name'], v['model']) for v in variants
+                                  if args.time_all or (not v['same_graph'] and v['twin'] is None)]
+    results = {}  # (runtime, batch) -> {name: median seconds}
+    example = synthetic_skeletons((2, ) + tuple(shape[1:]), seed=3)
+    with tempfile.TemporaryDirectory() as tmp:
+        for runtime in args.runtimes:
+            t0 = time.time()
+            runners = [(n, make_runner(runtime, m, tmp, n.replace('@', '_'), args.threads, example)) for n, m in timed]
+            if runtime == 'ort':
+                log(f'exported {len(runners)} ONNX models in {time.time() - t0:.0f} s')
+            for b in args.batches:
+                x = synthetic_skeletons((b, ) + tuple(shape[1:]), seed=4)
+                times = {n: [] for n, _ in runners}
+                t0 = time.time()
+                for r in range(args.warmup + args.reps):
+                    for n, run in (runners if r % 2 == 0 else runners[::-1]):  # cancel position effects
+                        t = time.perf_counter()
+                        run(x)
+                        dt = time.perf_counter() - t
+                        if r >= args.warmup:
+                            times[n].append(dt)
+                med = {n: statistics.median(ts) for n, ts in times.items()}
+                results[(runtime, b)] = dict(median=med, all=times)
+                d = sorted(times['dense'])
+                log(f'{runtime} batch {b}: dense {med["dense"] * 1e3:.1f} ms (median of {args.reps}, range '
+                    f'{d[0] * 1e3:.0f}-{d[-1] * 1e3:.0f} ms; {time.time() - t0:.0f} s for all models)')
+            del runners
+    return results
+
+
+# -- training overhead -----------------------------------------------------------------------------------------
+def train_overhead(args, cfg, shape):
+    from mmaction.structures import ActionDataSample
+    from mmengine.logging import MessageHub
+    from mmengine.optim import OptimWrapper
+
+    from mmsemiprune.export.exporter import build_model, synthetic_skeletons
+    torch.manual_seed(args.seed)
+    dense = build_model(dense_cfg(cfg.model))
+    dense.init_weights()
+    pruned = build_model(pruned_cfg(cfg.model, 'semi', args.train_rate))
+    pruned.load_state_dict(dense.state_dict(), strict=False)
+    frozen = copy.deepcopy(pruned)
+    B = args.train_batch
+    x = synthetic_skeletons((B, ) + tuple(shape[1:]), seed=7)
+    ncls = dense.cls_head.num_classes
+    data = dict(inputs=[x[i:i + 1] for i in range(B)],  # one clip per sample: (num_clips=1, M, T, V, C)
+                data_samples=[ActionDataSample().set_gt_labels(torch.tensor([i % ncls])) for i in range(B)])
+    hub = MessageHub.get_current_instance()
+    variants = []
+    for name, model, it in (('stock RecognizerGCN', dense, None), ('pruned, soft masks (progress 0.5)', pruned, 50),
+                            ('pruned, frozen masks', frozen, 99)):
+        model.train()
+        ow = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True))
+        variants.append((name, model, ow, it))
+    times = {n: [] for n, *_ in variants}
+    for r in range(2 + args.train_reps):
+        for name, model, ow, it in variants:
+            if it is not None:
+                hub.update_info('iter', it)
+                hub.update_info('max_iters', 100)
+            t = time.perf_counter()
+            model.train_step(copy.copy(data), ow)
+            dt = time.perf_counter() - t
+            if r >= 2:
+                times[name].append(dt)
+    med = {n: statistics.median(ts) for n, ts in times.items()}
+    return dict(batch=B, median=med, all=times, frozen_ok=bool(frozen.pruner.frozen),
+                soft_ok=not bool(pruned.pruner.frozen))
+
+
+# -- main ---------------------------------------------------------------------------------------------------------
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault('OMP_NUM_THREADS', str(args.threads))
+    import mmsemiprune  # noqa: F401
+    from mmengine.config import Config
+    quiet_mmengine()
+    cfg = Config.fromfile(args.config)
+    V = 25
+    shape = (1, args.persons, args.frames, V, 3)
+    t_start = time.time()
+    log(f'bench_export: {osp.relpath(args.config, ROOT)} model, clips {shape[1:]}, threads {args.threads}, '
+        f'masks frozen {"after %d SGD steps" % args.train_iters if args.train_iters else "at (random) init"}; '
+        f'torch {torch.__version__}')
+    dense, base, variants = build_variants(args, cfg, shape)
+    res = time_all(args, dense, variants, shape)
+
+    cols = [(rt, b) for rt in args.runtimes for b in args.batches]
+    head = f'{"variant":<18}{"achieved":>9}{"struct":>8}{"params":>10}{"MACs x":>8}' + ''.join(
+        f'{rt + " b" + str(b):>14} ' for rt, b in cols)
+    lines = ['', 'speedup over dense (median), next to the FLOPs ratio dense/exported (its physical limit):',
+             'dense latency: ' + ', '.join(f'{rt} b{b} {res[(rt, b)]["median"]["dense"] * 1e3:.0f} ms'
+                                            for rt, b in cols), head]
+    for v in variants:
+        row = (f'{v["name"]:<18}{v["achieved"]:>9.3f}{v["structural_realized"]:>8.3f}'
+               f'{v["params_exported"] / base["params"]:>10.3f}{v["flops_ratio"]:>8.2f}')
+        for rt, b in cols:
+            med = res[(rt, b)]['median']
+            src = v['name'] if v['name'] in med else v['twin']
+            if src in med:
+                s = med['dense'] / med[src]
+                v[f'speedup_{rt}_b{b}'] = s
+                v[f'ms_{rt}_b{b}'] = med[src] * 1e3
+                row += f'{s:>8.2f}/{v["flops_ratio"]:<5.2f}' + ('*' if src != v['name'] else ' ')
+            else:
+                row += f'{"=dense":>14} '
+        lines.append(row)
+    lines.append('columns: achieved = pruned share of the prunable weights; struct = share of the pruned weights '
+                 'physically removed; params = exported/dense parameters; MACs x = dense/exported MACs; '
+                 'runtime cells = speedup/FLOPs ratio; =dense: exported graph identical to the dense one (not '
+                 're-timed); *: exported graph identical to an earlier row\'s (timed once, values do not change '
+                 'dense kernels\' time)')
+    for v in variants:
+        if v['mode'] == 'semi' and abs(v['rate'] - 0.9) < 1e-9 and 16 in args.batches:
+            parts = [f'{rt} {v[f"speedup_{rt}_b16"]:.2f}x' if f'speedup_{rt}_b16' in v else f'{rt} =dense (1x)'
+                     for rt in args.runtimes]
+            lines.append(f'semi ST-GCN rate 0.9, batch 16: speedup {", ".join(parts)} vs FLOPs ratio '
+                         f'{v["flops_ratio"]:.2f}x (structural share {v["structural_realized"]:.3f})')
+    log('\n'.join(lines))
+
+    out = dict(args=vars(args), shape=list(shape), dense=base, torch=torch.__version__,
+               variants=[{k: val for k, val in v.items() if k not in ('model', 'signature')} for v in variants],
+               latency={f'{rt}_b{b}': res[(rt, b)] for rt, b in cols})
+    if not args.no_train_bench:
+        t0 = time.time()
+        tr = train_overhead(args, cfg, shape)
+        stock = tr['median']['stock RecognizerGCN']
+        log(f'\ntraining iteration (train_step: forward + backward + SGD), batch {tr["batch"]} clips, median of '
+            f'{args.train_reps} ({time.time() - t0:.0f} s):')
+        for n, t in tr['median'].items():
+            log(f'  {n:<36} {t:7.2f} s   x{t / stock:.2f} of stock')
+        out['train'] = tr
+    log(f'\ntotal {time.time() - t_start:.0f} s')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(out, f, indent=1, default=float)
+    return out
+
+
+if __name__ == '__main__':
+    main()
