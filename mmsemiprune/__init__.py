@@ -18,6 +18,7 @@ if _ilu.find_spec('mmaction') is not None:  # the core (mmsemiprune.core) needs 
 
     from . import datasets  # noqa: F401
     from . import engine  # noqa: F401
+    from . import export  # noqa: F401  (CompactRecognizerGCN)
     from . import models  # noqa: F401
     from .engine import SemiPruneHook  # noqa: F401
     from .models import SemiPruneRecognizerGCN  # noqa: F401

@@ -5,5 +5,5 @@ from mmaction.registry import MODELS as MMA_MODELS
 from mmengine.registry import Registry
 
 MODELS = Registry('model', parent=MMA_MODELS, scope='mmsemiprune',
-                  locations=['mmsemiprune.models', 'mmsemiprune.datasets'])
+                  locations=['mmsemiprune.models', 'mmsemiprune.datasets', 'mmsemiprune.export'])
 HOOKS = Registry('hook', parent=MMA_HOOKS, scope='mmsemiprune', locations=['mmsemiprune.engine'])

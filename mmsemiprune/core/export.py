@@ -9,6 +9,7 @@
 - :func:`sparse_state_dict` stores the entry-wise zeros left inside kept groups compactly
   (CSR values + int32 indices) for the on-disk file; :func:`dense_state_dict` restores it.
 """
+import copy
 from typing import Dict, List
 
 import torch
@@ -54,6 +55,7 @@ def shrink(model: nn.Module, sets: List[ChannelSet]) -> Dict[str, int]:
     Call after :func:`bake_model`."""
     modules = dict(model.named_modules())
     removed = {}
+    sets = copy.deepcopy(list(sets))  # the caller's sets keep describing the uncompressed model
     for cs in sets:
         if cs.fixed_consumer:
             continue
