@@ -9,7 +9,6 @@
 - :func:`sparse_state_dict` stores the entry-wise zeros left inside kept groups compactly
   (CSR values + int32 indices) for the on-disk file; :func:`dense_state_dict` restores it.
 """
-import copy
 from typing import Dict, List
 
 import torch
@@ -52,10 +51,10 @@ def _slice_param(mod: nn.Module, pname: str, dim: int, idx: torch.Tensor):
 @torch.no_grad()
 def shrink(model: nn.Module, sets: List[ChannelSet]) -> Dict[str, int]:
     """Physically remove unread channels (see module docstring). Returns {set name: channels removed}.
-    Call after :func:`bake_model`."""
+    Call after :func:`bake_model`. The sets' sizes are updated to describe the shrunk model (pass a deep
+    copy to keep the originals, as ``tools/export.py`` does)."""
     modules = dict(model.named_modules())
     removed = {}
-    sets = copy.deepcopy(list(sets))  # the caller's sets keep describing the uncompressed model
     for cs in sets:
         if cs.fixed_consumer:
             continue
