@@ -45,6 +45,10 @@ def parse_args(argv=None):
     p.add_argument('--stop-at', type=str, help='start no run after this local time (HH:MM) or after N minutes (+N)')
     p.add_argument('--dry-run', action='store_true', help='list what would run and exit')
     p.add_argument('--tables-only', action='store_true', help='only (re)write the tables from finished runs')
+    p.add_argument('--refresh-report', action='store_true',
+                   help='recompute the checkpoint-derived columns (pruning report, FLOPs, params after channel '
+                   'removal, latency) of finished runs with the current code, keeping their accuracy; then '
+                   'write the tables (combine with --tables-only to train nothing)')
     p.add_argument('--title', default=None, help='title of the tables and plot')
     return p.parse_args(argv)
 
@@ -157,6 +161,16 @@ def main(argv=None):
                           log=lambda m: print(time.strftime('%H:%M:%S ') + m, flush=True))
         summary = sched.run()
         print(f'[leaderboard] sweep: {summary}', flush=True)
+    if runs and args.refresh_report:
+        from mmsemiprune.leaderboard.evaluate import refresh_report
+        fin = [r for r in runs if run_status(runs_dir, r) == 'done']
+        for i, r in enumerate(fin, 1):
+            try:
+                refresh_report(RunPaths(runs_dir, r).work_dir)
+            except Exception as e:  # keep the old numbers, say so
+                print(f'[leaderboard] refresh failed for {r.rel_dir()}: {type(e).__name__}: {e}', flush=True)
+            if i % 10 == 0 or i == len(fin):
+                print(f'[leaderboard] refreshed {i}/{len(fin)} reports', flush=True)
     if runs:
         results += load_results(runs_dir, runs)
     if args.config:

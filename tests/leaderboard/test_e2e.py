@@ -47,6 +47,12 @@ def test_e2e_demo_sweep(tmp_path, demo_pkl):
     assert osp.isfile(tmp_path / 'runs/demo/stgcn/split/dense/dense_weights.pth')
     for f in ('leaderboard.md', 'leaderboard.csv', 'leaderboard.png', 'runs.csv'):
         assert osp.isfile(tmp_path / 'out' / f)
+    # recompute the report columns with the current code, keeping the accuracy
+    ref = subprocess.run(cmd + ['--tables-only', '--refresh-report'], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert ref.returncode == 0 and 'refreshed 2/2' in ref.stdout, ref.stdout[-2000:] + ref.stderr[-2000:]
+    res2 = json.load(open(tmp_path / 'runs/demo/stgcn/split/semi_r0.8/result.json'))
+    assert res2['top1'] == res['top1'] and res2['report_code'] and res2['rate_params'] == res['rate_params']
     # a second call skips both finished runs
     again = subprocess.run(cmd + ['--dry-run'], cwd=ROOT, env=env, capture_output=True, text=True)
     assert '0 to run' in again.stdout
