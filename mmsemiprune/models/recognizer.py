@@ -133,16 +133,8 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
     @_config_errors
     def __init__(self, backbone, cls_head=None, neck=None, train_cfg=None, test_cfg=None,
                  data_preprocessor=None, prune_cfg: Optional[Dict] = None, **kwargs):
-        if prune_cfg is None or 'target_rate' not in dict(prune_cfg):
-            raise ValueError('SemiPruneRecognizerGCN needs prune_cfg with a target_rate, e.g. '
-                             "model = dict(type='mmsemiprune.SemiPruneRecognizerGCN', "
-                             "prune_cfg=dict(target_rate=0.9, mode='semi'))")
+        precheck_prune_cfg(prune_cfg)
         prune_cfg = dict(prune_cfg)
-        check_rate(prune_cfg['target_rate'], 'prune_cfg.target_rate')
-        unknown = sorted(set(prune_cfg) - set(PRUNE_CFG_KEYS))
-        if unknown:
-            raise ValueError(f'unknown prune_cfg key(s) {unknown}; valid keys: {", ".join(PRUNE_CFG_KEYS)} '
-                             '(see README "prune_cfg keys")')
         if prune_cfg.get('prune_head'):
             raise ValueError('prune_cfg.prune_head=True is not supported: the classifier is never pruned')
         super().__init__(backbone=backbone, cls_head=cls_head, neck=neck, train_cfg=train_cfg,
