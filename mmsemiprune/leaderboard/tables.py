@@ -81,7 +81,7 @@ def write_csv(rows: List[Dict], path: str):
 RUN_COLUMNS = ['dataset', 'backbone', 'method', 'rate', 'fold', 'top1', 'top5', 'mean_class', 'rate_params',
                'rate_flops', 'structural_share', 'params_dense', 'params_nonzero', 'params_compact', 'flops_dense',
                'flops_kept', 'flops_compact', 'latency_ms', 'latency_ms_dense_shape', 'shrink_max_abs_diff',
-               'max_epochs', 'train_s', 'eval_s', 'finished_at']
+               'max_epochs', 'train_s', 'eval_s', 'finished_at', 'report_code']
 
 
 def write_runs_csv(results: List[Dict], path: str):
