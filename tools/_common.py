@@ -1,7 +1,6 @@
 """Shared by tools/train.py and tools/test.py: import the plugin first, CPU-DDP and trust handling, and
 :func:`cli`, which prints the plugin's own user errors (bad config, data or checkpoint, NaN loss) as one
 ``error: <message>`` line with exit code 2 instead of a traceback (``--debug`` shows the traceback)."""
-import os
 import os.path as osp
 import sys
 

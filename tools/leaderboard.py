@@ -24,7 +24,6 @@ if ROOT not in sys.path:
 
 from mmsemiprune.leaderboard import (RunPaths, Scheduler, expand_sweep, load_results,  # noqa: E402
                                      load_sweep, run_status, write_all)
-from mmsemiprune.leaderboard.spec import RunSpec  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -2,7 +2,7 @@
 
 Cost: every entry of a prunable tensor ℓ costs ``c_ℓ``: 1 for ``cost='params'``; for ``cost='flops'``
 the number of times it is applied per sample (the output positions T'·V of a conv, recorded by
-:meth:`CostModel.profile`), i.e. its multiply-accumulates.
+:meth:`~.pruner.SemiPruner.profile`), i.e. its multiply-accumulates.
 
 Budget regularizer (the sibling papers' λ(Σψ − c)², normalised so λ is scale-free):
 
@@ -15,7 +15,7 @@ gradient alone overshoot or freeze once τ is small; placing them by a monotone 
 count cannot. The penalty R still acts on the latents and the gates (it polarises the soft mask
 towards the hard one and prices the gate's choice).
 """
-from typing import Dict, List, Sequence
+from typing import Dict, Sequence
 
 import torch
 
@@ -25,7 +25,8 @@ COSTS = ('params', 'flops')
 
 
 class CostModel:
-    """Per-tensor entry costs. ``masks``: list of (name, SemiMask, latent getter)."""
+    """The cost an entry of a pruned tensor counts for: 'params' (1) or 'flops' (its MACs per sample,
+    recorded by :meth:`~.pruner.SemiPruner.profile`). Validates the name."""
 
     def __init__(self, cost: str = 'params'):
         if cost not in COSTS:

@@ -24,7 +24,7 @@ from torch import nn
 
 from .bandstop import band_stop, band_stop_hard
 from .gate import Gate
-from .groups import Grouping, group_rms, parse_grouping
+from .groups import group_mean, group_rms, parse_grouping
 
 __all__ = ['SemiMask', 'MODES']
 
@@ -67,6 +67,7 @@ class SemiMask(nn.Module):
         for k, g in enumerate(groupings):
             gid = g.group_ids(self.shape)
             self.register_buffer(f'gid{k}', gid, persistent=False)
+            self.register_buffer(f'gsize{k}', torch.bincount(gid.reshape(-1)), persistent=False)  # group sizes
             self.num_groups.append(int(gid.max()) + 1)
         gate_mode = {'semi': 'learned', 'structured': 'group', 'unstructured': 'entry', 'ctf': 'group'}[mode]
         self.gate = Gate(self.num_groups[0] if groupings else 1, gate_mode, init=gate_init)
@@ -112,11 +113,10 @@ class SemiMask(nn.Module):
         return out
 
     def _group_stat(self, x, gid, k):
+        size = getattr(self, f'gsize{k}')
         if self.group_stat == 'l1':
-            n = self.num_groups[k]
-            tot = torch.zeros(n, dtype=x.dtype, device=x.device).index_add_(0, gid.reshape(-1), x.reshape(-1).abs())
-            return tot / torch.bincount(gid.reshape(-1), minlength=n).to(x.dtype).clamp_min(1)
-        return group_rms(x, gid, self.num_groups[k])
+            return group_mean(x.abs(), gid, self.num_groups[k], size)
+        return group_rms(x, gid, self.num_groups[k], size)
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         self._check(latent)
@@ -137,10 +137,7 @@ class SemiMask(nn.Module):
             psi_g, psi_e = self._coarse(x, tau), band_stop(x, self.thr_entry, tau)
             psi = g * psi_g + (1 - g) * psi_e
             with torch.no_grad():
-                n = self.num_groups[0]
-                gid = self.gid0.reshape(-1)
-                d = torch.zeros(n, dtype=x.dtype, device=x.device).index_add_(0, gid, (psi_g - psi_e).reshape(-1))
-                self._last_delta = d / torch.bincount(gid, minlength=n).to(x.dtype).clamp_min(1)
+                self._last_delta = group_mean(psi_g - psi_e, self.gid0, self.num_groups[0], self.gsize0)
         self._last = psi
         return psi
 
@@ -173,7 +170,7 @@ class SemiMask(nn.Module):
             return x, None, None
         if self.per_group_scores:
             s = self._group_stat(x, self.gid0, 0)
-            return x, s, torch.bincount(self.gid0.reshape(-1), minlength=self.num_groups[0])
+            return x, s, self.gsize0
         _, coarse = self.scores(latent)
         return x, coarse.reshape(-1), torch.ones(coarse.numel(), dtype=torch.long)
 

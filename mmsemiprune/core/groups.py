@@ -138,9 +138,15 @@ def parse_grouping(spec) -> Grouping:
     return Grouping(kind, **kw)
 
 
-def group_rms(x: torch.Tensor, gid: torch.Tensor, num_groups: int) -> torch.Tensor:
-    """RMS of ``x`` over each group: shape (G,)."""
+def group_mean(v: torch.Tensor, gid: torch.Tensor, num_groups: int, counts=None) -> torch.Tensor:
+    """Mean of ``v`` over each group: shape (G,). ``counts``: the group sizes, if already known."""
     flat = gid.reshape(-1)
-    sq = torch.zeros(num_groups, dtype=x.dtype, device=x.device).index_add_(0, flat, x.reshape(-1) ** 2)
-    cnt = torch.bincount(flat, minlength=num_groups).to(x.dtype)
-    return (sq / cnt.clamp_min(1)).sqrt()
+    tot = torch.zeros(num_groups, dtype=v.dtype, device=v.device).index_add_(0, flat, v.reshape(-1))
+    if counts is None:
+        counts = torch.bincount(flat, minlength=num_groups)
+    return tot / counts.to(v.dtype).clamp_min(1)
+
+
+def group_rms(x: torch.Tensor, gid: torch.Tensor, num_groups: int, counts=None) -> torch.Tensor:
+    """RMS of ``x`` over each group: shape (G,)."""
+    return group_mean(x ** 2, gid, num_groups, counts).sqrt()

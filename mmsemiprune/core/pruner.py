@@ -13,17 +13,16 @@ Typical use (any ``nn.Module``)::
 The pruner is an ``nn.Module`` only to keep its schedule state in buffers (saved in checkpoints);
 the model is *not* registered as its child. All mask state lives next to the pruned parameters.
 """
-import re
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence
 
 import torch
 from torch import nn
 
-from .budget import COSTS, BudgetRegularizer, solve_thresholds
+from .budget import BudgetRegularizer, CostModel, solve_thresholds
 from .cascade import MODES, SemiMask
 from .finalize import harden
-from .reparam import get_mask, install_mask, is_masked
+from .reparam import install_mask, is_masked
 from .schedule import PruneSchedule
 
 __all__ = ['PruneSpec', 'SemiPruner', 'check_rate']
@@ -73,8 +72,7 @@ class SemiPruner(nn.Module):
         if mode not in MODES:
             raise ValueError(f'unknown pruning mode {mode!r}; choose one of {", ".join(MODES)} '
                              "(e.g. prune_cfg=dict(mode='semi'))")
-        if cost not in COSTS:
-            raise ValueError(f'unknown cost {cost!r}; choose one of {", ".join(COSTS)}')
+        CostModel(cost)  # validates the cost name
         if not 0.0 <= float(layer_floor) < 1.0:
             raise ValueError(f'layer_floor must be in [0, 1), got {layer_floor!r}')
         if layer_floor > 1.0 - self.target_rate:
@@ -178,7 +176,7 @@ class SemiPruner(nn.Module):
         for m in self.masks:
             if m.mode != 'semi' or m._last_delta is None:
                 continue
-            n_g = torch.bincount(m.gid0.reshape(-1), minlength=m.num_groups[0]).to(m._last_delta.dtype)
+            n_g = m.gsize0.to(m._last_delta.dtype)
             g = m.gate(m.gate_temperature)
             term = term + (g * m._last_delta * n_g).sum() * float(m.cost)
         return term / total

@@ -9,7 +9,6 @@ from typing import Dict, List
 
 import torch
 
-from .groups import group_rms
 from .topology import _view, alive
 
 __all__ = ['prune_report', 'format_report']

@@ -6,7 +6,7 @@ import os
 import os.path as osp
 import statistics
 from collections import OrderedDict
-from typing import Dict, List, Optional
+from typing import Dict, List
 
 from .spec import METHOD_ORDER
 

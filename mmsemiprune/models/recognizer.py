@@ -16,7 +16,7 @@ from typing import Dict, Optional
 
 import torch
 from mmaction.models.recognizers import RecognizerGCN
-from mmengine.logging import MessageHub, print_log
+from mmengine.logging import MessageHub
 
 from ..compat import ConfigError, check_state_dict
 from ..core.budget import COSTS
