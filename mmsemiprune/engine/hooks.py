@@ -108,12 +108,12 @@ class SemiPruneHook(Hook):
         model = _pruned_model(runner)
         if model is None:
             return
-        runner.logger.info('pruning report\n' + format_report(model.pruner.report()))
+        rep = model.pruner.report()
+        runner.logger.info('pruning report\n' + format_report(rep))
         if self.save_pruned and runner.rank == 0:
             name = osp.splitext(osp.basename(getattr(runner.cfg, 'filename', None) or 'model'))[0]
             path = osp.join(runner.work_dir, f'{name}_pruned.pth')
             sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-            rep = model.pruner.report()
             meta = dict(mmsemiprune=dict(target_rate=rep['target_rate'], rate_params=rep['rate_params'],
                                          mode=rep['mode'], structural_share=rep['structural_share']),
                         epoch=runner.epoch, iter=runner.iter)
