@@ -10,6 +10,7 @@ One concept per module:
 - :mod:`.budget`    cost model, budget regularizer λ((Σ cost·ψ − c)/N)², rate controller
 - :mod:`.schedule`  temperature / rate / freeze schedule as a function of training progress
 - :mod:`.topology`  channel sets (producers/consumers) for topological consistency and export
+- :mod:`.compute`   MACs left after channel removal, MACs each channel frees, projection to a MAC budget
 - :mod:`.pruner`    ties everything to one model: install, step, budget loss, freeze
 - :mod:`.finalize`  hardening to the exact rate, dead-channel removal, BatchNorm re-estimation
 - :mod:`.report`    per-layer and total achieved rate (params, FLOPs, structural share)

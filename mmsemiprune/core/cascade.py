@@ -16,6 +16,11 @@ spread of the group statistic (group RMS values of normalised weights all sit ne
 temperature would make group masks flip in bulk). The thresholds a_e, a_g are per-tensor buffers set
 by the rate controller (:mod:`.budget`); the temperature τ is a buffer set by the schedule. Once
 frozen, ψ is the stored boolean mask exactly.
+
+Hard phase (ours, ``SemiPruner(hard_phase=True)``): in the last part of the anneal the pruner writes the
+hard, topologically consistent mask M at the exact rate into ``mask`` every step and the forward returns
+``ψ = M + (ψ_soft − sg(ψ_soft))`` (value M, gradient of the soft cascade: straight-through), so the
+network trains on the mask the freeze will store.
 """
 from typing import Optional, Sequence
 
@@ -43,8 +48,11 @@ class SemiMask(nn.Module):
     """
 
     def __init__(self, shape, groupings: Sequence = ('out', ), mode: str = 'semi', name: str = '',
-                 normalize: bool = True, group_stat: str = 'rms', gate_init: float = 0.0):
+                 normalize: bool = True, group_stat: str = 'rms', gate_init: float = 0.0, mask_bias: bool = False):
         super().__init__()
+        self.mask_bias = bool(mask_bias)
+        self._is_frozen = False  # host-side mirror of the ``frozen`` buffer (no device sync per step)
+        self._hard_on = False  # hard straight-through phase (set by the pruner every step)
         if group_stat not in ('rms', 'l1'):
             raise ValueError(f"unknown group_stat {group_stat!r}; choose 'rms' (default) or 'l1' (mean |w|, "
                              'the L1-norm channel criterion of Li et al. 2017)')
@@ -81,6 +89,7 @@ class SemiMask(nn.Module):
         self.register_buffer('mask', torch.ones(self.shape, dtype=torch.bool))
         self._last = None  # ψ of the last forward, reused by the budget loss
         self._last_delta = None  # semi: per-group mean(ψ_G − ψ_e) of the last forward (detached)
+        self._last_group = None  # semi: per-group mean ψ_G of the last forward (detached)
 
     @property
     def uses_entries(self) -> bool:
@@ -118,12 +127,28 @@ class SemiMask(nn.Module):
             return group_mean(x.abs(), gid, self.num_groups[k], size)
         return group_rms(x, gid, self.num_groups[k], size)
 
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._is_frozen = bool(self.frozen)
+
+    def row_keep(self, psi: torch.Tensor) -> torch.Tensor:
+        """β (shape[0],): max_i ψ[o, i] per output row, the factor of that row's bias (1 when any entry of
+        the row survives, 0 when the whole row is masked)."""
+        return psi.reshape(psi.shape[0], -1).amax(dim=1)
+
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         self._check(latent)
-        if bool(self.frozen):
+        if self._is_frozen:
             psi = self.mask.to(latent.dtype) + self.gate.zero_touch().to(latent.dtype)
             self._last = psi
             return psi
+        soft = self._soft(latent)
+        if self._hard_on:  # straight-through: the value of the hard mask, the gradient of the soft one
+            soft = self.mask.to(soft.dtype) + (soft - soft.detach())
+        self._last = soft
+        return soft
+
+    def _soft(self, latent: torch.Tensor) -> torch.Tensor:
         x = self.normalise(latent)
         tau = self.temperature
         if self.mode == 'unstructured':
@@ -138,7 +163,7 @@ class SemiMask(nn.Module):
             psi = g * psi_g + (1 - g) * psi_e
             with torch.no_grad():
                 self._last_delta = group_mean(psi_g - psi_e, self.gid0, self.num_groups[0], self.gsize0)
-        self._last = psi
+                self._last_group = group_mean(psi_g, self.gid0, self.num_groups[0], self.gsize0)
         return psi
 
     # -- hard masks and scores (no grad) ------------------------------------------------------------
@@ -184,7 +209,7 @@ class SemiMask(nn.Module):
     @torch.no_grad()
     def hard(self, latent: torch.Tensor, thr_entry=None, thr_group=None) -> torch.Tensor:
         """Boolean mask at the given (default: current) thresholds, τ → 0 and hard gates."""
-        if bool(self.frozen):
+        if self._is_frozen:
             return self.mask.clone()
         te = self.thr_entry if thr_entry is None else thr_entry
         tg = self.thr_group if thr_group is None else thr_group
@@ -198,12 +223,48 @@ class SemiMask(nn.Module):
         return torch.where(self.entry_decides(), x > te, coarse > tg)
 
     @torch.no_grad()
-    def freeze(self, mask: torch.Tensor) -> None:
-        """Store ``mask`` (bool, latent shape) and use it exactly from now on."""
+    def current(self, latent: torch.Tensor) -> torch.Tensor:
+        """The boolean mask the forward uses now: the stored mask when frozen or in the hard phase, else
+        :meth:`hard` at the current thresholds (what the report counts)."""
+        if self._is_frozen or self._hard_on:
+            return self.mask.clone()
+        return self.hard(latent)
+
+    def current_gates(self) -> torch.Tensor:
+        """Boolean (G,) gate decisions of :meth:`current` (the snapshot in the hard phase)."""
+        if self._hard_on:
+            return self.gate.decided.clone()
+        return self.gate.hard()
+
+    @torch.no_grad()
+    def set_hard(self, mask: Optional[torch.Tensor]) -> None:
+        """Hard phase: use ``mask`` (bool, latent shape) as the forward value (straight-through); ``None``
+        switches back to the soft mask. Snapshots the gate decisions that produced it."""
+        if mask is None:
+            self._hard_on = False
+            return
         if tuple(mask.shape) != self.shape:
-            raise ValueError(f'{self.name}: frozen mask has shape {tuple(mask.shape)}, expected {self.shape}')
+            raise ValueError(f'{self.name}: hard mask has shape {tuple(mask.shape)}, expected {self.shape}')
         self.mask.copy_(mask.to(torch.bool))
+        self.gate.snapshot()
+        self._hard_on = True
+
+    @torch.no_grad()
+    def freeze(self, mask: Optional[torch.Tensor] = None) -> None:
+        """Store ``mask`` (bool, latent shape; default: the hard-phase mask already stored) and use it
+        exactly from now on, with the gate decisions that produced it."""
+        if mask is None:
+            if not self._hard_on:
+                raise RuntimeError(f'{self.name}: freeze() without a mask needs the hard phase to have run')
+        else:
+            if tuple(mask.shape) != self.shape:
+                raise ValueError(f'{self.name}: frozen mask has shape {tuple(mask.shape)}, expected {self.shape}')
+            self.mask.copy_(mask.to(torch.bool))
+            self.gate.snapshot()
+        self.gate.freeze()
         self.frozen.fill_(True)
+        self._is_frozen = True
+        self._hard_on = False
 
     def extra_repr(self):
         gs = ', '.join(str(g) for g in self.groupings) or 'entry'

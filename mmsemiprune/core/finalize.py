@@ -9,23 +9,27 @@
 3. **BatchNorm re-estimation** (:func:`recalibrate_bn`): measured on SBU, stale running statistics, not
    the mask, explain most of the accuracy collapse right after hardening.
 """
-from typing import Callable, Dict, Iterable, List
+from typing import Callable, Dict, Iterable, List, Optional
 
 import torch
 from torch import nn
 
 from .budget import solve_thresholds
+from .compute import project_macs
 from .topology import make_consistent
 
-__all__ = ['harden', 'recalibrate_bn']
+__all__ = ['harden', 'consistent_masks', 'recalibrate_bn']
 
 
 @torch.no_grad()
-def _hard_masks(items, rate, floor, sets):
+def _hard_masks(items, rate, floor, sets, target_macs=None, scores=None):
     solve_thresholds([(m, w) for _, m, w in items], rate, floor)
     masks = {key: m.hard(w) for key, m, w in items}
     if sets:
         make_consistent(masks, sets)
+        if target_macs is not None:
+            if project_macs(items, masks, sets, target_macs, scores):
+                make_consistent(masks, sets)
     return masks
 
 
@@ -36,12 +40,23 @@ def _pruned_fraction(items, masks) -> float:
 
 
 @torch.no_grad()
-def harden(items: List, rate: float, floor: float = 0.0, sets=None, iters: int = 20) -> Dict[str, float]:
-    """Freeze every mask. ``items``: list of (key 'module.param', SemiMask, latent). Returns stats."""
-    items = [it for it in items if not bool(it[1].frozen)]
-    if not items:
-        return dict(achieved=float('nan'), asked=rate)
-    masks = _hard_masks(items, rate, floor, sets)
+def consistent_masks(items: List, rate: float, floor: float = 0.0, sets=None, iters: int = 20,
+                     target_macs: Optional[float] = None, start: Optional[float] = None):
+    """Hard masks (no gradient) at the current latents and hard gates that meet ``rate`` after
+    topological consistency (and, with ``target_macs``, after :func:`~.compute.project_macs`).
+
+    Consistency and the MAC projection prune a little more than asked, so the rate passed to the
+    threshold search is lowered by bisection until the consistent masks meet the target (``start``: a
+    rate to try first, e.g. the previous step's). The thresholds of the chosen probe are left in the
+    masks' buffers. Returns (masks, asked, achieved)."""
+    scores = _producer_scores(items) if target_macs is not None else None
+    probe = lambda r: _hard_masks(items, r, floor, sets, target_macs, scores)  # noqa: E731
+    if start is not None and 0.0 <= start <= rate:
+        masks = probe(start)
+        achieved = _pruned_fraction(items, masks)
+        if abs(achieved - rate) < 1e-3:
+            return masks, start, achieved
+    masks = probe(rate)
     achieved = _pruned_fraction(items, masks)
     asked = rate
     if sets and achieved > rate + 1e-4:
@@ -49,7 +64,7 @@ def harden(items: List, rate: float, floor: float = 0.0, sets=None, iters: int =
         best = (abs(achieved - rate), rate, masks, achieved)
         for _ in range(iters):
             mid = 0.5 * (lo + hi)
-            mk = _hard_masks(items, mid, floor, sets)
+            mk = probe(mid)
             a = _pruned_fraction(items, mk)
             if abs(a - rate) < best[0]:
                 best = (abs(a - rate), mid, mk, a)
@@ -60,6 +75,29 @@ def harden(items: List, rate: float, floor: float = 0.0, sets=None, iters: int =
             if best[0] < 1e-3:
                 break
         _, asked, masks, achieved = best
+        if asked != mid:  # leave the thresholds of the chosen probe, not of the last one, in the buffers
+            solve_thresholds([(m, w) for _, m, w in items], asked, floor)
+    return masks, asked, achieved
+
+
+def _producer_scores(items) -> Dict[str, torch.Tensor]:
+    """Per-group coarse score of every mask with one grouping (for the MAC projection's order)."""
+    out = {}
+    for key, m, w in items:
+        if m.groupings and m.per_group_scores:
+            _, s, _ = m.group_scores(w)
+            out[key] = s
+    return out
+
+
+@torch.no_grad()
+def harden(items: List, rate: float, floor: float = 0.0, sets=None, iters: int = 20,
+           target_macs: Optional[float] = None) -> Dict[str, float]:
+    """Freeze every mask. ``items``: list of (key 'module.param', SemiMask, latent). Returns stats."""
+    items = [it for it in items if not it[1]._is_frozen]
+    if not items:
+        return dict(achieved=float('nan'), asked=rate)
+    masks, asked, achieved = consistent_masks(items, rate, floor, sets, iters, target_macs)
     for key, m, w in items:
         m.freeze(masks[key])
     return dict(achieved=achieved, asked=asked)

@@ -6,6 +6,10 @@
 pruned individually" (unstructured). Fixing the gate gives the baselines from the same code:
 ``mode='group'`` (g ≡ 1, structured-only) and ``mode='entry'`` (g ≡ 0, unstructured-only); those
 modes have no parameter at all.
+
+Frozen decisions (ours): the hard decisions that shaped the last trained mask are stored in the buffer
+``decided`` (G,) and, once ``frozen``, :meth:`Gate.hard` reads that buffer, never the live logits,
+which optimizers may still move after the freeze (zero gradient + momentum + weight decay).
 """
 import torch
 from torch import nn
@@ -26,17 +30,48 @@ class Gate(nn.Module):
         self.num_groups = int(num_groups)
         if mode == 'learned':
             self.logit = nn.Parameter(torch.full((self.num_groups, ), float(init)))
+        self.register_buffer('decided', torch.full((self.num_groups, ), mode == 'group', dtype=torch.bool))
+        self.register_buffer('frozen', torch.tensor(False))
+        self._is_frozen = False  # host-side mirror of ``frozen`` (no device sync in the training step)
+
+    @torch.no_grad()
+    def init_logits(self, values: torch.Tensor) -> None:
+        """Set γ (learned mode only), e.g. from the group scores (see ``SemiPruner(gate_init='score')``)."""
+        if self.mode == 'learned':
+            self.logit.copy_(values.to(self.logit))
+
+    @torch.no_grad()
+    def snapshot(self) -> None:
+        """Store the current hard decisions in ``decided`` (used once frozen)."""
+        if not self._is_frozen:
+            self.decided.copy_(self.live_hard())
+
+    @torch.no_grad()
+    def freeze(self) -> None:
+        """From now on :meth:`hard` returns ``decided`` (take a :meth:`snapshot` first if needed)."""
+        self.frozen.fill_(True)
+        self._is_frozen = True
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._is_frozen = bool(self.frozen)
 
     def forward(self, tau=1.0) -> torch.Tensor:
         if self.mode == 'learned':
             return torch.sigmoid(self.logit / tau)
         return torch.full((self.num_groups, ), 1.0 if self.mode == 'group' else 0.0)
 
-    def hard(self) -> torch.Tensor:
-        """Boolean (G,): True where the group mask decides."""
+    def live_hard(self) -> torch.Tensor:
+        """Boolean (G,) from the live logits: 1[γ > 0]."""
         if self.mode == 'learned':
             return self.logit.detach() > 0
-        return torch.full((self.num_groups, ), self.mode == 'group', dtype=torch.bool)
+        return self.decided.clone()
+
+    def hard(self) -> torch.Tensor:
+        """Boolean (G,): True where the group mask decides (the stored decisions once frozen)."""
+        if self._is_frozen:
+            return self.decided.clone()
+        return self.live_hard()
 
     def zero_touch(self) -> torch.Tensor:
         """0·Σγ: keeps γ in the autograd graph after freezing (DDP expects every parameter used)."""

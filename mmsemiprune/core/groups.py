@@ -148,5 +148,6 @@ def group_mean(v: torch.Tensor, gid: torch.Tensor, num_groups: int, counts=None)
 
 
 def group_rms(x: torch.Tensor, gid: torch.Tensor, num_groups: int, counts=None) -> torch.Tensor:
-    """RMS of ``x`` over each group: shape (G,)."""
-    return group_mean(x ** 2, gid, num_groups, counts).sqrt()
+    """RMS of ``x`` over each group: shape (G,). An all-zero group has RMS 0 and gradient 0 (not the
+    NaN of d√u/du at u = 0)."""
+    return group_mean(x ** 2, gid, num_groups, counts).clamp_min(1e-30).sqrt()

@@ -21,11 +21,13 @@ from torch import nn
 
 from .budget import BudgetRegularizer, CostModel, solve_thresholds
 from .cascade import MODES, SemiMask
-from .finalize import harden
+from .finalize import consistent_masks, harden
 from .reparam import install_mask, is_masked
 from .schedule import PruneSchedule
 
-__all__ = ['PruneSpec', 'SemiPruner', 'check_rate']
+__all__ = ['PruneSpec', 'SemiPruner', 'check_rate', 'check_fraction', 'GATE_PRICES']
+
+GATE_PRICES = ('params', 'macs', 'both')
 
 
 @dataclass
@@ -34,6 +36,13 @@ class PruneSpec:
     module: str
     param: str = 'weight'
     groups: Sequence = field(default_factory=lambda: ['out'])
+
+
+def check_fraction(v, name, upper=1.0):
+    """A number in (0, upper] (e.g. target_macs=0.3: at most 30 % of the dense MACs)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) <= upper:
+        raise ValueError(f'{name} must be a fraction in (0, {upper:g}], got {v!r}; e.g. {name}=0.3')
+    return float(v)
 
 
 def check_rate(rate, name='target_rate'):
@@ -58,16 +67,49 @@ class SemiPruner(nn.Module):
             magnitude pruning).
         group_stat: 'rms' or 'l1' aggregation of a group's latent magnitudes.
         gate_init: initial gate logit γ (0: undecided; > 0 starts group-wise, i.e. structure first).
-        gate_price: μ ≥ 0, a constant shadow price of kept cost seen by the gates only:
-            P = μ·Σ_g g_g·n_g·c·Δ_g / N with Δ_g = mean_{i∈g}(ψ_G − ψ_e) detached. Its gradient pushes each
-            gate towards whichever mask keeps less of its group (weak groups → removed whole, strong
-            groups → pruned entry-wise inside); the classification loss pushes back where it hurts.
+        gate_price: μ ≥ 0, a constant shadow price of kept cost seen by the gates only (see
+            ``gate_price_by``); the classification loss pushes back where it hurts.
+        gate_price_by: what the gate price counts (ours):
+            'params': P_p = Σ_g g_g·n_g·c·Δ_g / N with Δ_g = mean_{i∈g}(ψ_G − ψ_e) detached: each gate is
+                pushed towards whichever mask keeps less of its group (weak groups → removed whole, strong
+                groups → thinned entry-wise);
+            'macs': P_m = Σ_g g_g·(ψ̄_G,g − 1)·F_g / M with F_g the MACs freed by removing group g whole
+                (for an output channel: its producer rows, its consumer columns and its adjacency
+                aggregation, :func:`~.compute.group_prices`) and M the dense MACs: in export only a group
+                removed whole frees compute, so weak groups are pushed to be removed whole in proportion to
+                the compute they free (needs :meth:`profile`);
+            'both' (default): P = P_p + P_m.
+        hard_phase: train the last part of the anneal on the hard, topologically consistent masks at the
+            exact rate (straight-through gradients); the freeze stores the last of them unchanged.
+        mask_bias: mask each conv bias with its output row (a pruned channel emits exactly 0).
+        target_macs: optional compute budget, a fraction of the dense MACs: hard masks (hard phase and
+            freeze) remove whole channels, weakest per freed MAC first, until the MACs left after channel
+            removal are ≤ target_macs·dense (:func:`~.compute.project_macs`), the parameter rate being met
+            elsewhere. Needs channel sets and :meth:`profile`.
     """
 
     def __init__(self, model: nn.Module, specs, target_rate: float, mode: str = 'semi', cost: str = 'params',
                  budget_weight: float = 5.0, layer_floor: float = 0.01, schedule=None, channel_sets=None,
-                 normalize: bool = True, group_stat: str = 'rms', gate_init: float = 0.0, gate_price: float = 1.0):
+                 normalize: bool = True, group_stat: str = 'rms', gate_init=0.0, gate_price: float = 1.0,
+                 gate_price_by: str = 'both', hard_phase: bool = True, mask_bias: bool = True,
+                 target_macs: Optional[float] = None):
         super().__init__()
+        if gate_price_by not in GATE_PRICES:
+            raise ValueError(f'unknown gate_price_by {gate_price_by!r}; choose one of {", ".join(GATE_PRICES)}')
+        self.gate_price_by = gate_price_by
+        self.hard_phase = bool(hard_phase)
+        if target_macs is not None:
+            target_macs = check_fraction(target_macs, 'target_macs', upper=1.0)
+            if not channel_sets:
+                raise ValueError('target_macs needs channel sets (physical channel removal): they are declared for '
+                                 "MMAction2's STGCN (ST-GCN, ST-GCN++); drop target_macs for this backbone")
+        self.target_macs = target_macs
+        if isinstance(gate_init, str):
+            if gate_init != 'score':
+                raise ValueError(f"gate_init must be a number (initial gate logit) or 'score', got {gate_init!r}")
+        elif isinstance(gate_init, bool) or not isinstance(gate_init, (int, float)):
+            raise ValueError(f"gate_init must be a number (initial gate logit) or 'score', got {gate_init!r}")
+        self.gate_init = gate_init
         self.target_rate = check_rate(target_rate)
         if mode not in MODES:
             raise ValueError(f'unknown pruning mode {mode!r}; choose one of {", ".join(MODES)} '
@@ -96,6 +138,10 @@ class SemiPruner(nn.Module):
         self.register_buffer('rate_now', torch.tensor(0.0))
         self.register_buffer('profiled', torch.tensor(False))
         self.register_buffer('frozen_at', torch.tensor(-1.0))  # progress at which masks were frozen
+        self.register_buffer('gates_initialised', torch.tensor(gate_init != 'score'))
+        self._hard_asked = None  # hard phase: the rate asked of the threshold search at the last step
+        self.hard_stats = {}  # hard phase: asked / achieved rate and MACs of the last hard masks
+        self._prices = None  # gate_price_by 'macs'/'both': per-mask (G,) MACs freed, cached after profiling
         object.__setattr__(self, '_model', model)
         self._items = []  # (key, module, pname, SemiMask)
         modules = dict(model.named_modules())
@@ -117,7 +163,8 @@ class SemiPruner(nn.Module):
             if is_masked(mod, spec.param) or any(r[0] is mod and r[1].param == spec.param for r in resolved):
                 raise ValueError(f'{spec.module}.{spec.param} is listed twice or already masked')
             mask = SemiMask(p.shape, spec.groups, mode, name=f'{spec.module}.{spec.param}', normalize=normalize,
-                            group_stat=group_stat, gate_init=gate_init)
+                            group_stat=group_stat, gate_init=0.0 if gate_init == 'score' else gate_init,
+                            mask_bias=mask_bias and spec.param == 'weight')
             resolved.append((mod, spec, mask.to(p.device)))
         for mod, spec, mask in resolved:
             install_mask(mod, spec.param, mask, spec.module)
@@ -134,7 +181,11 @@ class SemiPruner(nn.Module):
 
     @property
     def frozen(self) -> bool:
-        return all(bool(m.frozen) for m in self.masks)
+        return all(m._is_frozen for m in self.masks)
+
+    @property
+    def in_hard_phase(self) -> bool:
+        return any(m._hard_on for m in self.masks)
 
     # -- schedule --------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -148,18 +199,44 @@ class SemiPruner(nn.Module):
         if self.schedule.frozen(p):
             self.freeze()
             return
+        if not bool(self.gates_initialised):
+            self._init_gates_from_scores()
         tau = self.schedule.tau(p)
         for m in self.masks:
             m.temperature.fill_(tau)
             m.gate_temperature.fill_(tau / self.schedule.tau_start)
         rate = self.schedule.rate(p, self.target_rate)
         self.rate_now.fill_(rate)
+        if self.hard_phase and rate > 0 and self.schedule.in_hard_phase(p):
+            masks, asked, achieved = consistent_masks(self.items(), rate, self.layer_floor, self.channel_sets,
+                                                      target_macs=self.target_macs, start=self._hard_asked)
+            self._hard_asked = asked
+            for key, m, _ in self.items():
+                m.set_hard(masks[key])
+            self.hard_stats = dict(asked=asked, achieved=achieved)
+            return
+        for m in self.masks:
+            m.set_hard(None)
         if rate > 0:
             solve_thresholds([(m, w) for _, m, w in self.items()], rate, self.layer_floor)
         else:
             for m in self.masks:
                 m.thr_entry.zero_()
                 m.thr_group.zero_()
+
+    @torch.no_grad()
+    def _init_gates_from_scores(self):
+        """gate_init='score': γ_g = (median(s) − s_g)/std(s) per tensor from the first grouping's score s_g of
+        the current (e.g. pretrained) latents: weak groups start structured (g > ½, removed whole), strong
+        groups entry-wise (thinned inside)."""
+        for _, m, w in self.items():
+            if m.mode != 'semi':
+                continue
+            x = m.normalise(w.detach()).abs()
+            s = m._group_stat(x, m.gid0, 0)
+            spread = s.std().clamp_min(1e-6) if s.numel() > 1 else s.new_tensor(1.0)
+            m.gate.init_logits((s.median() - s) / spread)
+        self.gates_initialised.fill_(True)
 
     def budget_loss(self) -> torch.Tensor:
         """R = λ((Σ c·ψ − (1 − r_now)N)/N)² on the soft masks of the last forward; 0 once frozen."""
@@ -171,21 +248,41 @@ class SemiPruner(nn.Module):
         return loss
 
     def _gate_price_term(self) -> torch.Tensor:
-        total = sum(float(m.cost) * m.mask.numel() for m in self.masks)
-        term = torch.zeros(())
-        for m in self.masks:
-            if m.mode != 'semi' or m._last_delta is None:
-                continue
-            n_g = m.gsize0.to(m._last_delta.dtype)
-            g = m.gate(m.gate_temperature)
-            term = term + (g * m._last_delta * n_g).sum() * float(m.cost)
-        return term / total
+        """P of ``gate_price_by`` (see the class docstring) over the semi masks of the last forward."""
+        semi = [(k, m) for k, m in zip([k for k, *_ in self._items], self.masks)
+                if m.mode == 'semi' and m._last_delta is not None]
+        if not semi:
+            return torch.zeros(())
+        term = 0.0
+        if self.gate_price_by in ('params', 'both'):
+            total = sum(float(m.cost) * m.mask.numel() for m in self.masks)
+            for _, m in semi:
+                n_g = m.gsize0.to(m._last_delta.dtype)
+                term = term + (m.gate(m.gate_temperature) * m._last_delta * n_g).sum() * (float(m.cost) / total)
+        if self.gate_price_by in ('macs', 'both') and bool(self.profiled):
+            prices, total = self._mac_prices()
+            for k, m in semi:
+                f = prices[k].to(m._last_group.dtype)
+                term = term + (m.gate(m.gate_temperature) * (m._last_group - 1.0) * f).sum() / total
+        return term if torch.is_tensor(term) else torch.zeros(())
+
+    def _mac_prices(self):
+        if self._prices is None:
+            from .compute import dense_macs, group_prices
+            items = self.items()
+            self._prices = (group_prices(items, self.channel_sets), max(dense_macs(items, self.channel_sets), 1e-9))
+        return self._prices
 
     @torch.no_grad()
     def freeze(self, rate: Optional[float] = None):
         """Harden all masks at ``rate`` (default: the target) with topological consistency."""
         rate = self.target_rate if rate is None else check_rate(rate, 'rate')
-        stats = harden(self.items(), rate, self.layer_floor, self.channel_sets)
+        if rate == self.target_rate and self.masks and all(m._hard_on for m in self.masks):
+            for m in self.masks:  # the hard phase's last masks, exactly as trained
+                m.freeze()
+            stats = dict(self.hard_stats, from_hard_phase=True)
+        else:
+            stats = harden(self.items(), rate, self.layer_floor, self.channel_sets, target_macs=self.target_macs)
         self.rate_now.fill_(rate)
         self.frozen_at.fill_(float(self.progress))
         return stats

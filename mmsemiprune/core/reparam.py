@@ -40,33 +40,45 @@ class _MaskedConvMixin:
     def masked_weight(self):
         return masked_tensor(self, 'weight')
 
+    def masked_params(self):
+        """(Ŵ ⊙ ψ, b ⊙ β): with ``mask_bias`` on the mask, the bias of an output row whose weights are all
+        masked is masked too, β_o = max_i ψ_{o,i} (so a pruned channel emits exactly 0, not a bias pattern
+        that BatchNorm and the adjacency turn into a signal the next layer learns to read)."""
+        latent = self._parameters['weight']
+        mask = getattr(self, 'weight' + _PSI)
+        psi = mask(latent)
+        bias = self.bias
+        if bias is not None and mask.mask_bias:
+            bias = bias * mask.row_keep(psi)
+        return latent * psi, bias
+
 
 class MaskedConv1d(_MaskedConvMixin, nn.Conv1d):
     _stock_class = nn.Conv1d
 
     def forward(self, x):
-        return self._conv_forward(x, self.masked_weight(), self.bias)
+        return self._conv_forward(x, *self.masked_params())
 
 
 class MaskedConv2d(_MaskedConvMixin, nn.Conv2d):
     _stock_class = nn.Conv2d
 
     def forward(self, x):
-        return self._conv_forward(x, self.masked_weight(), self.bias)
+        return self._conv_forward(x, *self.masked_params())
 
 
 class MaskedConv3d(_MaskedConvMixin, nn.Conv3d):
     _stock_class = nn.Conv3d
 
     def forward(self, x):
-        return self._conv_forward(x, self.masked_weight(), self.bias)
+        return self._conv_forward(x, *self.masked_params())
 
 
 class MaskedLinear(_MaskedConvMixin, nn.Linear):
     _stock_class = nn.Linear
 
     def forward(self, x):
-        return F.linear(x, self.masked_weight(), self.bias)
+        return F.linear(x, *self.masked_params())
 
 
 _SWAP = {nn.Conv1d: MaskedConv1d, nn.Conv2d: MaskedConv2d, nn.Conv3d: MaskedConv3d, nn.Linear: MaskedLinear}
@@ -127,7 +139,13 @@ def bake(module: nn.Module) -> None:
     if not names:
         return
     for p in names:
-        value = masked_tensor(module, p).detach().clone()
+        if p == 'weight' and isinstance(module, _MaskedConvMixin):
+            w, b = module.masked_params()
+            if b is not None:
+                module._parameters['bias'].data.copy_(b.detach())
+            value = w.detach().clone()
+        else:
+            value = masked_tensor(module, p).detach().clone()
         module._parameters[p].data.copy_(value)
         delattr(module, p + _PSI)
     stock = getattr(type(module), '_stock_class', None)

@@ -9,29 +9,15 @@ from typing import Dict, List
 
 import torch
 
-from .topology import _view, alive
+from .compute import removed_entries
 
 __all__ = ['prune_report', 'format_report']
 
 
 @torch.no_grad()
 def _structural(pruner, masks: Dict[str, torch.Tensor]) -> Dict[str, torch.Tensor]:
-    removed = {k: torch.zeros_like(v) for k, v in masks.items()}
-    covered = set()
-    for cs in pruner.channel_sets:
-        prod, cons = alive(masks, cs)
-        # the export rule: a channel is physically removed when nothing reads it (and its set does
-        # not reach the classifier); consistency makes producer-dead channels consumer-dead too
-        dead = ~cons if not cs.fixed_consumer else torch.zeros_like(cons)
-        for s in cs.producers + cs.consumers:
-            if s.key() not in masks:
-                continue
-            covered.add(s.key())
-            if dead.any():
-                v = _view(removed[s.key()], s, cs.size)
-                v[:, dead, :] = True
-                removed[s.key()] = v.reshape((s.fold * cs.size, ) + tuple(
-                    removed[s.key()].movedim(s.dim, 0).shape[1:])).movedim(0, s.dim)
+    # the export rule (consistency makes producer-dead channels consumer-dead too), see compute.removed_entries
+    removed, covered = removed_entries(masks, pruner.channel_sets)
     for key, m, w in pruner.items():
         if key in covered or not m.groupings:
             continue
@@ -47,7 +33,7 @@ def prune_report(pruner) -> Dict:
     (when profiled), ``structural_share`` (of the pruned params), ``flops_dense`` / ``flops_kept`` /
     ``flops_compact`` (MACs per sample over the prunable tensors), ``target_rate``, ``frozen``."""
     items = pruner.items()
-    masks = {k: m.hard(w) for k, m, w in items}
+    masks = {k: m.current(w) for k, m, w in items}
     removed = _structural(pruner, masks)
     layers: List[Dict] = []
     n = kept = struct = 0
@@ -80,7 +66,7 @@ def prune_report(pruner) -> Dict:
 def _gate_share(m) -> float:
     """Fraction of groups whose hard gate picks the group-wise mask."""
     if m.mode == 'semi':
-        return float(m.gate.hard().float().mean())
+        return float(m.current_gates().float().mean())
     return {'structured': 1.0, 'ctf': 1.0}.get(m.mode, 0.0)
 
 

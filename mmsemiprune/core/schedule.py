@@ -6,10 +6,16 @@ Our choice (the paper's schedule is not public):
   ``r(p) = r·(1 − (1 − p/warmup)³)``, at a fixed temperature τ₀ (measured: annealing while the budget
   is still moving freezes the rate before it is met).
 - ``[warmup, freeze)``: τ decays geometrically from τ₀ to τ₁ (masks become binary).
+- ``[hard, freeze)`` (our choice, issue "the trained mask is the frozen mask"): the forward pass uses
+  the *hard*, topologically consistent masks at the exact rate, with straight-through gradients from
+  the soft masks, so the network trains on the mask it will keep; the freeze then stores the last of
+  these masks unchanged. ``hard=None`` places it at the last quarter of the anneal,
+  ``warmup + 0.75·(freeze − warmup)``; ``hard=freeze`` switches the phase off.
 - ``[freeze, 1]``: masks are frozen binary at exactly r; the remaining iterations fine-tune the kept
   weights and re-estimate BatchNorm statistics under the final masks.
 """
 from dataclasses import asdict, dataclass
+from typing import Optional
 
 __all__ = ['PruneSchedule']
 
@@ -20,9 +26,14 @@ class PruneSchedule:
     freeze: float = 0.8
     tau_start: float = 0.2
     tau_end: float = 1e-3
+    hard: Optional[float] = None
 
     def __post_init__(self):
-        for k in ('warmup', 'freeze'):
+        self.validate()
+
+    def validate(self):
+        """Raise a ValueError naming the field when the schedule is inconsistent."""
+        for k in ('warmup', 'freeze') + (('hard', ) if self.hard is not None else ()):
             v = getattr(self, k)
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= v <= 1.0:
                 raise ValueError(f'schedule.{k} must be a fraction of the run in [0, 1], got {v!r}; '
@@ -33,6 +44,20 @@ class PruneSchedule:
         if not (self.tau_start > 0 and self.tau_end > 0 and self.tau_end <= self.tau_start):
             raise ValueError(f'schedule needs 0 < tau_end <= tau_start, got tau_start={self.tau_start}, '
                              f'tau_end={self.tau_end}')
+        if self.hard is not None and not self.warmup <= self.hard <= self.freeze:
+            raise ValueError(f'schedule.hard ({self.hard}) must lie between schedule.warmup ({self.warmup}) and '
+                             f'schedule.freeze ({self.freeze}); hard=freeze switches the hard phase off')
+
+    @property
+    def hard_start(self) -> float:
+        """Progress at which the hard straight-through phase starts."""
+        if self.hard is not None:
+            return float(self.hard)
+        return self.warmup + 0.75 * (self.freeze - self.warmup)
+
+    def in_hard_phase(self, p: float) -> bool:
+        """True in [hard_start, freeze) when that interval is not empty."""
+        return self.hard_start <= float(p) < self.freeze
 
     def rate(self, p: float, target: float) -> float:
         """Scheduled pruning rate at progress p."""

@@ -17,7 +17,7 @@ from typing import Dict, List
 
 import torch
 
-__all__ = ['Slot', 'ChannelSet', 'channel_any', 'zero_channels', 'make_consistent']
+__all__ = ['Slot', 'ChannelSet', 'channel_view', 'channel_any', 'zero_channels', 'alive', 'make_consistent']
 
 
 @dataclass(frozen=True)
@@ -41,9 +41,14 @@ class ChannelSet:
     norms: List[str] = field(default_factory=list)
     fixed_producer: bool = False
     fixed_consumer: bool = False
+    #: per-channel cost of an unmasked operation that disappears with the channel (ST-GCN's adjacency
+    #: aggregation): ``agg_factor`` × the per-entry MACs of the tensor ``agg_ref`` ('module.param')
+    agg_ref: str = ''
+    agg_factor: float = 0.0
 
 
-def _view(t: torch.Tensor, slot: Slot, size: int) -> torch.Tensor:
+def channel_view(t: torch.Tensor, slot: Slot, size: int) -> torch.Tensor:
+    """``t`` viewed as (fold, C, rest) along the slot's dim (channel c's slice is ``[:, c, :]``)."""
     v = t.movedim(slot.dim, 0)
     if v.shape[0] != slot.fold * size:
         raise ValueError(f'{slot.key()}: dim {slot.dim} has {v.shape[0]} entries, expected '
@@ -53,13 +58,13 @@ def _view(t: torch.Tensor, slot: Slot, size: int) -> torch.Tensor:
 
 def channel_any(t: torch.Tensor, slot: Slot, size: int) -> torch.Tensor:
     """(C,) bool: does any entry of channel c's slice survive (non-zero)?"""
-    return (_view(t, slot, size) != 0).any(dim=2).any(dim=0)
+    return (channel_view(t, slot, size) != 0).any(dim=2).any(dim=0)
 
 
-def zero_channels(t: torch.Tensor, slot: Slot, size: int, dead: torch.Tensor) -> torch.Tensor:
-    """Copy of ``t`` with channel slices where ``dead`` zeroed."""
-    v = _view(t.clone(), slot, size)
-    v[:, dead, :] = 0
+def zero_channels(t: torch.Tensor, slot: Slot, size: int, dead: torch.Tensor, fill=0) -> torch.Tensor:
+    """Copy of ``t`` with channel slices where ``dead`` set to ``fill`` (zeroed by default)."""
+    v = channel_view(t.clone(), slot, size)
+    v[:, dead, :] = fill
     out = v.reshape((slot.fold * size, ) + tuple(t.movedim(slot.dim, 0).shape[1:])).movedim(0, slot.dim)
     return out.contiguous()
 

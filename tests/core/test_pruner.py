@@ -91,7 +91,7 @@ def test_gradients_reach_latents_and_gates(toy):
 
 
 def test_budget_loss_value(toy):
-    net, pr = toy.make_pruner('semi', 'params', 0.8)
+    net, pr = toy.make_pruner('semi', 'params', 0.8, gate_price_by='params')
     pr.set_progress(0.5)
     net(toy.data(8)[0])
     psis = [m._last for m in pr.masks]

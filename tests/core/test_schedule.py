@@ -39,7 +39,7 @@ def test_tau_geometric_then_frozen():
     assert s.tau(0.7) == pytest.approx(1e-3)
     assert s.tau(0.9) == pytest.approx(1e-3) and s.tau(1.0) == pytest.approx(1e-3)
     assert not s.frozen(0.69) and s.frozen(0.7) and s.frozen(1.0)
-    assert s.to_dict() == dict(warmup=0.2, freeze=0.7, tau_start=0.5, tau_end=1e-3)
+    assert s.to_dict() == dict(warmup=0.2, freeze=0.7, tau_start=0.5, tau_end=1e-3, hard=None)
 
 
 @pytest.mark.parametrize('kw, words', [

@@ -1,0 +1,200 @@
+"""Issue 11 mechanisms on the toy net: the trained mask is the frozen mask (hard straight-through phase,
+consistency inside the mask, masked biases, frozen gate decisions), compute pricing and a compute target."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmsemiprune.core import PruneSchedule
+from mmsemiprune.core.compute import dense_macs, group_prices, masked_macs
+from mmsemiprune.core.finalize import consistent_masks
+from mmsemiprune.core.groups import group_rms
+from mmsemiprune.core.topology import channel_view
+
+SCHED = dict(warmup=0.3, freeze=0.8)
+
+
+def _train_until(toy, stop, iters=40, **kw):
+    """Train like conftest.train_toy but stop before the step at progress ``stop``; returns the state."""
+    net, pr = toy.make_pruner(kw.pop('mode', 'semi'), kw.pop('cost', 'params'), kw.pop('rate', 0.8),
+                              schedule=dict(SCHED), **kw)
+    x, y = toy.data()
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    g = torch.Generator().manual_seed(0)
+    it = 0
+    while it / iters < stop:
+        pr.set_progress(it / iters)
+        idx = torch.randint(0, len(x), (32, ), generator=g)
+        loss = F.cross_entropy(net(x[idx]), y[idx]) + pr.budget_loss()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        it += 1
+    return net, pr, opt, it
+
+
+def test_schedule_hard_phase_bounds():
+    s = PruneSchedule(warmup=0.2, freeze=0.6)
+    assert s.hard_start == pytest.approx(0.5)
+    assert not s.in_hard_phase(0.49) and s.in_hard_phase(0.5) and not s.in_hard_phase(0.6)
+    assert not PruneSchedule(warmup=0.2, freeze=0.6, hard=0.6).in_hard_phase(0.59)
+    with pytest.raises(ValueError, match='schedule.hard'):
+        PruneSchedule(warmup=0.3, freeze=0.6, hard=0.7)
+
+
+def test_hard_forward_equals_frozen_forward(toy):
+    net, pr, _, it = _train_until(toy, 0.8)
+    assert pr.in_hard_phase and not pr.frozen
+    net.eval()
+    x = toy.data(16, seed=7)[0]
+    with torch.no_grad():
+        before = net(x)
+        masks = {k: m.mask.clone() for k, m, _ in pr.items()}
+        share = [m.current_gates() for m in pr.masks]
+        rep = pr.report()
+        pr.set_progress(it / 40)  # the freeze step
+        assert pr.frozen
+        after = net(x)
+    assert torch.equal(before, after)  # the network trained on exactly the mask that is kept
+    for k, m, _ in pr.items():
+        assert torch.equal(m.mask, masks[k])
+    for m, s in zip(pr.masks, share):
+        assert torch.equal(m.gate.hard(), s)
+    rep2 = pr.report()
+    assert rep2['structural_share'] == rep['structural_share'] and rep2['kept'] == rep['kept']
+    assert rep2['rate_params'] == pytest.approx(0.8, abs=0.01)
+
+
+def test_loss_change_at_freeze_is_small(toy):
+    net, pr, _, it = _train_until(toy, 0.8)
+    x, y = toy.data(64, seed=3)
+    with torch.no_grad():
+        l0 = F.cross_entropy(net(x), y).item()
+        pr.set_progress(it / 40)
+        l1 = F.cross_entropy(net(x), y).item()
+    assert abs(l1 - l0) <= 0.05 * l0
+
+
+def test_hard_phase_off_rehardens(toy):
+    net, pr, _, _ = _train_until(toy, 0.79, hard_phase=False)
+    assert not pr.in_hard_phase
+
+
+def test_straight_through_gradient_reaches_latents_and_gates(toy):
+    net, pr, opt, it = _train_until(toy, 0.7)
+    assert pr.in_hard_phase
+    x, y = toy.data(16)
+    opt.zero_grad()
+    (F.cross_entropy(net(x), y) + pr.budget_loss()).backward()
+    assert net.c2.weight.grad.abs().sum() > 0
+    assert any(m.gate.logit.grad is not None and m.gate.logit.grad.abs().sum() > 0 for m in pr.masks)
+    # forward value is the hard mask
+    assert torch.equal(net.c1.weight_psi._last.detach(), net.c1.weight_psi.mask.float())
+
+
+def test_dead_producer_is_dead_in_training_too(toy):
+    """In the hard phase a channel without producer rows is also without consumer columns, and its
+    conv output is exactly 0 (bias masked): nothing the consumer reads changes at the freeze."""
+    net, pr, _, it = _train_until(toy, 0.75, rate=0.9)
+    m1, m2 = net.c1.weight_psi.mask, net.c2.weight_psi.mask
+    dead = ~m1.reshape(m1.shape[0], -1).any(1)
+    assert dead.any()
+    assert not m2[:, dead].any()  # consistency inside the training mask
+    out = {}
+    h = net.c1.register_forward_hook(lambda mod, i, o: out.setdefault('c1', o))
+    with torch.no_grad():
+        net(toy.data(4)[0])
+    h.remove()
+    assert (out['c1'][:, dead] == 0).all()
+    # a consumer column of a dead channel contributes nothing before the freeze, so freezing changes nothing
+    with torch.no_grad():
+        pr.set_progress(it / 40)
+    assert torch.equal(net.c2.weight_psi.mask, m2)
+
+
+def test_frozen_gates_do_not_move(toy):
+    net, pr, opt, _ = _train_until(toy, 1.0)
+    pr.set_progress(1.0)
+    assert pr.frozen
+    decided = [m.gate.hard().clone() for m in pr.masks]
+    logits = [m.gate.logit.detach().clone() for m in pr.masks]
+    x, y = toy.data()
+    for _ in range(10):  # momentum and weight decay keep moving the logits ...
+        opt.zero_grad()
+        (F.cross_entropy(net(x[:32]), y[:32]) + pr.budget_loss()).backward()
+        opt.step()
+    assert any(not torch.equal(m.gate.logit.detach(), l) for m, l in zip(pr.masks, logits))
+    for m, d in zip(pr.masks, decided):  # ... but not the decisions
+        assert torch.equal(m.gate.hard(), d)
+    # and they survive a state-dict round trip
+    net2, pr2 = toy.make_pruner('semi', 'params', 0.8, schedule=dict(SCHED))
+    net2.load_state_dict(net.state_dict())
+    for m, d in zip(pr2.masks, decided):
+        assert torch.equal(m.gate.hard(), d)
+
+
+def test_all_zero_group_has_finite_gradient():
+    x = torch.zeros(6, 4, requires_grad=True)
+    gid = torch.arange(6).view(6, 1).expand(6, 4) // 2
+    s = group_rms(x * torch.tensor([0., 0., 1., 1., 1., 1.]).view(6, 1), gid, 3)
+    s.sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_consistent_masks_leave_the_chosen_thresholds(toy):
+    net, pr = toy.make_pruner('semi', 'params', 0.9)
+    items = pr.items()
+    masks, asked, achieved = consistent_masks(items, 0.9, pr.layer_floor, pr.channel_sets)
+    assert asked < 0.9 and achieved == pytest.approx(0.9, abs=0.005)
+    again, _, _ = consistent_masks(items, asked, pr.layer_floor, pr.channel_sets, start=asked)
+    for k, m, w in items:  # the thresholds left in the buffers are those of ``asked``
+        hard = m.hard(w)
+        assert torch.equal(hard | ~masks[k], hard | ~again[k])
+
+
+def test_group_prices_count_consumers(toy):
+    net, pr = toy.make_pruner('semi', 'params', 0.8)
+    items = pr.items()
+    prices = group_prices(items, pr.channel_sets)
+    m1 = net.c1.weight_psi
+    # one c1 channel: its 3x3x3 row at 8x8 positions + its c2 input column (96 entries at 4x4 positions)
+    assert prices['c1.weight'][0].item() == pytest.approx(27 * 64 + 96 * 16)
+    assert float(m1.macs) == 64
+    full = {k: torch.ones_like(w, dtype=torch.bool) for k, _, w in items}
+    assert masked_macs(items, full, pr.channel_sets) == pytest.approx(dense_macs(items, pr.channel_sets))
+
+
+@pytest.mark.parametrize('target', [0.2, 0.3])
+def test_compute_target_is_met(toy, target):
+    net, pr = toy.train('semi', 'params', 0.8, iters=40, target_macs=target)
+    assert pr.frozen
+    items = pr.items()
+    masks = {k: m.mask for k, m, _ in items}
+    ratio = masked_macs(items, masks, pr.channel_sets) / dense_macs(items, pr.channel_sets)
+    assert target - 0.02 <= ratio <= target + 1e-9
+    assert pr.report()['rate_params'] == pytest.approx(0.8, abs=0.01)
+
+
+def test_gate_init_from_scores(toy):
+    net, pr = toy.make_pruner('semi', 'params', 0.8, gate_init='score')
+    assert not bool(pr.gates_initialised)
+    pr.set_progress(0.0)
+    m = net.c1.weight_psi
+    x = m.normalise(net.c1.weight.detach()).abs()
+    s = group_rms(x, m.gid0, m.num_groups[0])
+    weak, strong = s.argmin(), s.argmax()
+    assert m.gate.logit[weak] > 0 > m.gate.logit[strong]
+    logits = m.gate.logit.detach().clone()
+    pr.set_progress(0.1)  # once only
+    assert torch.equal(m.gate.logit.detach(), logits)
+
+
+def test_bias_masked_with_its_row(toy):
+    net, pr = toy.make_pruner('structured', 'params', 0.5)
+    mask = torch.ones_like(net.c1.weight, dtype=torch.bool)
+    mask[:5] = False
+    with torch.no_grad():
+        net.c1.bias.fill_(1.0)
+    net.c1.weight_psi.freeze(mask)
+    out = net.c1(toy.data(2)[0])
+    assert (out[:, :5] == 0).all() and (out[:, 5:] != 0).any()
+    assert channel_view(mask, __import__('mmsemiprune.core.topology', fromlist=['Slot']).Slot('c1'), 96).shape[1] == 96
