@@ -23,7 +23,7 @@ from torch import nn
 
 from .cascade import SemiMask
 
-__all__ = ['install_mask', 'bake', 'get_mask', 'masked_tensor', 'is_masked']
+__all__ = ['install_mask', 'bake', 'strip_masks', 'get_mask', 'masked_tensor', 'is_masked']
 
 _PSI = '_psi'
 
@@ -151,3 +151,16 @@ def bake(module: nn.Module) -> None:
     stock = getattr(type(module), '_stock_class', None)
     if stock is not None:
         module.__class__ = stock
+
+
+def strip_masks(model: nn.Module) -> nn.Module:
+    """Remove every mask below ``model`` (in place) without applying it: the stock modules computing with
+    the latent Ŵ itself (e.g. a dense teacher made from a deep copy). Returns ``model``."""
+    for module in list(model.modules()):
+        names = [n for n, m in module.named_children() if n.endswith(_PSI) and isinstance(m, SemiMask)]
+        for n in names:
+            delattr(module, n)
+        stock = getattr(type(module), '_stock_class', None)
+        if names and stock is not None:
+            module.__class__ = stock
+    return model

@@ -135,6 +135,8 @@ def _stgcn(bb, prefix, roles, groups):
             raw[MID]['producers'].append(Slot(f'{b}.gcn.conv', dim=0))
             raw[IN]['consumers'].append(Slot(f'{b}.gcn.conv', dim=1, fold=K))
         raw[MID]['norms'].append(f'{b}.gcn.bn')
+        if pre:  # adjacency aggregation Σ_k Σ_v x[k, c, t, v]·A[k, v, w]: K·V MACs per gcn-conv output position
+            raw[MID]['agg'] = (f'{b}.gcn.conv.weight', float(K * g.A.shape[-1]))
         if roles['adjacency']:
             pname = 'PA' if 'PA' in g._parameters else ('A' if 'A' in g._parameters else None)
             if pname:
@@ -200,6 +202,8 @@ def _stgcn(bb, prefix, roles, groups):
         m.norms += d['norms']
         m.fixed_producer |= d['fp']
         m.fixed_consumer |= d['fc']
+        if 'agg' in d:
+            m.agg_ref, m.agg_factor = d['agg']
     sets = [s for s in merged.values() if s.producers or s.consumers]
     for s in sets:
         s.name = '+'.join(sorted({k for k in raw if uf.find(k) == s.name}))

@@ -46,21 +46,30 @@ PRUNE_CFG_KEYS = dict(
     group_stat="'rms' | 'l1' group aggregation  ['rms']",
     gate_init='initial gate logit (0 undecided, >0 structure first)  [0.0]',
     gate_price='constant shadow price of kept cost seen by the gates (more structure when > 0)  [1.0]',
+    gate_price_by="'params' | 'macs' | 'both': what the gate price counts (macs: the compute a group frees "
+    "when removed whole)  ['both']",
+    hard_phase='train the last quarter of the anneal on the hard, consistent masks (straight-through); '
+    'the freeze keeps them exactly  [True]',
+    mask_bias="mask each conv bias with its output row  [True]",
+    target_macs='compute budget: MACs after channel removal <= target_macs x dense (ST-GCN / ST-GCN++)  [None]',
+    distill='dict(weight=1.0, temperature=4.0, checkpoint=None): distil from the dense model (the weights at '
+    'the first training step, or checkpoint)  [None]',
     prune_head='never: the head and BatchNorms are not pruned (reserved, must be False)',
 )
 
 
 def _parse_schedule(cfg):
     cfg = dict(cfg or {})
-    abs_keys = {k: cfg.pop(k) for k in ('warmup_iters', 'freeze_iters', 'warmup_epochs', 'freeze_epochs') if k in cfg}
+    abs_keys = {k: cfg.pop(k) for k in ('warmup_iters', 'freeze_iters', 'hard_iters', 'warmup_epochs', 'freeze_epochs', 'hard_epochs')
+                if k in cfg}
     for k, v in abs_keys.items():
         if isinstance(v, bool) or not isinstance(v, int) or v < 0:
             raise ValueError(f'prune_cfg.schedule.{k} must be a non-negative integer, got {v!r}')
     try:
         sched = PruneSchedule(**cfg)
     except TypeError as e:
-        raise ValueError(f'bad prune_cfg.schedule {cfg!r}: {e}; keys are warmup, freeze, tau_start, tau_end, '
-                         'warmup_iters, freeze_iters, warmup_epochs, freeze_epochs') from None
+        raise ValueError(f'bad prune_cfg.schedule {cfg!r}: {e}; keys are warmup, freeze, hard, tau_start, tau_end, '
+                         'warmup_iters, freeze_iters, hard_iters, warmup_epochs, freeze_epochs, hard_epochs') from None
     return sched, abs_keys
 
 
@@ -121,6 +130,24 @@ def precheck_prune_cfg(prune_cfg) -> None:
     _check_groups(prune_cfg.get('groups'))
 
 
+def _check_distill(cfg):
+    """``distill=dict(weight=1.0, temperature=4.0, checkpoint=None)`` → validated dict, or None."""
+    if cfg is None or cfg is False:
+        return None
+    if not isinstance(cfg, dict):
+        raise ValueError(f'prune_cfg.distill must be a dict such as dict(weight=1.0, temperature=4.0), got {cfg!r}')
+    unknown = sorted(set(cfg) - {'weight', 'temperature', 'checkpoint'})
+    if unknown:
+        raise ValueError(f'unknown prune_cfg.distill key(s) {unknown}; keys are weight, temperature, checkpoint')
+    out = dict(weight=1.0, temperature=4.0, checkpoint=None)
+    out.update(cfg)
+    for k in ('weight', 'temperature'):
+        v = out[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
+            raise ValueError(f'prune_cfg.distill.{k} must be a positive number, got {v!r}')
+    return out
+
+
 @MODELS.register_module()
 class SemiPruneRecognizerGCN(RecognizerGCN):
     """RecognizerGCN + :class:`~mmsemiprune.core.SemiPruner` on its backbone (see module docstring).
@@ -153,7 +180,12 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
                                  layer_floor=prune_cfg.get('layer_floor', 0.01), schedule=schedule,
                                  channel_sets=sets, normalize=prune_cfg.get('normalize', True),
                                  group_stat=prune_cfg.get('group_stat', 'rms'),
-                                 gate_init=prune_cfg.get('gate_init', 0.0), gate_price=prune_cfg.get('gate_price', 1.0))
+                                 gate_init=prune_cfg.get('gate_init', 0.0), gate_price=prune_cfg.get('gate_price', 1.0),
+                                 gate_price_by=prune_cfg.get('gate_price_by', 'both'),
+                                 hard_phase=prune_cfg.get('hard_phase', True), mask_bias=prune_cfg.get('mask_bias', True),
+                                 target_macs=prune_cfg.get('target_macs'))
+        self.distill = _check_distill(prune_cfg.get('distill'))
+        self._teacher = None
         self._schedule_checked = False
         self._warned_no_progress = False
 
@@ -183,7 +215,7 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
                                      f'lower it or train longer')
                 frac = v / max_iters
             setattr(s, field, frac)
-        s.__post_init__()
+        s.validate()
         self._schedule_checked = True
 
     def update_schedule(self, inputs: Optional[torch.Tensor] = None):
@@ -223,9 +255,60 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # -- losses --------------------------------------------------------------------------------------
+    # -- distillation --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def _make_teacher(self, device):
+        """The dense teacher: an unmasked copy of backbone + head, from ``distill.checkpoint`` or from the
+        weights at the first training step (the loaded dense checkpoint, before any mask bites). Kept out of
+        the state dict, the optimizer and DDP; eval mode (the dense BatchNorm statistics)."""
+        import copy
+        from ..core.reparam import strip_masks
+        backbone, head = copy.deepcopy(self.backbone), copy.deepcopy(self.cls_head)
+        strip_masks(backbone)
+        ckpt = self.distill.get('checkpoint')
+        if ckpt:
+            from ..compat import load_checkpoint_file
+            sd = load_checkpoint_file(ckpt, map_location='cpu')
+            sd = sd.get('state_dict', sd)
+            for prefix, mod in (('backbone.', backbone), ('cls_head.', head)):
+                part = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix) and '_psi.' not in k}
+                missing, unexpected = mod.load_state_dict(part, strict=False)
+                if missing:
+                    raise ValueError(f'prune_cfg.distill.checkpoint {ckpt!r} lacks {prefix}{missing[0]} '
+                                     f'(and {len(missing) - 1} more): it is not a checkpoint of this architecture')
+        elif MessageHub.get_current_instance().get_info('iter') not in (None, 0):
+            warnings.warn('prune_cfg.distill without a checkpoint after a resume: the teacher is the resumed '
+                          'student; set prune_cfg.distill.checkpoint to the dense checkpoint')
+        for mod in (backbone, head):
+            mod.to(device).eval()
+            for p in mod.parameters():
+                p.requires_grad_(False)
+        object.__setattr__(self, '_teacher', (backbone, head))
+
+    def _distill_loss(self, inputs, student_scores):
+        if self._teacher is None:
+            self._make_teacher(inputs.device)
+        backbone, head = self._teacher
+        with torch.no_grad():
+            t_scores = head(backbone(inputs)).float()
+        T = float(self.distill['temperature'])
+        log_p = torch.log_softmax(student_scores.float() / T, dim=1)
+        q = torch.softmax(t_scores / T, dim=1)
+        return float(self.distill['weight']) * T * T * torch.nn.functional.kl_div(log_p, q, reduction='batchmean')
+
     def loss(self, inputs, data_samples, **kwargs) -> dict:
+        if self.distill is not None and self._teacher is None:
+            self._make_teacher(inputs.device)  # before the first schedule step can bite (one-shot freezes at once)
         self.update_schedule(inputs)
-        losses = super().loss(inputs, data_samples, **kwargs)
+        scores = []
+        hook = self.cls_head.register_forward_hook(lambda m, i, o: scores.append(o)) if self.distill else None
+        try:
+            losses = super().loss(inputs, data_samples, **kwargs)
+        finally:
+            if hook is not None:
+                hook.remove()
+        if self.distill is not None and scores:
+            losses['loss_distill'] = self._distill_loss(inputs, scores[-1])
         loss_prune = self.pruner.budget_loss().to(inputs.device)
         losses['loss_prune'] = loss_prune
         dev = inputs.device

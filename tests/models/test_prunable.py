@@ -15,7 +15,7 @@ from torch import nn
 from mmaction.registry import MODELS
 from mmaction.utils import register_all_modules
 from mmsemiprune.core import SemiPruner
-from mmsemiprune.core.topology import _view, make_consistent
+from mmsemiprune.core.topology import channel_view, make_consistent
 from mmsemiprune.models import declare, supported_backbones
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -93,7 +93,7 @@ def test_channel_sets_have_consistent_sizes(name):
         for slot in cs.producers + cs.consumers:
             assert slot.key() in keys, f'{cs.name}: slot {slot.key()} is not a pruned tensor'
             w = mods[slot.module]._parameters[slot.param]
-            _view(w.detach(), slot, cs.size)  # raises if dim != fold * size
+            channel_view(w.detach(), slot, cs.size)  # raises if dim != fold * size
         for norm in cs.norms:
             assert mods[norm].num_features == cs.size, f'{cs.name}: norm {norm}'
     # the classifier reads the last stage: its set is never removed entirely
@@ -103,7 +103,7 @@ def test_channel_sets_have_consistent_sizes(name):
 def set_channel(param, slot, size, c, make):
     """Overwrite channel c's slice of ``param`` (all folds) with make(shape)."""
     t = param.data
-    v = _view(t.clone(), slot, size)  # (fold, size, rest): a copy when dim > 0
+    v = channel_view(t.clone(), slot, size)  # (fold, size, rest): a copy when dim > 0
     v[:, c, :] = make(v[:, c, :].shape)
     param.data.copy_(v.reshape((slot.fold * size, ) + tuple(t.movedim(slot.dim, 0).shape[1:])).movedim(0, slot.dim))
 
