@@ -14,7 +14,15 @@ as MRMP's quantile map a(r) does for a prior. Measured on SBU: thresholds moved 
 gradient alone overshoot or freeze once τ is small; placing them by a monotone search on the hard
 count cannot. The penalty R still acts on the latents and the gates (it polarises the soft mask
 towards the hard one and prices the gate's choice).
+
+Speed (issue "pruning at GPU speed"): the search runs on the device over all tensors at once, with a
+fixed number of operators and no host synchronisation: the scores of all masks live in one flat vector
+(static index tensors per mask list, :class:`_Flat`), and every weighted quantile is an exact two-pass
+radix select over the float32 bit patterns (:func:`_select`: two weighted histograms, cumulative sums,
+no sort, no ``.item()``, no boolean indexing).
 """
+import math
+import weakref
 from typing import Dict, Sequence
 
 import torch
@@ -22,6 +30,7 @@ import torch
 __all__ = ['CostModel', 'BudgetRegularizer', 'solve_thresholds', 'COSTS']
 
 COSTS = ('params', 'flops')
+_EPS = 1e-12
 
 
 class CostModel:
@@ -36,7 +45,8 @@ class CostModel:
 
 
 class BudgetRegularizer:
-    """R = λ((Σ c·ψ − (1 − r)N)/N)² over the cached soft masks of the last forward."""
+    """R = λ((Σ c·ψ − (1 − r)N)/N)² over the cached soft masks of the last forward. ``rate`` may be a
+    float or a 0-dim tensor (no host synchronisation)."""
 
     def __init__(self, weight: float = 5.0):
         if not weight >= 0:
@@ -44,152 +54,324 @@ class BudgetRegularizer:
         self.weight = float(weight)
 
     def kept_fraction(self, masks) -> torch.Tensor:
-        kept, total = None, 0.0
-        for m in masks:
-            psi = m._last
-            if psi is None:
-                continue
-            k = psi.sum() * m.cost
-            kept = k if kept is None else kept + k
-            total += float(m.cost) * psi.numel()
-        if kept is None:
+        masks = [m for m in masks if m._last is not None]
+        if not masks:
             return None
-        return kept / total
+        sums = torch.stack([m._last.sum() for m in masks])
+        costs = torch.stack([m.cost for m in masks]).to(sums.dtype)
+        numels = [m._last.numel() for m in masks]
+        total = (costs * sums.new_tensor(numels)).sum() if len(set(numels)) > 1 else costs.sum() * numels[0]
+        return (sums * costs).sum() / total
 
-    def __call__(self, masks, rate: float) -> torch.Tensor:
+    def __call__(self, masks, rate) -> torch.Tensor:
         frac = self.kept_fraction(masks)
         if frac is None:
             return torch.zeros(())
         return self.weight * (frac - (1.0 - rate)) ** 2
 
 
-class _Pool:
-    """A weighted multiset of scores: entry scores (each of weight c) and group scores (weight c·n_g).
-    ``gt(t)`` is the weighted count of scores > t (one vectorised comparison per part)."""
-
-    def __init__(self, c: float, entries=None, groups=None, sizes=None):
-        self.c = c
-        self.e = entries.reshape(-1) if entries is not None and entries.numel() else None
-        self.g = groups if groups is not None and groups.numel() else None
-        self.w = sizes.to(torch.float64) if self.g is not None else None
-
-    def gt(self, t: float) -> float:
-        n = 0.0
-        if self.e is not None:
-            n += float((self.e > t).sum())
-        if self.g is not None:
-            n += float(self.w[self.g > t].sum())
-        return self.c * n
-
-    def numel(self) -> float:
-        n = 0.0 if self.e is None else self.e.numel()
-        return n + (0.0 if self.g is None else float(self.w.sum()))
-
-    def max(self) -> float:
-        vals = [float(v.max()) for v in (self.e, self.g) if v is not None]
-        return max(vals) if vals else 0.0
+# -- exact weighted selection on the device -------------------------------------------------------------------
+_HI, _LO = 1 << 15, 1 << 16  # non-negative float32: sign bit 0, 15 high bits + 16 low bits
 
 
-def _bisect(count_fn, target: float, lo: float, hi: float, iters: int = 40) -> float:
-    """Smallest t in [lo, hi] (to precision) with count_fn(t) <= target; count_fn non-increasing."""
-    if count_fn(lo) <= target:
-        return lo
-    for _ in range(iters):
-        mid = 0.5 * (lo + hi)
-        if count_fn(mid) <= target:
-            hi = mid
-        else:
-            lo = mid
-    return hi
+def _select(v: torch.Tensor, target, w: torch.Tensor) -> torch.Tensor:
+    """Smallest t ≥ 0 with Σ_i w_i·[v_i > t] ≤ target, exactly: 0 or one of the values of ``v``.
+
+    ``v``: float32 ≥ 0 (+inf allowed), ``w``: float64 weights ≥ 0, ``target``: float or 0-dim float64.
+    Radix select over the bit patterns (monotone for non-negative floats): a weighted histogram of the
+    high 15 bits finds the bucket where the cumulative weight (largest first) crosses the target, a
+    second one of the low 16 bits inside that bucket finds the value. Returns a 0-dim float32 tensor."""
+    bits = v.contiguous().view(torch.int32)
+    hi, lo = bits >> 16, bits & (_LO - 1)
+    h1 = torch.zeros(_HI + 1, dtype=torch.float64, device=v.device).index_add_(0, hi, w)
+    r1 = h1.flip(0).cumsum(0).flip(0)  # r1[h] = Σ w over high bits ≥ h (r1[_HI] = 0)
+    hstar = (r1 > target).sum() - 1  # the bucket of the crossing element; -1: everything fits
+    hs = hstar.clamp_min(0).reshape(1)
+    rest = target - r1.gather(0, hs + 1)  # weight still allowed inside the bucket
+    h2 = torch.zeros(_LO, dtype=torch.float64, device=v.device).index_add_(0, lo, torch.where(hi == hs, w, 0.0))
+    r2 = h2.flip(0).cumsum(0).flip(0)
+    lstar = ((r2 > rest).sum() - 1).clamp_min(0)
+    val = (hs * _LO + lstar).to(torch.int32).view(torch.float32)
+    return torch.where(hstar >= 0, val, 0.0).reshape(())
 
 
-def _subsample(v: torch.Tensor, k: int = 65536):
-    """Deterministic strided subsample (for scale references only) and its weight factor."""
-    v = v.reshape(-1)
-    if v.numel() <= k:
-        return v, 1.0
-    step = v.numel() // k
-    sub = v[::step]
-    return sub, v.numel() / sub.numel()
+def _select_per_segment(v: torch.Tensor, seg: torch.Tensor, nseg: int, k: torch.Tensor) -> torch.Tensor:
+    """Per segment s, the k_s-th largest value of ``v[seg == s]`` (k_s ≥ 1, as float64 tensor (nseg,)),
+    with the same two-pass radix select as :func:`_select`, all segments at once. Returns float32 (nseg,)."""
+    bits = v.contiguous().view(torch.int32)
+    hi, lo = bits >> 16, bits & (_LO - 1)
+    ones = torch.ones_like(v, dtype=torch.float64)
+    h1 = torch.zeros(nseg * (_HI + 1), dtype=torch.float64, device=v.device)
+    h1 = h1.index_add_(0, seg * (_HI + 1) + hi, ones).view(nseg, _HI + 1)
+    r1 = h1.flip(1).cumsum(1).flip(1)
+    limit = (k - 1).unsqueeze(1)
+    hstar = ((r1 > limit).sum(1) - 1).clamp_min(0)
+    rest = limit.squeeze(1) - r1.gather(1, (hstar + 1).unsqueeze(1)).squeeze(1)
+    inb = (hi == hstar.index_select(0, seg)).to(torch.float64)
+    h2 = torch.zeros(nseg * _LO, dtype=torch.float64, device=v.device).index_add_(0, seg * _LO + lo, inb)
+    r2 = h2.view(nseg, _LO).flip(1).cumsum(1).flip(1)
+    lstar = ((r2 > rest.unsqueeze(1)).sum(1) - 1).clamp_min(0)
+    return (hstar * _LO + lstar).to(torch.int32).view(torch.float32)
+
+
+# -- all masks as one flat vector -------------------------------------------------------------------------------
+class _Flat:
+    """Static index tensors of a list of masks on one device: the entries of all masks concatenated
+    (mask ℓ at offset o_ℓ), the layer id of every entry, per grouping slot k the global group id of every
+    entry (mask ℓ's groups at an offset; entries of masks without a k-th grouping point at one extra dummy
+    group), group sizes and the layer of each group, and the strided subsample of the α_e reference."""
+
+    def __init__(self, masks, device):
+        self.refs = [weakref.ref(m) for m in masks]
+        L = len(masks)
+        self.L = L
+        self.sizes = [math.prod(m.shape) for m in masks]
+        self.N = sum(self.sizes)
+        dev = device
+        self.lid = torch.repeat_interleave(torch.arange(L, device=dev), torch.tensor(self.sizes, device=dev))
+        self.numel = torch.tensor(self.sizes, dtype=torch.float64, device=dev)
+        self.lengths = torch.tensor(self.sizes, dtype=torch.long, device=dev)
+        self.modes = {m.mode for m in masks}
+        self.K = max(len(m.groupings) for m in masks)
+        self.single = [len(m.groupings) == 1 for m in masks]
+        self.slots = []
+        for k in range(self.K):
+            gids, sizes, glid, G = [], [], [], 0
+            offs = []
+            for li, m in enumerate(masks):
+                offs.append(G)
+                if len(m.groupings) > k:
+                    gids.append(getattr(m, f'gid{k}').reshape(-1).to(dev) + G)
+                    sizes.append(getattr(m, f'gsize{k}').to(dev))
+                    glid.append(torch.full((m.num_groups[k], ), li, dtype=torch.long, device=dev))
+                    G += m.num_groups[k]
+                else:
+                    gids.append(None)
+            gid = torch.cat([g if g is not None else torch.full((n, ), G, dtype=torch.long, device=dev)
+                             for g, n in zip(gids, self.sizes)])
+            size = torch.cat(sizes + [torch.ones(1, dtype=sizes[0].dtype, device=dev)]).to(torch.float32)
+            glid = torch.cat(glid)
+            glen = torch.bincount(glid, minlength=L)
+            self.slots.append(dict(gid=gid, size=size, glid=glid, glen=glen, G=G, offs=offs))
+        # α_e reference: deterministic strided subsample of every mask (≤ 65536 entries each), factor n/|sub|
+        idx, fac, slid = [], [], []
+        off = 0
+        for li, n in enumerate(self.sizes):
+            step = max(n // 65536, 1) if n > 65536 else 1
+            sub = torch.arange(0, n, step, device=dev)
+            idx.append(sub + off)
+            fac.append(n / sub.numel())
+            slid.append(torch.full((sub.numel(), ), li, dtype=torch.long, device=dev))
+            off += n
+        self.sub_idx, self.sub_lid = torch.cat(idx), torch.cat(slid)
+        self.sub_fac = torch.tensor(fac, dtype=torch.float64, device=dev)
+        if self.K:
+            # α_g reference pool: the groups of single-grouping masks (weight c·n_g), the entries of the others
+            s0 = self.slots[0]
+            gi, ei = [], []
+            off = 0
+            for li, m in enumerate(masks):
+                if len(m.groupings) == 1:
+                    gi.append(torch.arange(m.num_groups[0], device=dev) + s0['offs'][li])
+                elif len(m.groupings) > 1:
+                    ei.append(torch.arange(self.sizes[li], device=dev) + off)
+                off += self.sizes[li]
+            self.pool_groups = torch.cat(gi) if gi else None
+            self.pool_entries = torch.cat(ei) if ei else None
+        self._ones = None
+        self.floor_k = {}
+
+    def alive(self, masks) -> bool:
+        return len(masks) == len(self.refs) and all(r() is m for r, m in zip(self.refs, masks))
+
+    def floor_counts(self, floor: float):
+        """k_ℓ = ⌈floor·n_ℓ⌉ (float64 (L,)) and whether any is > 0."""
+        if floor not in self.floor_k:
+            ks = [math.ceil(floor * n) if floor > 0 else 0 for n in self.sizes]
+            self.floor_k[floor] = (torch.tensor(ks, dtype=torch.float64, device=self.lid.device), any(ks))
+        return self.floor_k[floor]
+
+
+def _flat_for(masks, device) -> _Flat:
+    """The cached :class:`_Flat` of this mask list on this device (built once)."""
+    cache = masks[0].__dict__.setdefault('_sp_flat', {})
+    key = (tuple(id(m) for m in masks), str(device))
+    flat = cache.get(key)
+    if flat is None or not flat.alive(masks):
+        flat = cache[key] = _Flat(masks, device)
+    return flat
+
+
+def flat_scale(latents) -> torch.Tensor:
+    """rms(Ŵ_ℓ) per mask, (L,), detached, bit-identical to :meth:`~.cascade.SemiMask.normalise`
+    (the same pow and mean per tensor, one foreach operator for the squares)."""
+    with torch.no_grad():
+        sq = torch._foreach_pow([t.detach() for t in latents] if torch.is_grad_enabled() else latents, 2)
+        return torch.stack([s.mean() for s in sq]).sqrt().clamp_min(_EPS)
+
+
+def flat_scores(flat: _Flat, masks, latents):
+    """(|x| (N,), per slot the group statistics (G_k,), coarse score per entry (N,) or None): the scores
+    :meth:`~.cascade.SemiMask.group_scores` gives, for all masks at once (no grad)."""
+    w = torch.cat([t.detach().reshape(-1) for t in latents])
+    m0 = masks[0]
+    if m0.normalize:
+        x = (w / flat_scale(latents).index_select(0, flat.lid)).abs()
+    else:
+        x = w.abs()
+    stats, coarse = [], None
+    for s in flat.slots:
+        v = x if m0.group_stat == 'l1' else x * x
+        tot = torch.zeros(s['G'] + 1, dtype=x.dtype, device=x.device).index_add_(0, s['gid'], v)
+        st = tot / s['size']
+        if m0.group_stat != 'l1':
+            st = st.clamp_min(1e-30).sqrt()  # as groups.group_rms
+        stats.append(st)
+        c = st.index_select(0, s['gid'])
+        coarse = c if coarse is None else torch.minimum(coarse, torch.where(s['gid'] == s['G'], coarse, c))
+    return x, stats, coarse
+
+
+def _gate_hard(flat: _Flat, masks, device):
+    """Hard gate decision per group of slot 0 (True: the group mask decides), (G_0 + 1,) with the dummy."""
+    gates = [m.gate for m in masks]
+    if all(g.mode == 'learned' and not getattr(g, '_is_frozen', False) for g in gates):
+        hard = torch.cat([g.logit.detach() for g in gates]) > 0
+    else:
+        hard = torch.cat([g.hard().to(device) for g in gates])
+    return torch.cat([hard, hard.new_zeros(1)])
 
 
 @torch.no_grad()
-def solve_thresholds(items: Sequence, rate: float, floor: float = 0.0) -> Dict[str, float]:
+def solve_thresholds(items: Sequence, rate: float, floor: float = 0.0, stats: bool = True) -> Dict[str, float]:
     """Place the band of every mask so that the hard kept cost is (1 − rate)·N.
 
-    ``items``: list of (SemiMask, latent). Steps:
+    ``items``: list of (SemiMask, latent); frozen masks are skipped. Steps:
       1. α_e: global entry threshold meeting the target with entry masks alone (on a deterministic
          subsample: it is only a scale reference); α_g: the same for group masks alone;
-      2. per entry the ratio ρ = score/α of whichever mask decides it (hard gate);
-      3. t: global level with Σ c·#(ρ > t) = target (exact, bisection);
-      4. layers that would keep less than ``floor`` of their entries get their own lower level;
-      5. a_e,ℓ = t_ℓ·α_e, a_g,ℓ = t_ℓ·α_g are written into each mask's buffers.
-    Returns a dict with alpha_entry, alpha_group, level, kept_fraction.
+      2. per entry the ratio ρ = score/α of whichever mask decides it (hard gate; for ctf the smaller);
+      3. layer floor: in every tensor the ⌈floor·n_ℓ⌉ largest ρ are kept whatever the level (its own,
+         lower level u_ℓ);
+      4. t: the global level with Σ_ℓ c_ℓ·max(#(ρ_ℓ > t), floor part) = target, i.e. the rate is met
+         exactly (to one entry / group) including the floors (no undershoot);
+      5. a_e,ℓ = t_ℓ·α_e, a_g,ℓ = t_ℓ·α_g are written into each mask's buffers (t_ℓ = t, or just below
+         u_ℓ where the floor binds).
+    All on the device, O(1) operators in the number of masks, no host synchronisation. Returns a dict with
+    alpha_entry, alpha_group, level, kept_fraction as floats (``stats=False``: nothing is read back to the
+    host and None is returned, the form the training step uses).
     """
     if not 0.0 <= rate < 1.0:
         raise ValueError(f'pruning rate must be in [0, 1), got {rate!r}')
-    data = []
-    total = 0.0
-    for m, latent in items:
-        if bool(m.frozen):
-            continue
-        x, s_g, n_g = m.group_scores(latent)
-        data.append((m, x, s_g, n_g, float(m.cost)))
-        total += float(m.cost) * x.numel()
-    if not data:
-        return dict(alpha_entry=0.0, alpha_group=0.0, level=0.0, kept_fraction=1.0)
+    live = [(m, w) for m, w in items if not _is_frozen(m)]
+    if not live:
+        return dict(alpha_entry=0.0, alpha_group=0.0, level=0.0, kept_fraction=1.0) if stats else None
+    masks = [m for m, _ in live]
+    latents = [w for _, w in live]
+    for m, w in live:
+        m._check(w)
+    dev = latents[0].device
+    flat = _flat_for(masks, dev)
+    x, gstats, coarse = flat_scores(flat, masks, latents)
+    c64 = torch.stack([m.cost for m in masks]).to(device=dev, dtype=torch.float64)
+    total = (c64 * flat.numel).sum()
     target = (1.0 - rate) * total
 
-    def ref(pools):
-        hi = max(p.max() for p in pools) + 1e-6
-        return max(_bisect(lambda a: sum(p.gt(a) for p in pools), target, 0.0, hi), 1e-8)
+    # 1. scale references
+    one = torch.ones((), dtype=torch.float64, device=dev)
+    if any(m.uses_entries for m in masks):
+        sub = x.index_select(0, flat.sub_idx)
+        alpha_e = _select(sub, target, (c64 * flat.sub_fac).index_select(0, flat.sub_lid)).double().clamp_min(1e-8)
+    else:
+        alpha_e = one
+    if any(m.uses_groups for m in masks):
+        s0 = flat.slots[0]
+        vals, wts = [], []
+        if flat.pool_groups is not None:
+            vals.append(gstats[0].index_select(0, flat.pool_groups))
+            wts.append(s0['size'].double().index_select(0, flat.pool_groups)
+                       * c64.index_select(0, s0['glid'].index_select(0, flat.pool_groups)))
+        if flat.pool_entries is not None:
+            vals.append(coarse.index_select(0, flat.pool_entries))
+            wts.append(c64.index_select(0, flat.lid.index_select(0, flat.pool_entries)))
+        alpha_g = _select(torch.cat(vals), target, torch.cat(wts)).double().clamp_min(1e-8)
+    else:
+        alpha_g = one
 
-    if any(d[0].uses_entries for d in data):
-        pools = []
-        for m, x, _, _, c in data:
-            sub, f = _subsample(x)
-            pools.append(_Pool(c * f, entries=sub))
-        alpha_e = ref(pools)
-    else:
-        alpha_e = 1.0
-    if any(d[0].uses_groups for d in data):
-        alpha_g = ref([_Pool(c, groups=s_g, sizes=n_g) for m, x, s_g, n_g, c in data if s_g is not None])
-    else:
-        alpha_g = 1.0
-    pools = []
-    for m, x, s_g, n_g, c in data:
-        if m.mode == 'unstructured':
-            pool = _Pool(c, entries=x / alpha_e)
-        elif m.mode == 'structured':
-            pool = _Pool(c, groups=s_g / alpha_g, sizes=n_g)
-        elif m.mode == 'ctf':
-            coarse = s_g[m.gid0.reshape(-1)] if m.per_group_scores else s_g
-            pool = _Pool(c, entries=torch.minimum(x.reshape(-1) / alpha_e, coarse / alpha_g))
+    # 2. ratio of the deciding mask per entry
+    if len(flat.modes) == 1:
+        mode = masks[0].mode
+        e = x / alpha_e if mode != 'structured' else None
+        g = coarse / alpha_g if mode != 'unstructured' else None
+        if mode == 'unstructured':
+            rho = e
+        elif mode == 'structured':
+            rho = g
+        elif mode == 'ctf':
+            rho = torch.minimum(e, g)
         else:
-            ent = m.entry_decides().reshape(-1)
-            if m.per_group_scores:
-                grp = m.gate.hard()
-                pool = _Pool(c, entries=x.reshape(-1)[ent] / alpha_e, groups=s_g[grp] / alpha_g, sizes=n_g[grp])
+            group_decides = _gate_hard(flat, masks, dev).index_select(0, flat.slots[0]['gid'])
+            rho = torch.where(group_decides, g, e)
+    else:  # mixed modes (not produced by SemiPruner): per mask
+        parts = []
+        for m, xs, cs in zip(masks, x.split(flat.sizes), (coarse.split(flat.sizes) if coarse is not None
+                                                            else [None] * flat.L)):
+            if m.mode == 'unstructured':
+                parts.append(xs / alpha_e)
+            elif m.mode == 'structured':
+                parts.append(cs / alpha_g)
+            elif m.mode == 'ctf':
+                parts.append(torch.minimum(xs / alpha_e, cs / alpha_g))
             else:
-                pool = _Pool(c, entries=x.reshape(-1)[ent] / alpha_e, groups=s_g[~ent] / alpha_g,
-                             sizes=n_g[~ent])
-        pools.append(pool)
-    hi = max(p.max() for p in pools) + 1e-6
-    level = _bisect(lambda t: sum(p.gt(t) for p in pools), target, 0.0, hi, iters=50)
+                parts.append(torch.where(m.entry_decides().reshape(-1), xs / alpha_e, cs / alpha_g))
+        rho = torch.cat(parts)
+    rho = rho.to(torch.float32)
+    w_entry = c64.index_select(0, flat.lid)
+
+    # 3. layer floors: u_ℓ = the k_ℓ-th largest ρ of tensor ℓ; entries ≥ u_ℓ are kept at any level
+    k, any_floor = flat.floor_counts(float(floor))
+    if any_floor:
+        u = _select_per_segment(rho, flat.lid, flat.L, k.clamp_min(1))
+        u = torch.where(k > 0, u, float('inf'))
+        in_floor = rho >= u.index_select(0, flat.lid)
+        rho_level = torch.where(in_floor, float('inf'), rho)
+    else:
+        u = None
+        rho_level = rho
+
+    # 4. global level
+    level = _select(rho_level, target, w_entry).double()
+    if any_floor:  # floors alone above the target (rounding of ⌈floor·n⌉): prune everything else
+        finite = torch.where(torch.isinf(rho_level), 0.0, rho_level).max().double()
+        level = torch.where(torch.isinf(level), finite, level)
     # the hard masks compare score > t·α, not score/α > t: step just past the boundary score so that
     # float rounding cannot keep the element the search has just excluded
-    level = level * (1 + 1e-6) + 1e-12 if level > 0 else level
-    kept = 0.0
-    for (m, x, _, _, c), p in zip(data, pools):
-        t_l = level
-        need = floor * x.numel() * c
-        if floor > 0 and p.gt(t_l) < need:  # layer floor: the largest level ≤ t at which it keeps enough
-            lo, hi_l = 0.0, level
-            for _ in range(40):
-                mid = 0.5 * (lo + hi_l)
-                lo, hi_l = (mid, hi_l) if p.gt(mid) >= need else (lo, mid)
-            t_l = max(0.0, lo * (1 - 1e-6) - 1e-12)
-        m.thr_entry.fill_(t_l * alpha_e)
-        m.thr_group.fill_(t_l * alpha_g)
-        kept += p.gt(t_l)
-    return dict(alpha_entry=alpha_e, alpha_group=alpha_g, level=level, kept_fraction=kept / total)
+    level = torch.where(level > 0, level * (1 + 1e-6) + 1e-12, level)
+    t_l = level.expand(flat.L)
+    if u is not None:
+        u64 = u.double()
+        t_l = torch.where(u64 <= level, (u64 * (1 - 1e-6) - 1e-12).clamp_min(0.0), t_l)
+
+    # 5. write the thresholds (one operator per buffer list)
+    te, tg = (t_l * alpha_e).float(), (t_l * alpha_g).float()
+    torch._foreach_copy_([m.thr_entry for m in masks], list(te.unbind()))
+    torch._foreach_copy_([m.thr_group for m in masks], list(tg.unbind()))
+    if not stats:
+        return None
+    # kept cost exactly as the hard masks compare (score > stored float32 threshold)
+    keep_e = x > te.index_select(0, flat.lid)
+    keep_g = coarse > tg.index_select(0, flat.lid) if coarse is not None else None
+    if len(flat.modes) == 1 and masks[0].mode == 'semi':
+        kept_mask = torch.where(group_decides, keep_g, keep_e)
+    elif len(flat.modes) == 1:
+        mode = masks[0].mode
+        kept_mask = keep_e if mode == 'unstructured' else keep_g if mode == 'structured' else keep_e & keep_g
+    else:
+        kept_mask = torch.cat([m.hard(w).reshape(-1) for m, w in live])
+    kept = (w_entry * kept_mask).sum() / total
+    return dict(alpha_entry=float(alpha_e), alpha_group=float(alpha_g), level=float(level),
+                kept_fraction=float(kept))
+
+
+def _is_frozen(m) -> bool:
+    v = getattr(m, '_is_frozen', None)
+    return bool(m.frozen) if v is None else v
