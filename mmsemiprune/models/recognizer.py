@@ -289,8 +289,9 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
         if self._teacher is None:
             self._make_teacher(inputs.device)
         backbone, head = self._teacher
-        with torch.no_grad():
-            t_scores = head(backbone(inputs)).float()
+        with torch.no_grad():  # as RecognizerGCN.extract_feat: (N, clips, M, T, V, C) → (N·clips, M, T, V, C)
+            x = inputs.reshape((-1, ) + tuple(inputs.shape[2:]))
+            t_scores = head(backbone(x)).float()
         T = float(self.distill['temperature'])
         log_p = torch.log_softmax(student_scores.float() / T, dim=1)
         q = torch.softmax(t_scores / T, dim=1)
