@@ -52,6 +52,13 @@ def check_rate(rate, name='target_rate'):
     return float(rate)
 
 
+def _fill_all(tensors, value: float) -> None:
+    """t.fill_(value) for every (0-dim) tensor of the list in two foreach operators (0·t + value is exactly
+    value for the finite buffers written here)."""
+    torch._foreach_zero_(tensors)
+    torch._foreach_add_(tensors, value)
+
+
 class SemiPruner(nn.Module):
     """Args:
         model: the module to prune (masks are installed in place).
@@ -202,9 +209,8 @@ class SemiPruner(nn.Module):
         if not bool(self.gates_initialised):
             self._init_gates_from_scores()
         tau = self.schedule.tau(p)
-        for m in self.masks:
-            m.temperature.fill_(tau)
-            m.gate_temperature.fill_(tau / self.schedule.tau_start)
+        _fill_all([m.temperature for m in self.masks], tau)  # one operator per list, no host sync
+        _fill_all([m.gate_temperature for m in self.masks], tau / self.schedule.tau_start)
         rate = self.schedule.rate(p, self.target_rate)
         self.rate_now.fill_(rate)
         if self.hard_phase and rate > 0 and self.schedule.in_hard_phase(p):
@@ -218,11 +224,9 @@ class SemiPruner(nn.Module):
         for m in self.masks:
             m.set_hard(None)
         if rate > 0:
-            solve_thresholds([(m, w) for _, m, w in self.items()], rate, self.layer_floor)
+            solve_thresholds([(m, w) for _, m, w in self.items()], rate, self.layer_floor, stats=False)
         else:
-            for m in self.masks:
-                m.thr_entry.zero_()
-                m.thr_group.zero_()
+            torch._foreach_zero_([m.thr_entry for m in self.masks] + [m.thr_group for m in self.masks])
 
     @torch.no_grad()
     def _init_gates_from_scores(self):
@@ -242,7 +246,7 @@ class SemiPruner(nn.Module):
         """R = λ((Σ c·ψ − (1 − r_now)N)/N)² on the soft masks of the last forward; 0 once frozen."""
         if self.frozen:
             return torch.zeros(())
-        loss = self.regularizer(self.masks, float(self.rate_now))
+        loss = self.regularizer(self.masks, self.rate_now)  # a tensor: no host sync
         if self.gate_price > 0:
             loss = loss + self.gate_price * self._gate_price_term()
         return loss
@@ -255,10 +259,12 @@ class SemiPruner(nn.Module):
             return torch.zeros(())
         term = 0.0
         if self.gate_price_by in ('params', 'both'):
-            total = sum(float(m.cost) * m.mask.numel() for m in self.masks)
+            costs = torch.stack([m.cost for m in self.masks])  # tensors: no host sync per mask
+            share = costs / sum(c * m.mask.numel() for c, m in zip(costs.unbind(), self.masks))
+            share = dict(zip(map(id, self.masks), share.unbind()))
             for _, m in semi:
                 n_g = m.gsize0.to(m._last_delta.dtype)
-                term = term + (m.gate(m.gate_temperature) * m._last_delta * n_g).sum() * (float(m.cost) / total)
+                term = term + (m.gate(m.gate_temperature) * m._last_delta * n_g).sum() * share[id(m)]
         if self.gate_price_by in ('macs', 'both') and bool(self.profiled):
             prices, total = self._mac_prices()
             for k, m in semi:
