@@ -1,6 +1,8 @@
-"""Shared by tools/train.py and tools/test.py: import the plugin first, CPU-DDP and trust handling, and
-:func:`cli`, which prints the plugin's own user errors (bad config, data or checkpoint, NaN loss) as one
-``error: <message>`` line with exit code 2 instead of a traceback (``--debug`` shows the traceback)."""
+"""Shared by tools/train.py, tools/test.py and tools/export.py: import the plugin first, CPU-DDP and trust
+handling, :func:`precheck` (prune_cfg and the annotation files, before the runner is built),
+:func:`add_semiprune_hook`, and :func:`cli`, which prints the plugin's own user errors (bad config, data or
+checkpoint, NaN loss or gradient, export) as one ``error: <message>`` line with exit code 2 instead of a
+traceback (``--debug`` shows the traceback)."""
 import os.path as osp
 import sys
 
@@ -10,11 +12,12 @@ if ROOT not in sys.path:
 
 import mmsemiprune  # noqa: E402,F401  (registers everything, patches mmaction:: bases, safe loader)
 from mmsemiprune.compat import CheckpointError, ConfigError, trust_path  # noqa: E402
-from mmsemiprune.datasets.checked_dataset import AnnotationError  # noqa: E402
-from mmsemiprune.engine.hooks import NonFiniteLossError  # noqa: E402
+from mmsemiprune.datasets.checked_dataset import AnnotationError, check_dataset_cfgs  # noqa: E402
+from mmsemiprune.engine.hooks import NonFiniteError  # noqa: E402
+from mmsemiprune.export.exporter import ExportError  # noqa: E402
 
 #: errors whose message alone tells the user what to fix (everything else keeps its traceback)
-USER_ERRORS = (ConfigError, CheckpointError, AnnotationError, NonFiniteLossError)
+USER_ERRORS = (ConfigError, CheckpointError, AnnotationError, NonFiniteError, ExportError)
 
 
 def setup_cpu_distributed(cfg, launcher: str):
@@ -72,9 +75,33 @@ def cli(main):
         sys.exit(2)
 
 
-def precheck(cfg):
-    """Validate the plugin's part of the config before MMEngine builds the runner (and prints the config)."""
+def is_pruned_model(cfg) -> bool:
     model = cfg.get('model') or {}
-    if str(model.get('type', '')).endswith('SemiPruneRecognizerGCN'):
+    return str(model.get('type', '')).endswith('SemiPruneRecognizerGCN')
+
+
+def precheck(cfg, loaders=()):
+    """Validate the plugin's part of the config and the annotation files of the dataloaders ``loaders`` that
+    the run will use (stock ``PoseDataset`` included) before MMEngine builds the runner (and prints the config)."""
+    if is_pruned_model(cfg):
         from mmsemiprune.models.recognizer import precheck_prune_cfg
-        precheck_prune_cfg(model.get('prune_cfg'))
+        precheck_prune_cfg(cfg.model.get('prune_cfg'))
+    check_dataset_cfgs(cfg, loaders)
+
+
+def add_semiprune_hook(cfg):
+    """Add ``SemiPruneHook`` to a config whose model is a ``SemiPruneRecognizerGCN`` and that has none, so that
+    the one-line config gets the ``*_pruned.pth``, the pruning metrics, the BN re-estimation and the NaN guards.
+    ``semiprune_hook = False`` in the config opts out; ``semiprune_hook = dict(log_interval=1, ...)`` passes
+    arguments. Returns the message to log, or None when nothing was added."""
+    opt = cfg.get('semiprune_hook', True)
+    if opt is not True and opt is not False and not isinstance(opt, dict):
+        raise ConfigError(f'semiprune_hook must be True, False or a dict of SemiPruneHook arguments, got {opt!r}')
+    hooks = list(cfg.get('custom_hooks') or [])
+    if opt is False or not is_pruned_model(cfg) or \
+            any(str(h.get('type', '')).endswith('SemiPruneHook') for h in hooks if isinstance(h, dict)):
+        return None
+    hook = dict(type='mmsemiprune.SemiPruneHook', **(opt if isinstance(opt, dict) else {}))
+    cfg.custom_hooks = hooks + [hook]
+    return (f'added {hook} to custom_hooks (the model is a SemiPruneRecognizerGCN; set semiprune_hook=False in '
+            'the config to train without it)')

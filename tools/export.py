@@ -1,12 +1,19 @@
 """Export a trained pruned recognizer as a truly smaller model: masks baked, pruned channels removed.
 
+    python tools/export.py WORK_DIR OUT_DIR [--onnx] [--torch-export]        # a finished training run
     python tools/export.py CONFIG CHECKPOINT OUT_DIR [--onnx] [--torch-export] [--shape N M T V C]
     python tools/test.py OUT_DIR/config.py OUT_DIR/model.pth          # evaluate the exported model
 
+WORK_DIR is the work dir of a training run: its config dump (``<name>.py``, written by MMEngine) and the
+weights-only ``<name>_pruned.pth`` written at the end of training are exported; without a ``*_pruned.pth``
+(a run trained with ``semiprune_hook=False``) the checkpoint named in its ``last_checkpoint``. A checkpoint
+file inside a work dir may be given instead of the folder (``WORK_DIR/epoch_N.pth OUT_DIR``).
+
 CONFIG is the pruning config the checkpoint was trained with; CHECKPOINT the weights-only
-``<work_dir>/<config>_pruned.pth`` written at the end of training, or a full training checkpoint
-(``epoch_N.pth``: needs unpickling, allowed for files under the config's work dir or with
---trust-checkpoint). The masks must be frozen.
+``<work_dir>/<config>_pruned.pth``, or a full training checkpoint (``epoch_N.pth``: needs unpickling, allowed
+in the run's own work dir: the config's work_dir, a folder that holds the config dump of a run of CONFIG (same
+file name), or the WORK_DIR named on the command line; anywhere else with --trust-checkpoint). The masks must
+be frozen.
 
 Writes into OUT_DIR:
   model.pth    plain tensors (loads with torch.load(weights_only=True)); tensors that are mostly zero are
@@ -16,24 +23,28 @@ Writes into OUT_DIR:
   model.onnx   with --onnx: class scores of (batch, M, T, V, C) clips, dynamic batch axis
   model.pt2    with --torch-export: torch.export program, dynamic batch dim
 The exported class scores are checked against the masked model on the config's test clips (through the
-pipeline) or, when that data is missing or --shape is given, on realistic synthetic skeletons.
+pipeline) or, when that file is missing or --shape is given, on realistic synthetic skeletons. A test
+annotation file that exists but is broken (or a missing one with --inputs data) is an error.
 """
 import argparse
+import os
 import os.path as osp
 import sys
 import warnings
 
-from _common import trust_path  # noqa: I100  (imports the plugin first)
+from _common import trust_path, user_error  # noqa: I100  (imports the plugin first)
 from mmengine.config import Config, DictAction
 
 warnings.filterwarnings('ignore', message='Fail to import ``MultiScale')
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description='Export a pruned recognizer as a compact plain MMAction2 model')
-    p.add_argument('config', help='the pruning config the checkpoint was trained with')
-    p.add_argument('checkpoint', help='<work_dir>/<config>_pruned.pth or a training checkpoint (epoch_N.pth)')
-    p.add_argument('out_dir', help='output folder (model.pth, config.py, report.json, ...)')
+    p = argparse.ArgumentParser(description='Export a pruned recognizer as a compact plain MMAction2 model',
+                                usage='%(prog)s (WORK_DIR | CONFIG CHECKPOINT) OUT_DIR [options]')
+    p.add_argument('paths', nargs='+', metavar='PATH',
+                   help='WORK_DIR OUT_DIR: the work dir of a training run (its config dump and *_pruned.pth); or '
+                   'CONFIG CHECKPOINT OUT_DIR: the pruning config and <work_dir>/<config>_pruned.pth or a training '
+                   'checkpoint (epoch_N.pth). OUT_DIR: output folder (model.pth, config.py, report.json, ...)')
     p.add_argument('--onnx', action='store_true', help='also write model.onnx and check it in onnxruntime')
     p.add_argument('--torch-export', action='store_true', help='also write model.pt2 (torch.export) and check it')
     p.add_argument('--shape', type=int, nargs=5, metavar=('N', 'M', 'T', 'V', 'C'),
@@ -46,7 +57,17 @@ def parse_args(argv=None):
     p.add_argument('--trust-checkpoint', action='store_true',
                    help='allow full unpickling of a training checkpoint outside the work dir (only files you trust)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, key=value')
-    return p.parse_args(argv)
+    p.add_argument('--debug', action='store_true', help='show the traceback of data / checkpoint / export errors')
+    args = p.parse_args(argv)
+    if len(args.paths) == 2:
+        args.work_dir, args.out_dir = args.paths
+        args.config = args.checkpoint = None
+    elif len(args.paths) == 3:
+        args.config, args.checkpoint, args.out_dir = args.paths
+        args.work_dir = None
+    else:
+        p.error(f'expected WORK_DIR OUT_DIR or CONFIG CHECKPOINT OUT_DIR, got {len(args.paths)} paths')
+    return args
 
 
 def fail(msg):
@@ -55,9 +76,59 @@ def fail(msg):
     sys.exit(2)
 
 
+def find_run(path):
+    """(config dump, checkpoint) of a training work dir, or of a checkpoint file inside one: the folder's
+    ``<name>_pruned.pth`` with its ``<name>.py``, else the checkpoint named in ``last_checkpoint``."""
+    from mmsemiprune.export import ExportError
+    ckpt = path if osp.isfile(path) else None
+    work = osp.dirname(path) or '.' if ckpt else path
+    if not osp.isdir(work):
+        raise ExportError(f'{path!r} does not exist; pass the work dir of a training run (WORK_DIR OUT_DIR), or '
+                          'CONFIG CHECKPOINT OUT_DIR')
+    files = os.listdir(work)
+    pys = sorted(f for f in files if f.endswith('.py'))
+    if ckpt is None:
+        pruned = sorted(f for f in files if f.endswith('_pruned.pth') and f[:-len('_pruned.pth')] + '.py' in pys)
+        if len(pruned) > 1:
+            raise ExportError(f'{work} holds several runs ({", ".join(pruned)}); pass CONFIG CHECKPOINT OUT_DIR, '
+                              f'e.g. {osp.join(work, pruned[-1][:-len("_pruned.pth")] + ".py")} '
+                              f'{osp.join(work, pruned[-1])} OUT_DIR')
+        if pruned:
+            return osp.join(work, pruned[0][:-len('_pruned.pth')] + '.py'), osp.join(work, pruned[0])
+        last = osp.join(work, 'last_checkpoint')
+        if osp.isfile(last):
+            with open(last, encoding='utf-8') as f:
+                name = osp.basename(f.read().strip())
+            if name and osp.isfile(osp.join(work, name)):
+                ckpt = osp.join(work, name)
+        if ckpt is None:
+            raise ExportError(f'{work} holds no *_pruned.pth and no last_checkpoint: it is not the work dir of a '
+                              'finished training run. Pass the work dir that tools/train.py wrote (--work-dir, '
+                              'default work_dirs/<config name>), or CONFIG CHECKPOINT OUT_DIR')
+    if len(pys) != 1:
+        raise ExportError(f'{work} holds {len(pys)} config files ({", ".join(pys) or "none"}) next to '
+                          f'{osp.basename(ckpt)}; pass CONFIG CHECKPOINT OUT_DIR')
+    return osp.join(work, pys[0]), ckpt
+
+
 def main(argv=None):
     args = parse_args(argv)
-    from mmsemiprune.export import ExportError, export_pruned, format_export_report
+    try:
+        return run(args)
+    except Exception as e:  # noqa: B902
+        err = user_error(e)
+        if err is None or args.debug:
+            raise
+        fail(err)
+
+
+def run(args):
+    from mmsemiprune.datasets.checked_dataset import AnnotationError, check_dataset_cfgs
+    from mmsemiprune.export import export_pruned, format_export_report
+    if args.work_dir is not None:
+        args.config, args.checkpoint = find_run(args.work_dir)
+        trust_path(osp.dirname(args.checkpoint))  # the named run's own work dir, as tools/test.py --work-dir
+        print(f'exporting {args.checkpoint} (config {args.config})')
     if not osp.isfile(args.config):
         fail(f'config {args.config!r} does not exist')
     if args.shape and min(args.shape) < 1:
@@ -67,16 +138,23 @@ def main(argv=None):
     cfg = Config.fromfile(args.config)
     if args.cfg_options:
         cfg.merge_from_dict(args.cfg_options)
-    # like tools/test.py: the run's own work dir is trusted for full checkpoints
+    # like tools/test.py: the run's own work dir is trusted for full checkpoints: the config's work_dir, or the
+    # checkpoint's folder when it holds the config dump of a run of this config (same file name)
     trust_path(cfg.get('work_dir') or osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0]))
+    ck_dir = osp.dirname(osp.abspath(args.checkpoint))
+    if osp.isfile(osp.join(ck_dir, osp.basename(args.config))):
+        trust_path(ck_dir)
     shape = args.shape
     inputs = 'synthetic' if shape and args.inputs == 'auto' else args.inputs
-    try:
-        rep = export_pruned(cfg, args.checkpoint, args.out_dir, onnx=args.onnx, torch_export=args.torch_export,
-                            shape=shape, inputs=inputs, trust=args.trust_checkpoint, cfg_name=args.config,
-                            num_check=shape[0] if shape else args.num_check)
-    except ExportError as e:
-        fail(e)
+    if inputs != 'synthetic':
+        try:
+            check_dataset_cfgs(cfg, ['test_dataloader'])
+        except AnnotationError as e:
+            if not (inputs == 'auto' and e.problem == 'file not found'):  # auto: a missing file -> synthetic
+                raise
+    rep = export_pruned(cfg, args.checkpoint, args.out_dir, onnx=args.onnx, torch_export=args.torch_export,
+                        shape=shape, inputs=inputs, trust=args.trust_checkpoint, cfg_name=args.config,
+                        num_check=shape[0] if shape else args.num_check)
     print(format_export_report(rep))
     print(f'wrote {args.out_dir}: ' + ', '.join(sorted(k for k in ('model.pth', 'config.py', 'report.json',
                                                                  'model.onnx', 'model.pt2')

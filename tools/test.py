@@ -58,7 +58,7 @@ def main():
     if args.trust_checkpoint:
         trust_path(args.checkpoint)
     strict_head_loading()  # a missing / other-shape classifier head is an error when testing
-    precheck(cfg)
+    precheck(cfg, ['test_dataloader'])
     runner = Runner.from_cfg(cfg)
     metrics = runner.test()
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model

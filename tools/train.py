@@ -1,6 +1,8 @@
-"""Train a (pruned) skeleton recognizer: MMAction2's tools/train.py with the plugin imported first.
+"""Train a (pruned) skeleton recognizer: MMAction2's tools/train.py with the plugin imported first, the
+annotation files checked before the runner is built, and ``SemiPruneHook`` added when the model is a
+``SemiPruneRecognizerGCN`` and the config has none (``semiprune_hook = False`` in the config opts out).
 
-    python tools/train.py configs/stgcn_semiprune_demo.py
+    python tools/train.py configs/demo/stgcn_semiprune_demo.py
     python tools/train.py CONFIG --resume                 # continue the run in its work_dir
     python tools/train.py CONFIG --cfg-options model.prune_cfg.target_rate=0.8
     bash tools/dist_train.sh CONFIG 2                      # DDP (gloo on CPU)
@@ -9,7 +11,8 @@ import argparse
 import os
 import os.path as osp
 
-from _common import check_file, cli, fix_workers, precheck, setup_cpu_distributed, trust_path  # noqa: I100
+from _common import (add_semiprune_hook, check_file, cli, fix_workers, precheck,  # noqa: I100
+                     setup_cpu_distributed, trust_path)
 from mmengine.config import Config, DictAction
 from mmengine.runner import Runner
 
@@ -79,8 +82,12 @@ def main():
     trust_path(cfg.work_dir)
     if args.trust_checkpoint and cfg.get('load_from'):
         trust_path(cfg.load_from)
-    precheck(cfg)
+    loaders = ['train_dataloader'] + (['val_dataloader'] if cfg.get('val_cfg') and cfg.get('val_dataloader') else [])
+    precheck(cfg, loaders)
+    added = add_semiprune_hook(cfg)
     runner = Runner.from_cfg(cfg)
+    if added:
+        runner.logger.info(f'mmsemiprune: {added}')
     runner.train()
 
 

@@ -16,6 +16,11 @@ load time and raise one :class:`AnnotationError` naming the file, the
 sample (index and ``frame_dir``), the problem and the fix, instead of an
 ``AssertionError``/``KeyError`` deep inside a transform during training.
 Only the samples of the selected split are checked.
+
+:func:`check_dataset_cfgs` runs the same checks on the dataset *configs*
+of a training / test config (MMAction2's stock ``PoseDataset`` too, inside
+wrappers such as ``RepeatDataset``), before anything is built: the tools
+call it so that the one-line path gets the same errors.
 """
 from __future__ import annotations
 
@@ -30,7 +35,7 @@ from mmaction.registry import DATASETS
 
 from .graph_layouts import num_joints_of
 
-__all__ = ['AnnotationError', 'validate_pose_annotations',
+__all__ = ['AnnotationError', 'validate_pose_annotations', 'check_dataset_cfgs',
            'CheckedPoseDataset']
 
 _RECONVERT = ('re-create the file with the converters in tools/data/ '
@@ -46,12 +51,15 @@ class AnnotationError(ValueError):
     """
 
     def __init__(self, path: str, problem: str, fix: str,
-                 sample: Optional[str] = None) -> None:
+                 sample: Optional[str] = None,
+                 field: Optional[str] = None) -> None:
         self.path, self.problem, self.fix, self.sample = (path, problem, fix,
                                                           sample)
+        self.field = field
         where = f' sample {sample}' if sample else ''
+        src = f' (config: {field})' if field else ''
         super().__init__(f'Bad pose annotation file {path!r}{where}: '
-                         f'{problem}. Fix: {fix}.')
+                         f'{problem}. Fix: {fix}.{src}')
 
 
 def _load(path: str) -> Any:
@@ -215,7 +223,15 @@ def validate_pose_annotations(path: str,
             raise ValueError(f'num_joints={num_joints} contradicts layout '
                              f'{layout!r} ({n} joints); give only one')
         num_joints, joints_src = n, f'graph layout {layout!r}'
-    obj = _load(path)
+    return _select_and_check(path, _load(path), num_joints, joints_src, split,
+                             coord_dim, strict_split)
+
+
+def _select_and_check(path: str, obj: Any, num_joints: Optional[int],
+                      joints_src: str, split: Optional[str],
+                      coord_dim: Optional[int],
+                      strict_split: bool) -> List[dict]:
+    """The checks of :func:`validate_pose_annotations` on a loaded pickle."""
     keys_fix = ("expected dict(split={name: [frame_dir, ...]}, "
                 "annotations=[...]); " + _RECONVERT)
     if isinstance(obj, list):
@@ -344,3 +360,106 @@ class CheckedPoseDataset(PoseDataset):
                         item[key] = osp.join(self.data_prefix['video'],
                                              item[key])
         return data_list
+
+
+# -- checks of dataset configs, before anything is built --------------------
+def _walk(node: Any, field: str):
+    """(field, dict) of a dataset config and of the datasets it wraps
+    (``dataset=`` of RepeatDataset / ClassBalancedDataset, ``datasets=`` of
+    ConcatDataset)."""
+    if not isinstance(node, dict):
+        return
+    yield field, node
+    yield from _walk(node.get('dataset'), f'{field}.dataset')
+    inner = node.get('datasets')
+    if isinstance(inner, (list, tuple)):
+        for i, d in enumerate(inner):
+            yield from _walk(d, f'{field}.datasets.{i}')
+
+
+def _dataset_class(type_: Any, scope: str):
+    if isinstance(type_, type):
+        return type_
+    if not isinstance(type_, str):
+        return None
+    from mmengine.registry import DefaultScope
+    try:
+        with DefaultScope.overwrite_default_scope(scope):
+            return DATASETS.get(type_)
+    except Exception:  # an unknown type: the Runner reports it
+        return None
+
+
+def _model_joints(cfg) -> tuple:
+    """(joint count, description) of ``model.backbone.graph_cfg.layout``."""
+    model = cfg.get('model')
+    bb = model.get('backbone') if isinstance(model, dict) else None
+    graph = bb.get('graph_cfg') if isinstance(bb, dict) else None
+    layout = graph.get('layout') if isinstance(graph, dict) else None
+    if layout is None:
+        return None, ''
+    try:
+        return num_joints_of(layout), (f'the model (model.backbone.graph_cfg.'
+                                       f'layout={layout!r})')
+    except Exception:  # unknown layout: the backbone reports it
+        return None, ''
+
+
+def check_dataset_cfgs(cfg, loaders=('train_dataloader', 'val_dataloader',
+                                     'test_dataloader')) -> List[str]:
+    """Check the annotation files of every pose dataset config of
+    ``loaders`` (MMAction2's ``PoseDataset``, :class:`CheckedPoseDataset` and
+    their subclasses, also inside dataset wrappers) before anything is built.
+
+    The joint count is the dataset's own ``layout`` / ``num_joints``
+    (CheckedPoseDataset) or else that of ``model.backbone.graph_cfg.layout``.
+    Split names listed without an annotation are ignored for the stock
+    ``PoseDataset``, as it does. Each file is read once.
+
+    Returns the checked config fields; raises :class:`AnnotationError` whose
+    message also names the config field.
+    """
+    scope = cfg.get('default_scope') or 'mmaction'
+    model_joints = _model_joints(cfg)
+    loaded, done, checked = {}, set(), []
+    for key in loaders:
+        dl = cfg.get(key)
+        if not isinstance(dl, dict):
+            continue
+        for field, ds in _walk(dl.get('dataset'), f'{key}.dataset'):
+            cls = _dataset_class(ds.get('type'), scope)
+            if cls is None or not issubclass(cls, PoseDataset):
+                continue
+            ann = str(ds.get('ann_file') or '')
+            root = ds.get('data_root') or ''
+            if ann and root and not osp.isabs(ann):
+                ann = osp.join(root, ann)
+            own = issubclass(cls, CheckedPoseDataset)
+            joints, src = model_joints
+            if own and ds.get('layout') is not None:
+                joints = num_joints_of(ds['layout'])
+                src = f"graph layout {ds['layout']!r}"
+            elif own and ds.get('num_joints') is not None:
+                joints, src = ds['num_joints'], 'num_joints'
+            coord = ds.get('coord_dim') if own else None
+            strict = ds.get('strict_split', True) if own else False
+            split = ds.get('split')
+            todo = (ann, split, joints, coord, strict)
+            if todo in done:
+                continue
+            try:
+                if ann not in loaded:
+                    loaded[ann] = _load(ann)
+                _select_and_check(ann, loaded[ann], joints, src or 'the model',
+                                  split, coord, strict)
+            except AnnotationError as e:
+                where, fix = 'ann_file', e.fix
+                if e.problem.startswith('unknown split'):
+                    where = 'split'
+                    fix = (f'set {field}.split to one of them (e.g. '
+                           f'--cfg-options {field}.split=NAME)')
+                raise AnnotationError(e.path, e.problem, fix, e.sample,
+                                      field=f'{field}.{where}') from None
+            done.add(todo)
+            checked.append(field)
+    return checked

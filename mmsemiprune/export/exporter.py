@@ -124,7 +124,9 @@ def load_pruned_model(cfg, checkpoint: str, trust: bool = False, cfg_name: str =
     try:
         ckpt = load_checkpoint_file(checkpoint, map_location='cpu')
     except pickle.UnpicklingError as e:
-        raise ExportError(str(e).replace('to tools/test.py or tools/train.py', 'to tools/export.py')) from None
+        raise ExportError(str(e).replace('to tools/test.py or tools/train.py', 'to tools/export.py') +
+                          " A run's own checkpoints need no flag: python tools/export.py WORK_DIR OUT_DIR, or "
+                          'WORK_DIR/epoch_N.pth OUT_DIR') from None
     except (RuntimeError, OSError) as e:
         raise ExportError(str(e)) from None
     sd = _state_dict_of(ckpt, checkpoint)
