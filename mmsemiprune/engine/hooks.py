@@ -20,10 +20,18 @@ from ..core.finalize import recalibrate_bn
 from ..core.report import format_report
 from ..registry import HOOKS
 
-__all__ = ['SemiPruneHook', 'NonFiniteLossError']
+__all__ = ['SemiPruneHook', 'NonFiniteError', 'NonFiniteLossError', 'NonFiniteGradientError']
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteError(RuntimeError):
+    """Training produced NaN/inf (loss or gradients); the message names the step and the last good checkpoint."""
+
+
+class NonFiniteLossError(NonFiniteError):
+    pass
+
+
+class NonFiniteGradientError(NonFiniteError):
     pass
 
 
@@ -39,7 +47,10 @@ class SemiPruneHook(Hook):
         bn_batches: training batches used to re-estimate BatchNorm statistics when the masks are frozen
             by this hook at the end of training (schedule ``freeze=1.0``); 0 disables it.
         save_pruned: write ``<work_dir>/<name>_pruned.pth`` (plain tensors, loads with weights_only=True).
-        check_finite: stop with a clear error on a NaN/inf loss.
+        check_finite: stop with a clear error on a NaN/inf loss, or on a NaN/inf gradient (checked by an
+            optimizer step pre-hook, after gradient clipping and the DDP all-reduce, before the weights change;
+            it names the parameters). Under AMP the loss scaler skips steps with inf gradients by design, and
+            such steps never reach the optimizer, so they are not reported.
         reseed_epochs: reseed Python's, NumPy's and torch's global RNGs at the start of every training epoch
             from (the run's seed, epoch). MMEngine does not save RNG states in checkpoints and MMAction2's
             test-mode ``UniformSampleFrames`` reseeds NumPy during validation, so without this a run killed
@@ -72,6 +83,51 @@ class SemiPruneHook(Hook):
                 '*_pruned.pth export): --resume needs a full training checkpoint <work_dir>/epoch_N.pth; to start '
                 'a new run from these weights use --load-from instead')
 
+    def before_train(self, runner):
+        self._grad_hooks = []
+        if not self.check_finite:
+            return
+        model = runner.model.module if is_model_wrapper(runner.model) else runner.model
+        names = {id(p): n for n, p in model.named_parameters()}
+        self._losses = {}
+
+        def keep_losses(module, args, kwargs, output):  # the loss dict of the training forward
+            if module.training and isinstance(output, dict):
+                self._losses = output
+        self._grad_hooks.append(model.register_forward_hook(keep_losses, with_kwargs=True))
+        wrappers = runner.optim_wrapper.values() if hasattr(runner.optim_wrapper, 'values') \
+            else [runner.optim_wrapper]
+        for wrapper in wrappers:
+            opt = getattr(wrapper, 'optimizer', None)
+            if isinstance(opt, torch.optim.Optimizer):
+                self._grad_hooks.append(opt.register_step_pre_hook(
+                    lambda optimizer, args, kwargs: self._check_grads(runner, optimizer, names, self._losses)))
+
+    def after_train(self, runner):
+        for h in getattr(self, '_grad_hooks', []):
+            h.remove()
+        self._grad_hooks = []
+        self._after_train(runner)
+
+    @staticmethod
+    def _check_grads(runner, optimizer, names, losses):
+        """Optimizer step pre-hook: raise on NaN/inf gradients of a finite loss (a non-finite loss is reported,
+        with the loss values, by after_train_iter)."""
+        params = [p for g in optimizer.param_groups for p in g['params'] if p.grad is not None]
+        if not params or bool(torch.stack([torch.isfinite(p.grad).all() for p in params]).all()):
+            return
+        if not all(bool(torch.isfinite(v).all()) for v in losses.values() if torch.is_tensor(v)):
+            return
+        bad = [names.get(id(p), f'<unnamed {tuple(p.shape)}>') for p in params if not torch.isfinite(p.grad).all()]
+        last = runner.message_hub.get_info('last_ckpt')
+        more = f' and {len(bad) - 3} more' if len(bad) > 3 else ''
+        raise NonFiniteGradientError(
+            f'non-finite gradient at iteration {runner.iter + 1} (epoch {runner.epoch + 1}): '
+            f'{len(bad)} parameter(s) have NaN/inf gradients ({", ".join(bad[:3])}{more}); the loss was finite and the '
+            f'weights were not updated. Last good checkpoint: {last or "none saved yet"}. Lower the learning rate, '
+            'add gradient clipping (optim_wrapper=dict(clip_grad=dict(max_norm=20))), check the data for NaN/inf, '
+            'then resume with --resume.')
+
     def before_train_epoch(self, runner):
         if self.reseed_epochs and getattr(runner, 'seed', None) is not None:
             seed = int(np.random.SeedSequence([int(runner.seed) % 2**32, int(runner.epoch)]).generate_state(1)[0])
@@ -103,7 +159,7 @@ class SemiPruneHook(Hook):
         if runner.epoch + 1 >= getattr(runner, 'max_epochs', float('inf')):
             self._finish(runner)
 
-    def after_train(self, runner):
+    def _after_train(self, runner):
         self._finish(runner)
         model = _pruned_model(runner)
         if model is None:

@@ -2,6 +2,7 @@
 
 - ``RelTinyBackbone``: a backbone registered in MMAction2 that the plugin has no declaration for.
 - ``RelNaNAtIter``: makes the loss NaN at a given (1-based) iteration by filling ``data_bn.weight`` with NaN.
+- ``RelNaNGradAtIter``: makes one parameter's gradient NaN at a given iteration (finite loss).
 - ``RelKillAtIter``: SIGKILLs the training process before a given (1-based) iteration, once per work dir
   (a marker file ``KILLED`` keeps the resumed run alive) — a real kill, not a clean stop.
 """
@@ -11,6 +12,7 @@ import signal
 
 from mmaction.registry import HOOKS, MODELS
 from mmengine.hooks import Hook
+import torch
 from torch import nn
 
 
@@ -53,3 +55,21 @@ class RelKillAtIter(Hook):
         if runner.iter + 1 == self.at and not osp.exists(flag):
             open(flag, 'w').close()
             os.kill(os.getpid(), signal.SIGKILL)
+
+
+@HOOKS.register_module(force=True)
+class RelNaNGradAtIter(Hook):
+    """Makes the gradient of one parameter NaN at a given (1-based) iteration; the loss stays finite."""
+
+    def __init__(self, iter, param='cls_head.fc.weight'):
+        self.at, self.param, self.handle = iter, param, None
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if runner.iter + 1 == self.at:
+            p = dict(_model(runner).named_parameters())[self.param]
+            self.handle = p.register_hook(lambda g: torch.full_like(g, float('nan')))
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if self.handle is not None:
+            self.handle.remove()
+            self.handle = None
