@@ -1,0 +1,132 @@
+"""Operators and host synchronisations per training step, counted on CPU with torch.profiler: how CI guards
+GPU speed without a GPU (issue "pruning at GPU speed"). Counts are deterministic, so they are exact bounds.
+
+A *sync* is an ``aten::_local_scalar_dense`` (what ``.item()``, ``float(t)``, ``bool(t)`` and Python indexing
+with a tensor run; on CUDA each one waits for the device) or an ``aten::nonzero`` (boolean indexing: its
+output size is only known on the host). *Operators* are the top-level ``aten::`` calls (those not issued by
+another aten call), a proxy for launched kernels. The step is MMEngine's ``model.train_step`` with an
+``OptimWrapper`` (data preprocessor, forward, loss, backward, SGD), in the soft phase (progress 0.5), on a
+small MMAction2 ST-GCN at two depths (22 vs 12 masked tensors), against the stock ``RecognizerGCN``.
+"""
+import copy
+from collections import Counter
+
+import pytest
+import torch
+from torch.profiler import ProfilerActivity, profile
+
+from mmaction.registry import MODELS
+from mmaction.structures import ActionDataSample
+from mmaction.utils import register_all_modules
+from mmengine.logging import MessageHub
+from mmengine.optim import OptimWrapper
+from mmsemiprune.core.budget import solve_thresholds
+from mmsemiprune.models import SemiPruneRecognizerGCN  # noqa: F401  (registers the model)
+
+register_all_modules(init_default_scope=True)
+
+SYNC_OPS = ('aten::_local_scalar_dense', 'aten::nonzero')
+
+
+def count_step(fn):
+    """(syncs, nonzero, top-level aten operators, Counter of them) of one call of ``fn``."""
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    names = Counter()
+    allc = Counter()
+    for e in prof.events():
+        allc[e.name] += 1
+        if not e.name.startswith('aten::'):
+            continue
+        p = e.cpu_parent
+        while p is not None and not p.name.startswith('aten::'):
+            p = p.cpu_parent
+        if p is None:
+            names[e.name] += 1
+    syncs = allc['aten::nonzero']
+    for e in prof.events():
+        if e.name == 'aten::_local_scalar_dense':
+            p = e.cpu_parent
+            while p is not None and p.name != 'aten::std':
+                p = p.cpu_parent
+            syncs += p is None
+    return syncs, allc['aten::nonzero'], sum(names.values()), names
+
+
+def _model(stages, pruned):
+    bb = dict(type='STGCN', graph_cfg=dict(layout='nturgb+d', mode='stgcn_spatial'), base_channels=16,
+              num_stages=stages, inflate_stages=[stages - 1], down_stages=[stages - 1])
+    cfg = dict(type='RecognizerGCN', backbone=bb, cls_head=dict(type='GCNHead', num_classes=4, in_channels=32))
+    if pruned:
+        cfg.update(type='mmsemiprune.SemiPruneRecognizerGCN', prune_cfg=dict(target_rate=0.9, mode='semi'))
+    torch.manual_seed(0)
+    return MODELS.build(cfg)
+
+
+def _data(n=2, T=16):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 1, 2, T, 25, 3, generator=g)
+    return dict(inputs=[x[i] for i in range(n)],
+                data_samples=[ActionDataSample().set_gt_labels(torch.tensor([i % 4])) for i in range(n)])
+
+
+def step_cost(stages, pruned, progress=0.5):
+    model = _model(stages, pruned)
+    model.train()
+    ow = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
+    hub = MessageHub.get_current_instance()
+    hub.update_info('max_iters', 100)
+    hub.update_info('iter', int(progress * 100))
+    data = _data()
+    for _ in range(2):  # warm-up: profiling (first step), caches of the threshold search
+        model.train_step(copy.copy(data), ow)
+    cost = count_step(lambda: model.train_step(copy.copy(data), ow))
+    if pruned:
+        assert not model.pruner.frozen and float(model.pruner.masks[0].thr_entry) > 0  # soft phase, search ran
+        return cost + (len(model.pruner.masks), )
+    return cost + (0, )
+
+
+@pytest.fixture(scope='module')
+def costs():
+    torch.set_num_threads(1)
+    return {(s, p): step_cost(s, p) for s in (4, 7) for p in (False, True)}
+
+
+def test_soft_step_syncs_are_o1(costs):
+    """The soft step adds at most a constant number of syncs to the stock step's, the same for 12 and 22
+    masked tensors (before: ~4,400 per step on the NTU ST-GCN, growing with the number of tensors)."""
+    (s_small, nz_small, _, _, L_small), (s_big, nz_big, _, _, L_big) = costs[(4, True)], costs[(7, True)]
+    stock_small, stock_big = costs[(4, False)][0], costs[(7, False)][0]
+    assert L_big > L_small + 5
+    assert nz_small == nz_big == 0  # no boolean indexing in the step
+    assert s_small - stock_small <= 4 and s_big - stock_big <= 4, (s_small, stock_small, s_big, stock_big)
+    assert s_small - stock_small == s_big - stock_big  # independent of the number of masked tensors
+
+
+def test_threshold_search_has_no_sync_and_constant_operators():
+    """set_progress (temperatures + the on-device threshold search over all masks) never syncs, and its
+    operator count grows by at most a few views per masked tensor."""
+    out = {}
+    for stages in (4, 7):
+        model = _model(stages, True)
+        pr = model.pruner
+        pr.set_progress(0.5)  # builds the index cache
+        syncs, nz, ops, names = count_step(lambda: pr.set_progress(0.5))
+        assert syncs <= 1 and nz == 0, names  # ≤ 1: the gates_initialised flag read (gate_init='score')
+        items = [(m, w) for _, m, w in pr.items()]
+        syncs, nz, ops, names = count_step(lambda: solve_thresholds(items, 0.9, pr.layer_floor, stats=False))
+        out[stages] = (syncs, ops, len(pr.masks))
+        assert syncs == 0 and nz == 0, names
+    (_, ops_s, L_s), (_, ops_b, L_b) = out[4], out[7]
+    assert (ops_b - ops_s) <= 6 * (L_b - L_s), out  # per mask: its slice of the flat vectors only
+    assert ops_s <= 6 * L_s + 250, out  # measured: 224 + 4 per mask
+
+
+@pytest.mark.xfail(strict=True, reason='open (issue "pruning at GPU speed"): the soft masks are still computed '
+                   'per tensor (~40 forward+backward operators each, plus the gate prices and bias masks); '
+                   'batching them over all tensors is the remaining step')
+def test_soft_step_operators_within_1_5x_stock(costs):
+    for s in (4, 7):
+        ops_soft, ops_stock = costs[(s, True)][2], costs[(s, False)][2]
+        assert ops_soft <= 1.5 * ops_stock, (s, ops_soft, ops_stock)
