@@ -7,6 +7,7 @@ import pytest
 from conftest import run_tool
 from mmaction.registry import DATASETS
 from mmengine.config import Config
+from mmengine.registry import DefaultScope
 
 from mmsemiprune.datasets.checked_dataset import AnnotationError
 
@@ -15,7 +16,8 @@ def _dataset(cfg_path, pkl):
     """Build the training dataset exactly as configured (CheckedPoseDataset, layout 'nturgb+d')."""
     ds = Config.fromfile(cfg_path).train_dataloader.dataset
     ds.ann_file = str(pkl)
-    return DATASETS.build(ds)
+    with DefaultScope.overwrite_default_scope('mmaction'):  # the pipeline's transforms (alone, or after any test)
+        return DATASETS.build(ds)
 
 
 def _edit(src, dst, fn):
