@@ -1,46 +1,35 @@
 """Evaluate one trained run: MMAction2's test loop (AccMetric top-1 / top-5 / mean-class accuracy on the
-config's test pipeline), the pruning report, parameter / FLOP counts before and after physically
-removing pruned channels, and a batch-1 CPU latency. Returns a JSON-serialisable dict.
+config's test pipeline), the pruning report, and parameter / MAC counts of the model as exported.
 
-FLOPs are the multiply-accumulates of the prunable convolutions per sample (the pruner's profile; for a
-dense model, a pruned twin of the same architecture is profiled), i.e. the part of the network pruning
-acts on. Latency is the median over ``reps`` single-threaded forwards (backbone + head) of one clip of
-one sample, after baking the masks and removing dead channels (``latency_ms``) and of the dense-shaped
-baked model (``latency_ms_dense_shape``); the machine is shared, so expect ±20 % noise.
+Counting goes through the exporter (:func:`mmsemiprune.export.exporter.compact_state_dict`: bake the
+masks, remove dead channels), so the leaderboard counts exactly what ``tools/export.py`` writes:
+
+- ``params_dense``: every parameter of backbone + head (BatchNorm, biases, ``data_bn``, classifier
+  included); ``params_nonzero``: its non-zeros after the masks (dense shapes); ``params_compact`` /
+  ``params_compact_nonzero``: parameters / non-zeros of the exported model (stored non-zeros).
+- ``rate_whole = 1 − params_compact_nonzero / params_dense``: the whole-model pruning rate, beside the
+  pruner's ``rate_params`` (fraction of the *prunable* weights removed).
+- ``macs_dense`` / ``macs_exported``: multiply-accumulates of one test clip of one sample, all persons
+  ``(1, M, T, V, C)``, backbone + head, counted by ``mmengine.analysis.FlopAnalyzer`` (convs, the
+  adjacency aggregation einsum, the classifier, ...) on the dense-shaped and on the exported model.
+  The pruner's ``flops_*`` (prunable convs only) are kept as ``rate_flops``'s source.
+
+No latency is measured here (it meant little on a shared machine; see ``bench/``).
 """
 import copy
 import os
 import os.path as osp
-import statistics
 import time
 from typing import Dict, Optional
 
 import torch
 
-__all__ = ['evaluate_checkpoint', 'count_params', 'measure_latency']
-
-
-def _forward(model, x):
-    feats, _ = model.extract_feat(x)
-    return model.cls_head(feats)
-
-
-@torch.no_grad()
-def measure_latency(model, x, reps: int = 20, warmup: int = 3) -> float:
-    """Median wall time (ms) of ``reps`` forwards of ``x`` through ``model`` (eval mode)."""
-    model.eval()
-    for _ in range(warmup):
-        _forward(model, x)
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        _forward(model, x)
-        times.append((time.perf_counter() - t) * 1e3)
-    return float(statistics.median(times))
+__all__ = ['evaluate_checkpoint', 'count_params', 'model_counts']
 
 
 def count_params(model) -> Dict[str, int]:
-    """Parameters of backbone + head (the pruner's own thresholds / gates are not model parameters)."""
+    """Parameters of backbone + neck + head: ``dict(total, nonzero)`` (the pruner's own thresholds /
+    gates are not model parameters)."""
     total = nonzero = 0
     for part in ('backbone', 'neck', 'cls_head'):
         mod = getattr(model, part, None)
@@ -57,7 +46,7 @@ def _sample_input(runner, model):
     batch = next(iter(loader))
     data = model.data_preprocessor(batch, False)
     x = data['inputs']
-    return x[:1, :1].contiguous()  # one sample, one clip
+    return x[:1, :1].contiguous()  # one sample, one clip: (1, 1, M, T, V, C)
 
 
 @torch.no_grad()
@@ -76,29 +65,34 @@ def _dense_flops(cfg, model, x) -> Optional[float]:
 
 
 @torch.no_grad()
-def _compact(model, x):
-    """Bake the masks, count, time, physically remove dead channels, count and time again."""
-    from ..core.export import bake_model, shrink
+def model_counts(cfg, model, x1: torch.Tensor) -> Dict:
+    """Parameter and MAC counts of ``model`` (masked or dense) as exported; ``x1``: one clip
+    ``(1, M, T, V, C)``. See the module docstring."""
+    from ..export.compact import LogitsModel, format_shape
+    from ..export.exporter import build_compact, compact_state_dict, count_flops, exported_config
+    model = copy.deepcopy(model).cpu().eval()
+    x1 = x1.cpu()
     out = {}
-    m = copy.deepcopy(model).eval()
-    pruned = hasattr(m, 'pruner')
-    if pruned:
-        bake_model(m)
-    out['params_dense'] = count_params(m)['total']
-    out['params_nonzero'] = count_params(m)['nonzero']
-    out['latency_ms_dense_shape'] = measure_latency(m, x)
-    if pruned:
-        ref = _forward(m, x)
-        try:
-            removed = shrink(m, m.pruner.channel_sets)
-            got = _forward(m, x)
-            out['shrink_max_abs_diff'] = float((got - ref).abs().max())
-            out['channels_removed'] = int(sum(removed.values()))
-        except Exception as e:  # report, keep the dense-shaped numbers
-            out['shrink_error'] = f'{type(e).__name__}: {e}'
-    out['params_compact'] = count_params(m)['total']
-    out['params_compact_nonzero'] = count_params(m)['nonzero']
-    out['latency_ms'] = measure_latency(m, x)
+    if hasattr(model, 'pruner'):
+        compact_sd, info = compact_state_dict(model)
+        dense_sd = info['dense_sd']
+        shapes = {k: format_shape(v.shape) for k, v in compact_sd.items()
+                  if torch.is_tensor(v) and tuple(v.shape) != tuple(dense_sd[k].shape)}
+        ocfg = exported_config(cfg, shapes)
+        scope = ocfg.get('default_scope', 'mmaction')
+        compact = build_compact(ocfg.model, compact_sd, scope)
+        dense_shape = build_compact(dict(ocfg.model, compact_shapes=None), dense_sd, scope)
+        ref = LogitsModel(model)(x1)
+        out['export_max_abs_diff'] = float((LogitsModel(compact)(x1) - ref).abs().max())
+        out['channels_removed'] = int(sum(n - k for n, k in info['channels'].values()))
+    else:
+        compact = dense_shape = model
+    cd, cc = count_params(dense_shape), count_params(compact)
+    out.update(params_dense=cd['total'], params_nonzero=cd['nonzero'], params_compact=cc['total'],
+               params_compact_nonzero=cc['nonzero'], rate_whole=1.0 - cc['nonzero'] / max(cd['total'], 1))
+    out['macs_dense'] = count_flops(dense_shape, x1)['total']
+    out['macs_exported'] = count_flops(compact, x1)['total'] if compact is not dense_shape else out['macs_dense']
+    out['macs_input_shape'] = 'x'.join(str(int(s)) for s in x1.shape)
     return out
 
 
@@ -154,7 +148,7 @@ def evaluate_checkpoint(config: str, checkpoint: str, work_dir: str, save_dense_
             sd = {k: v.detach().cpu() for k, v in model.state_dict().items()}
             torch.save(dict(state_dict=sd, meta=dict(source=checkpoint)), save_dense_weights)
             res['dense_weights'] = save_dense_weights
-    res.update(_compact(model, x))
+    res.update(model_counts(cfg, model, x.flatten(0, 1)))
     res['report_code'] = _code_version()
     res['eval_s'] = time.time() - t0
     return res
@@ -168,19 +162,26 @@ def _num_clips(cfg) -> int:
 
 
 def _code_version() -> str:
+    """Short git commit of the checkout this package runs from, else ``mmsemiprune <version>``."""
     import subprocess
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    if osp.exists(osp.join(root, '.git')):
+        try:
+            return subprocess.check_output(['git', '-C', root, 'rev-parse', '--short', 'HEAD'], text=True,
+                                           stderr=subprocess.DEVNULL).strip()
+        except Exception:
+            pass
     try:
-        root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-        return subprocess.check_output(['git', '-C', root, 'rev-parse', '--short', 'HEAD'], text=True,
-                                       stderr=subprocess.DEVNULL).strip()
+        from importlib.metadata import version
+        return f'mmsemiprune {version("mmsemiprune")}'
     except Exception:
         return 'unknown'
 
 
 @torch.no_grad()
 def refresh_report(work_dir: str) -> Dict:
-    """Recompute the checkpoint-derived fields of a finished run (pruning report, FLOPs, params after
-    channel removal, latency) with the *current* code, without re-running the test loop: accuracy is
+    """Recompute the checkpoint-derived fields of a finished run (pruning report, FLOPs / MACs, params
+    after channel removal) with the *current* code, without re-running the test loop: accuracy is
     unchanged, while the report's definitions (e.g. what counts as structural) may have evolved since the
     run was evaluated. Updates ``result.json`` in place (``report_code`` records the code version)."""
     import json
@@ -221,9 +222,9 @@ def refresh_report(work_dir: str) -> Dict:
         fd = _dense_flops(cfg, model, x)
         if fd is not None:
             res.update(flops_dense=fd, flops_kept=fd, flops_compact=fd, rate_flops=0.0)
-    for k in ('shrink_error', 'shrink_max_abs_diff', 'channels_removed'):
+    for k in ('shrink_error', 'shrink_max_abs_diff', 'channels_removed', 'latency_ms', 'latency_ms_dense_shape'):
         res.pop(k, None)
-    res.update(_compact(model, x))
+    res.update(model_counts(cfg, model, x.flatten(0, 1)))
     res['report_code'] = _code_version()
     tmp = path + '.tmp'
     with open(tmp, 'w') as f:

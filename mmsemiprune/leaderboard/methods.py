@@ -12,15 +12,25 @@ l1_channel     L1-norm channel pruning of the dense checkpoint + fine-tuning:
                mode='structured', oneshot=True, group_stat='l1'
 =============  ===================================================================================
 
-Every pruning method starts from the same dense checkpoint of its dataset/backbone/fold (``load_from``)
-and trains ``prune.epochs`` epochs at ``prune.lr`` (cosine); the learned methods follow
-``prune.schedule`` (mask phase, then fine-tuning with frozen masks), the one-shot baselines fine-tune
-for the whole run.
+Every pruning method starts from the dense checkpoint of its own dataset/backbone/fold/seed
+(``load_from``); ``randomness.seed`` is the run's seed. Two schedules (keys of the sweep's ``prune``):
+
+- ``epochs: E`` (and ``lr``): every method trains E epochs, lr cosine over the run; the learned methods
+  follow ``prune.schedule`` (mask phase, then fine-tuning with frozen masks inside the same E epochs),
+  the one-shot baselines fine-tune for all E epochs. The learned methods thus fine-tune *less*.
+- ``mask_epochs: M, finetune_epochs: F`` (equal fine-tune): the one-shot baselines train F epochs, lr
+  cosine from ``lr`` to 0 over them; the learned methods train M + F epochs: the mask phase at the
+  constant ``lr`` for M epochs (``schedule.freeze`` = M / (M + F) unless given; ``schedule.warmup`` is
+  a fraction of the whole run), then with frozen masks exactly the one-shot fine-tune (F epochs, cosine
+  from ``lr`` to 0). Both groups get the same post-freeze fine-tune.
+
+Every other key of ``prune`` (and of the per-method ``method_cfg``) goes into ``prune_cfg`` unchanged,
+so new ``prune_cfg`` options need no change here.
 """
 import copy
 from typing import Any, Dict, Optional
 
-__all__ = ['METHODS', 'build_run_config', 'prune_cfg_for']
+__all__ = ['METHODS', 'build_run_config', 'prune_cfg_for', 'run_epochs']
 
 METHODS: Dict[str, Dict[str, Any]] = {
     'dense': {},
@@ -33,7 +43,20 @@ METHODS: Dict[str, Dict[str, Any]] = {
 }
 
 # keys of RunSpec.prune that are not prune_cfg keys
-_RUN_KEYS = ('epochs', 'lr', 'val_interval', 'from_dense')
+_RUN_KEYS = ('epochs', 'lr', 'val_interval', 'from_dense', 'mask_epochs', 'finetune_epochs')
+
+
+def run_epochs(method: str, prune: Dict, default: int) -> Dict[str, Optional[int]]:
+    """``dict(epochs=total, mask=mask-phase epochs or None, finetune=F or None)`` of a pruning run."""
+    oneshot = bool(METHODS.get(method, {}).get('oneshot'))
+    if prune.get('finetune_epochs') is not None:
+        f = int(prune['finetune_epochs'])
+        m = 0 if oneshot else int(prune.get('mask_epochs', 0))
+        if f < 1 or m < 0 or (not oneshot and m < 1):
+            raise ValueError(f'finetune_epochs must be >= 1 and mask_epochs >= 1 (learned methods), got '
+                             f'finetune_epochs={f}, mask_epochs={prune.get("mask_epochs")}')
+        return dict(epochs=m + f, mask=m, finetune=f)
+    return dict(epochs=int(prune.get('epochs', default)), mask=None, finetune=None)
 
 
 def prune_cfg_for(method: str, rate: float, prune: Optional[Dict] = None, extra: Optional[Dict] = None) -> Dict:
@@ -49,6 +72,11 @@ def prune_cfg_for(method: str, rate: float, prune: Optional[Dict] = None, extra:
         if k == 'schedule' and cfg.get('oneshot'):
             continue  # one-shot baselines freeze at the first step
         cfg[k] = copy.deepcopy(v)
+    if prune.get('finetune_epochs') is not None and not cfg.get('oneshot'):
+        ep = run_epochs(method, prune, 0)
+        sched = dict(cfg.get('schedule') or {})
+        sched.setdefault('freeze', ep['mask'] / ep['epochs'])
+        cfg['schedule'] = sched
     cfg.update(copy.deepcopy(extra or {}))
     return cfg
 
@@ -64,7 +92,7 @@ def build_run_config(spec, dense_ckpt: Optional[str] = None):
         cfg.merge_from_dict(copy.deepcopy(spec.cfg_options))
     if spec.fold is not None:
         set_fold(cfg, int(spec.fold))
-    cfg.randomness = dict(seed=0, deterministic=False)
+    cfg.randomness = dict(seed=int(getattr(spec, 'seed', 0) or 0), deterministic=False)
     if spec.method == 'dense':
         cfg.model['type'] = 'RecognizerGCN'  # also when the given config is a pruned one
         cfg.model.pop('prune_cfg', None)
@@ -72,19 +100,26 @@ def build_run_config(spec, dense_ckpt: Optional[str] = None):
     prune = dict(spec.prune or {})
     cfg.model['type'] = 'mmsemiprune.SemiPruneRecognizerGCN'
     cfg.model['prune_cfg'] = prune_cfg_for(spec.method, spec.rate, prune, spec.method_cfg)
-    epochs = int(prune.get('epochs', cfg.train_cfg.get('max_epochs')))
+    ep = run_epochs(spec.method, prune, cfg.train_cfg.get('max_epochs'))
+    epochs = ep['epochs']
     cfg.train_cfg['max_epochs'] = epochs
     cfg.train_cfg['val_interval'] = int(prune.get('val_interval', epochs))
     cfg.train_cfg['val_begin'] = 1
-    for s in cfg.param_scheduler if isinstance(cfg.param_scheduler, list) else [cfg.param_scheduler]:
-        if s.get('type') == 'CosineAnnealingLR':
-            s['T_max'] = epochs
-        s.pop('end', None)
+    if ep['finetune'] is not None:
+        # constant lr during the mask phase, then the one-shot baselines' cosine fine-tune
+        m = ep['mask']
+        cfg.param_scheduler = [dict(type='CosineAnnealingLR', eta_min=0, T_max=ep['finetune'], begin=m,
+                                    end=epochs, by_epoch=True, convert_to_iter_based=True)]
+    else:
+        for s in cfg.param_scheduler if isinstance(cfg.param_scheduler, list) else [cfg.param_scheduler]:
+            if s.get('type') == 'CosineAnnealingLR':
+                s['T_max'] = epochs
+            s.pop('end', None)
     if 'lr' in prune:
         cfg.optim_wrapper['optimizer']['lr'] = float(prune['lr'])
     if prune.get('from_dense', True):
         if dense_ckpt is None:
-            raise ValueError(f'{spec.name}: needs the dense checkpoint of its fold')
+            raise ValueError(f'{spec.rel_dir()}: needs the dense checkpoint of its fold and seed')
         cfg.load_from = dense_ckpt
     hooks = [h for h in cfg.get('custom_hooks', []) if h.get('type') in ('mmsemiprune.SemiPruneHook', 'SemiPruneHook')]
     if not hooks:

@@ -1,4 +1,4 @@
-"""Sweep specification: dataset × backbone × method × rates × folds, expanded into ordered runs.
+"""Sweep specification: dataset × backbone × method × rates × folds × seeds, expanded into ordered runs.
 
 A sweep file (YAML, JSON or an MMEngine ``.py`` config) holds::
 
@@ -9,17 +9,28 @@ A sweep file (YAML, JSON or an MMEngine ``.py`` config) holds::
         backbone: stgcn
         config: configs/leaderboard/stgcn_sbu.py   # the DENSE model config of this dataset/backbone
         folds: [1, 2, 3, 4, 5]          # splits fold{k}_train / fold{k}_test; [null]: one split
+        seeds: [0, 1, 2]                # randomness.seed of the runs (default [0]); every (fold, seed)
+                                        # has its own dense run, the start of its pruning runs
         methods: [dense, semi, structured, unstructured, magnitude, l1_channel]
         rates: [0.5, 0.8, 0.9, 0.95]
         prune: {epochs: 10, lr: 0.05, schedule: {warmup: 0.3, freeze: 0.7}}   # pruning-run overrides
+                                        # (run keys: epochs, lr, val_interval, from_dense, mask_epochs,
+                                        # finetune_epochs; every other key goes into prune_cfg as is)
+        method_prune: {magnitude: {lr: 0.02}}      # optional per-method overrides of `prune` (merged)
         method_cfg: {semi: {budget_weight: 5.0}}   # optional extra prune_cfg keys per method
         cfg_options: {train_dataloader.dataset.ann_file: ...}   # optional config overrides (all runs)
         variant: ft50                   # optional label: rows 'semi-ft50', work dirs semi-ft50_r0.9; the
                                         # dense run (never a variant) is shared with the plain group
 
-Runs are ordered *fold-major* (every method of fold 1 of every group, then fold 2, ...), dense first
-inside a fold, so an interrupted sweep leaves complete, comparable folds.
+Runs are ordered *seed-major, then fold-major* (every method of fold 1 of every group for the first
+seed, then fold 2, ..., then the next seed), dense first inside a fold, so an interrupted sweep leaves
+complete, comparable folds.
+
+A run lives in ``<runs_dir>/<dataset>/<backbone>/<fold>/seed<k>/<method>[_r<rate>]``. Results of sweeps
+run before seeds existed (``<fold>/<method>[_r<rate>]``, no seed directory) are read as seed 0: a seed-0
+run whose seeded directory does not exist uses the old directory when that one exists.
 """
+import copy
 import json
 import os.path as osp
 from dataclasses import asdict, dataclass, field
@@ -43,6 +54,7 @@ class RunSpec:
     priority: int = 0
     cfg_options: Dict[str, Any] = field(default_factory=dict)
     variant: str = ''  # a labelled variant of a method (e.g. another schedule): its own work dir and row
+    seed: int = 0  # randomness.seed of the run (and of its dense twin)
 
     @property
     def label(self) -> str:
@@ -50,24 +62,36 @@ class RunSpec:
 
     @property
     def name(self) -> str:
+        """``<label>[_r<rate>]`` (the run's directory name below its seed directory)."""
         r = '' if self.rate is None else f'_r{self.rate:g}'
         return f'{self.label}{r}'
+
+    @property
+    def seed_name(self) -> str:
+        return f'seed{int(self.seed)}'
 
     @property
     def fold_name(self) -> str:
         return 'split' if self.fold is None else f'fold{self.fold}'
 
     def rel_dir(self) -> str:
-        """Work dir relative to the sweep's runs_dir: <dataset>/<backbone>/<fold>/<method>[_r<rate>]."""
+        """Work dir relative to the sweep's runs_dir: <dataset>/<backbone>/<fold>/seed<k>/<method>[_r<rate>]."""
+        return osp.join(self.dataset, self.backbone, self.fold_name, self.seed_name, self.name)
+
+    def legacy_rel_dir(self) -> Optional[str]:
+        """The directory of the same run in sweeps without seeds (seed 0 only), else None."""
+        if int(self.seed) != 0:
+            return None
         return osp.join(self.dataset, self.backbone, self.fold_name, self.name)
 
     def dense_twin(self) -> 'RunSpec':
+        """The dense run of the same (dataset, backbone, fold, seed): this run's starting point."""
         return RunSpec(self.dataset, self.backbone, 'dense', self.config, None, self.fold, {}, {}, 0,
-                       dict(self.cfg_options))
+                       dict(self.cfg_options), seed=int(self.seed))
 
     @property
     def key(self):
-        return (self.dataset, self.backbone, self.fold, self.label, self.rate)
+        return (self.dataset, self.backbone, self.fold, int(self.seed), self.label, self.rate)
 
     def to_dict(self):
         return asdict(self)
@@ -101,10 +125,38 @@ def _methods_known(methods):
         raise ValueError(f'unknown method(s) {bad}; choose from {METHOD_ORDER}')
 
 
+def _merge(base: Dict, over: Dict) -> Dict:
+    """``base`` updated by ``over``, nested dicts merged key by key (copies)."""
+    out = copy.deepcopy(dict(base))
+    for k, v in (over or {}).items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _seeds(g, gi) -> List[int]:
+    seeds = g.get('seeds')
+    if seeds is None:
+        return [0]
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        raise ValueError(f'sweep group {gi}: "seeds" must be a non-empty list of ints >= 0, got {seeds!r}')
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f'sweep group {gi}: duplicate seeds in {seeds}')
+    return list(seeds)
+
+
 def expand_sweep(spec: Dict[str, Any]) -> List[RunSpec]:
-    """All runs of a spec, fold-major, dense first within a fold; duplicates removed."""
+    """All runs of a spec, seed-major then fold-major, dense first within a fold; duplicates removed."""
     runs: List[RunSpec] = []
     seen = set()
+    seed_rank: Dict[int, int] = {}
+    for gi, g in enumerate(spec['groups']):  # seeds in order of first appearance
+        for s in _seeds(g, gi):
+            seed_rank.setdefault(s, len(seed_rank))
     for gi, g in enumerate(spec['groups']):
         for k in ('dataset', 'config', 'methods'):
             if k not in g:
@@ -118,19 +170,24 @@ def expand_sweep(spec: Dict[str, Any]) -> List[RunSpec]:
                 raise ValueError(f'sweep group {gi}: rate {r} is not in (0, 1)')
         if any(m != 'dense' for m in methods) and not rates:
             raise ValueError(f'sweep group {gi}: pruning methods need "rates"')
-        for fi, fold in enumerate(folds):
-            ordered = sorted(methods, key=METHOD_ORDER.index)
-            for m in ordered:
-                for r in ([None] if m == 'dense' else rates):
-                    rs = RunSpec(dataset=str(g['dataset']), backbone=str(g.get('backbone', 'model')), method=m,
-                                 config=g['config'], rate=r, fold=None if fold is None else int(fold),
-                                 prune=dict(g.get('prune') or {}),
-                                 method_cfg=dict((g.get('method_cfg') or {}).get(m) or {}),
-                                 priority=fi * 1000 + gi, cfg_options=dict(g.get('cfg_options') or {}),
-                                 variant='' if m == 'dense' else str(g.get('variant') or ''))
-                    if rs.key in seen:
-                        continue
-                    seen.add(rs.key)
-                    runs.append(rs)
+        seeds = _seeds(g, gi)
+        method_prune = g.get('method_prune') or {}
+        _methods_known(list(method_prune))
+        for seed in seeds:
+            for fi, fold in enumerate(folds):
+                ordered = sorted(methods, key=METHOD_ORDER.index)
+                for m in ordered:
+                    for r in ([None] if m == 'dense' else rates):
+                        rs = RunSpec(dataset=str(g['dataset']), backbone=str(g.get('backbone', 'model')), method=m,
+                                     config=g['config'], rate=r, fold=None if fold is None else int(fold),
+                                     prune=_merge(g.get('prune') or {}, method_prune.get(m) or {}),
+                                     method_cfg=dict((g.get('method_cfg') or {}).get(m) or {}),
+                                     priority=(seed_rank[seed] * 1000 + fi) * 1000 + gi,
+                                     cfg_options=dict(g.get('cfg_options') or {}),
+                                     variant='' if m == 'dense' else str(g.get('variant') or ''), seed=int(seed))
+                        if rs.key in seen:
+                            continue
+                        seen.add(rs.key)
+                        runs.append(rs)
     runs.sort(key=lambda r: r.priority)  # stable: keeps method / rate order inside a fold
     return runs

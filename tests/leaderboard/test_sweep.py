@@ -24,13 +24,100 @@ def test_expand_counts_and_order():
     # sbu: 2 folds x (1 dense + 2 methods x 2 rates) = 10; fpha: 1 + 1 = 2
     assert len(runs) == 12
     names = [r.rel_dir() for r in runs]
-    # fold-major: all of fold 1 (sbu, then fpha's only split), then fold 2; dense first in a fold
-    assert names[0] == 'sbu/stgcn/fold1/dense'
-    assert names[1:5] == ['sbu/stgcn/fold1/semi_r0.5', 'sbu/stgcn/fold1/semi_r0.9',
-                          'sbu/stgcn/fold1/magnitude_r0.5', 'sbu/stgcn/fold1/magnitude_r0.9']
-    assert names[5:7] == ['fpha/stgcn/split/dense', 'fpha/stgcn/split/structured_r0.9']
-    assert names[7] == 'sbu/stgcn/fold2/dense'
-    assert len(set(names)) == len(names)
+    # fold-major: all of fold 1 (sbu, then fpha's only split), then fold 2; dense first in a fold; no
+    # "seeds" in the spec: seed 0
+    assert names[0] == 'sbu/stgcn/fold1/seed0/dense'
+    assert names[1:5] == ['sbu/stgcn/fold1/seed0/semi_r0.5', 'sbu/stgcn/fold1/seed0/semi_r0.9',
+                          'sbu/stgcn/fold1/seed0/magnitude_r0.5', 'sbu/stgcn/fold1/seed0/magnitude_r0.9']
+    assert names[5:7] == ['fpha/stgcn/split/seed0/dense', 'fpha/stgcn/split/seed0/structured_r0.9']
+    assert names[7] == 'sbu/stgcn/fold2/seed0/dense'
+    assert len(set(names)) == len(names) and all(r.seed == 0 for r in runs)
+
+
+def test_seeds_expand_name_and_pair_with_their_dense_run():
+    spec = dict(groups=[dict(SPEC['groups'][0], seeds=[0, 1, 2]), dict(SPEC['groups'][1], seeds=[0, 1, 2])])
+    runs = expand_sweep(spec)
+    assert len(runs) == 3 * 12
+    names = [r.rel_dir() for r in runs]
+    # seed-major: the whole sweep for seed 0 first, then seed 1, then seed 2
+    assert names[0] == 'sbu/stgcn/fold1/seed0/dense' and names[12] == 'sbu/stgcn/fold1/seed1/dense'
+    assert names[24:26] == ['sbu/stgcn/fold1/seed2/dense', 'sbu/stgcn/fold1/seed2/semi_r0.5']
+    assert [r.seed for r in runs] == [0] * 12 + [1] * 12 + [2] * 12
+    s = [r for r in runs if r.method == 'semi' and r.seed == 2 and r.fold == 2 and r.rate == 0.9][0]
+    assert s.dense_twin().rel_dir() == 'sbu/stgcn/fold2/seed2/dense' and s.dense_twin().seed == 2
+    assert len({r.key for r in runs}) == len(runs)
+    with pytest.raises(ValueError, match='seeds'):
+        expand_sweep(dict(groups=[dict(SPEC['groups'][0], seeds=[0, 0])]))
+    with pytest.raises(ValueError, match='seeds'):
+        expand_sweep(dict(groups=[dict(SPEC['groups'][0], seeds=[-1])]))
+
+
+def test_seed_sets_randomness_and_dense_start():
+    pytest.importorskip('mmaction')
+    from mmsemiprune.leaderboard import build_run_config
+    r = RunSpec('sbu', 'stgcn', 'semi', osp.join(ROOT, 'configs/leaderboard/stgcn_sbu.py'), 0.9, 3,
+                prune=dict(epochs=4), seed=2)
+    assert build_run_config(r, dense_ckpt='/x/d.pth').randomness.seed == 2
+    assert build_run_config(r.dense_twin()).randomness.seed == 2
+
+
+def test_legacy_dirs_read_as_seed0(tmp_path):
+    """Results of sweeps run before seeds existed (<fold>/<method>, no seed dir) stay seed 0's."""
+    from mmsemiprune.leaderboard import load_results
+    runs = expand_sweep(SPEC)
+    rd = str(tmp_path)
+    old = osp.join(rd, 'sbu/stgcn/fold1/semi_r0.9')
+    os.makedirs(old)
+    with open(osp.join(old, 'result.json'), 'w') as f:
+        json.dump(dict(top1=0.5, mean_class=0.5), f)  # no seed key
+    r = [x for x in runs if x.rel_dir() == 'sbu/stgcn/fold1/seed0/semi_r0.9'][0]
+    assert RunPaths(rd, r).work_dir == old and run_status(rd, r) == 'done'
+    res = load_results(rd, runs)
+    assert len(res) == 1 and res[0]['seed'] == 0 and res[0]['method'] == 'semi'
+    assert load_results(rd)[0]['seed'] == 0  # walking the runs dir, too
+    # another seed never falls back; a new run of seed 0 goes to the seeded dir
+    r1 = RunSpec(**dict(r.to_dict(), seed=1))
+    assert RunPaths(rd, r1).work_dir.endswith('fold1/seed1/semi_r0.9') and run_status(rd, r1) == 'pending'
+    r2 = [x for x in runs if x.rel_dir() == 'sbu/stgcn/fold1/seed0/semi_r0.5'][0]
+    assert RunPaths(rd, r2).work_dir.endswith('fold1/seed0/semi_r0.5')
+
+
+def test_timing_adds_up_resumed_segments(tmp_path):
+    """A run trained in segments (killed, resumed) reports the sum of all of them."""
+    from mmsemiprune.leaderboard.runs import record_segment, train_seconds
+    wd = tmp_path / 'run'
+    wd.mkdir()
+    t = str(wd / 'timing.json')
+    # segment 1: 100 s, closed normally
+    record_segment(t, 1000.0, None)
+    record_segment(t, 1000.0, 100.0)
+    # segment 2 killed: opened, never closed; its last write (a checkpoint) at t = 2000 + 40
+    record_segment(t, 2000.0, None)
+    ck = wd / 'epoch_1.pth'
+    ck.write_text('x')
+    os.utime(ck, (2040.0, 2040.0))
+    # segment 3 (the resume) starts later and closes the killed one at its last write
+    record_segment(t, 5000.0, None)
+    record_segment(t, 5000.0, 60.0)
+    got = train_seconds(str(wd))
+    assert got == dict(train_s=pytest.approx(200.0), train_segments=3)
+    # a run whose training had finished and is only re-evaluated keeps its training time
+    assert train_seconds(str(wd))['train_s'] == pytest.approx(200.0)
+
+
+def test_timing_of_older_runs_from_mmengine_sessions(tmp_path):
+    """No timing.json: one MMEngine session dir per (re)start, from its name to its log's last write."""
+    import time
+    from mmsemiprune.leaderboard.runs import train_seconds
+    for stamp, dur in (('20260101_100000', 300.0), ('20260101_120000', 200.0)):
+        d = tmp_path / stamp
+        d.mkdir()
+        log = d / f'{stamp}.log'
+        log.write_text('...')
+        start = time.mktime(time.strptime(stamp, '%Y%m%d_%H%M%S'))
+        os.utime(log, (start + dur, start + dur))
+    (tmp_path / 'test').mkdir()  # the evaluation's dir is not a training session
+    assert train_seconds(str(tmp_path)) == dict(train_s=pytest.approx(500.0), train_segments=2)
 
 
 def test_expand_rejects_bad_input():
@@ -58,6 +145,23 @@ def test_load_sweep_formats(tmp_path, ext):
 def test_main_sweep_file_expands():
     runs = expand_sweep(load_sweep(osp.join(ROOT, 'configs/leaderboard/sweep_main.yaml')))
     assert len(runs) == 5 * (1 + 5 * 4) + (1 + 3 * 2)
+
+
+def test_v2_sweep_every_method_every_dataset():
+    from mmsemiprune.leaderboard import run_epochs
+    runs = expand_sweep(load_sweep(osp.join(ROOT, 'configs/leaderboard/sweep_v2.yaml')))
+    assert len(runs) == 3 * (5 * (1 + 5 * 4) + 2 * (1 + 5 * 3))
+    methods = {'dense', 'semi', 'structured', 'unstructured', 'magnitude', 'l1_channel'}
+    for ds in ('sbu', 'fpha', 'msr3d'):
+        sub = [r for r in runs if r.dataset == ds]
+        assert {r.method for r in sub} == methods and {r.seed for r in sub} == {0, 1, 2}
+        assert {0.8, 0.9, 0.95} <= {r.rate for r in sub if r.rate}
+        # equal post-freeze fine-tune: learned = mask phase + the one-shot methods' whole run
+        semi = [r for r in sub if r.method == 'semi'][0]
+        mag = [r for r in sub if r.method == 'magnitude'][0]
+        es, em = run_epochs('semi', semi.prune, 0), run_epochs('magnitude', mag.prune, 0)
+        assert es['finetune'] == em['epochs'] == em['finetune'] and es['epochs'] == es['mask'] + es['finetune']
+    assert {r.rate for r in runs if r.dataset == 'sbu' and r.rate} == {0.5, 0.8, 0.9, 0.95}
 
 
 def test_skip_finished(tmp_path):
@@ -121,15 +225,41 @@ def test_build_run_config_fold_and_method():
         build_run_config(r)
 
 
+def test_equal_finetune_schedule():
+    pytest.importorskip('mmaction')
+    from mmsemiprune.leaderboard import build_run_config
+    prune = dict(mask_epochs=4, finetune_epochs=8, lr=0.05, schedule=dict(warmup=0.1), new_option=3)
+    cfgp = osp.join(ROOT, 'configs/leaderboard/stgcn_sbu.py')
+    semi = build_run_config(RunSpec('sbu', 'stgcn', 'semi', cfgp, 0.9, 1, prune=prune), dense_ckpt='d.pth')
+    mag = build_run_config(RunSpec('sbu', 'stgcn', 'magnitude', cfgp, 0.9, 1, prune=prune), dense_ckpt='d.pth')
+    assert semi.train_cfg.max_epochs == 12 and mag.train_cfg.max_epochs == 8
+    assert semi.model.prune_cfg.schedule == dict(warmup=0.1, freeze=4 / 12)
+    assert semi.model.prune_cfg.new_option == 3 and mag.model.prune_cfg.new_option == 3  # keys pass through
+    assert 'schedule' not in mag.model.prune_cfg and 'finetune_epochs' not in semi.model.prune_cfg
+    # the learned run's lr is constant for the mask phase, then the one-shot run's cosine
+    (s, ), (m, ) = semi.param_scheduler, mag.param_scheduler
+    assert (s.begin, s.end, s.T_max) == (4, 12, 8) and (m.begin, m.end, m.T_max) == (0, 8, 8)
+
+
+def test_method_prune_overrides_merge():
+    spec = dict(groups=[dict(SPEC['groups'][0], method_prune=dict(magnitude=dict(lr=0.01, schedule=dict(a=1))))])
+    runs = expand_sweep(spec)
+    mag = [r for r in runs if r.method == 'magnitude'][0]
+    semi = [r for r in runs if r.method == 'semi'][0]
+    assert mag.prune == dict(epochs=3, lr=0.01, schedule=dict(a=1)) and semi.prune == dict(epochs=3)
+    with pytest.raises(ValueError, match='unknown method'):
+        expand_sweep(dict(groups=[dict(SPEC['groups'][0], method_prune=dict(nope={}))]))
+
+
 def test_variant_shares_dense_and_gets_own_rows(tmp_path):
     spec = dict(groups=[SPEC['groups'][0], dict(SPEC['groups'][0], methods=['dense', 'semi'], variant='ft50',
                                                prune=dict(epochs=3, schedule=dict(freeze=0.5)))])
     runs = expand_sweep(spec)
     names = [r.rel_dir() for r in runs]
-    assert names.count('sbu/stgcn/fold1/dense') == 1  # the dense run is shared
-    assert 'sbu/stgcn/fold1/semi-ft50_r0.9' in names and 'sbu/stgcn/fold1/semi_r0.9' in names
+    assert names.count('sbu/stgcn/fold1/seed0/dense') == 1  # the dense run is shared
+    assert 'sbu/stgcn/fold1/seed0/semi-ft50_r0.9' in names and 'sbu/stgcn/fold1/seed0/semi_r0.9' in names
     v = [r for r in runs if r.variant][0]
-    assert v.label == 'semi-ft50' and v.dense_twin().rel_dir() == 'sbu/stgcn/fold1/dense'
+    assert v.label == 'semi-ft50' and v.dense_twin().rel_dir() == 'sbu/stgcn/fold1/seed0/dense'
     p = RunPaths(str(tmp_path), v)
     os.makedirs(p.work_dir)
     with open(p.result, 'w') as f:
@@ -150,4 +280,5 @@ def test_cli_dry_run_several_specs(tmp_path, capsys):
     assert cli.main(['--sweep', str(a), str(b), '--runs-dir', str(tmp_path / 'runs'), '--dry-run']) == 0
     out = capsys.readouterr().out
     # 12 + 2 folds x 2 rates of semi-v; the dense runs are shared
-    assert '16 sweep runs, 16 to run' in out and out.count('fold1/dense') == 1 and 'fold2/semi-v_r0.9' in out
+    assert '16 sweep runs, 16 to run' in out and out.count('fold1/seed0/dense') == 1
+    assert 'fold2/seed0/semi-v_r0.9' in out
