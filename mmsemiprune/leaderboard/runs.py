@@ -294,7 +294,10 @@ class Scheduler:
 
     @staticmethod
     def _kind(r: RunSpec) -> str:
-        return f'{r.dataset}/{"dense" if r.method == "dense" else "prune"}'
+        """ETA class of a run: dataset and dense / learned / one-shot (their epochs differ)."""
+        from .methods import METHODS
+        kind = 'dense' if r.method == 'dense' else 'oneshot' if METHODS.get(r.method, {}).get('oneshot') else 'learned'
+        return f'{r.dataset}/{kind}'
 
     def eta(self, todo: List[RunSpec], running: Dict) -> Optional[float]:
         d = self._durations()
