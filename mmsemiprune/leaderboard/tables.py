@@ -97,7 +97,8 @@ def aggregate(results: List[Dict]) -> List[Dict]:
     for (ds, bb, m, rate), rs in groups.items():
         top1 = [100 * float(r['top1']) for r in rs]
         t1m, t1s = mean_std(top1)
-        mcm, mcs = mean_std([100 * float(r['mean_class']) for r in rs if optional_float(r.get('mean_class')) is not None])
+        mcm, mcs = mean_std([100 * float(r['mean_class']) for r in rs
+                             if optional_float(r.get('mean_class')) is not None])
         codes = sorted({str(r.get('report_code')) for r in rs if r.get('report_code')})
         rows.append(dict(
             dataset=ds, backbone=bb, method=m, target_rate=rate, runs=len(rs),
@@ -105,14 +106,17 @@ def aggregate(results: List[Dict]) -> List[Dict]:
             rate_params=_mean(r.get('rate_params') for r in rs), rate_whole=_mean(_rate_whole(r) for r in rs),
             rate_flops=_mean(r.get('rate_flops') for r in rs),
             top1_mean=t1m, top1_std=t1s, top1_ci95=mean_ci(top1)['half'], mean_class_mean=mcm, mean_class_std=mcs,
-            params_dense=_mean(r.get('params_dense') for r in rs), params_nonzero=_mean(r.get('params_nonzero') for r in rs),
-            params_compact=_mean(r.get('params_compact') for r in rs), params_stored_nnz=_mean(_stored_nnz(r) for r in rs),
+            params_dense=_mean(r.get('params_dense') for r in rs),
+            params_nonzero=_mean(r.get('params_nonzero') for r in rs),
+            params_compact=_mean(r.get('params_compact') for r in rs),
+            params_stored_nnz=_mean(_stored_nnz(r) for r in rs),
             macs_dense_M=_mean((r.get('macs_dense') for r in rs), 1e-6),
             macs_exported_M=_mean((r.get('macs_exported') for r in rs), 1e-6),
             flops_dense_M=_mean((r.get('flops_dense') for r in rs), 1e-6),
             flops_kept_M=_mean((r.get('flops_kept') for r in rs), 1e-6),
             flops_compact_M=_mean((r.get('flops_compact') for r in rs), 1e-6),
-            structural_share=_mean(r.get('structural_share') for r in rs), epochs=_mean(r.get('max_epochs') for r in rs),
+            structural_share=_mean(r.get('structural_share') for r in rs),
+            epochs=_mean(r.get('max_epochs') for r in rs),
             train_s_mean=_mean(r.get('train_s') for r in rs), report_code=' '.join(codes),
             _acc={_pair(r): 100 * float(r['top1']) for r in rs}))
     first = {}
@@ -244,7 +248,8 @@ def _short(labels: str, n: int = 4) -> str:
 
 def markdown_table(rows: List[Dict]) -> str:
     head = ('| method | target rate | runs (folds × seeds) | top-1 % | mean-class % | pruned: prunable / whole model '
-            '| params stored non-zero | params dense → exported | MMACs per clip dense → exported | structural share '
+            '| params stored non-zero | params dense → exported | MMACs per clip dense → exported '
+            '| structural share '
             '| dominated by (MACs) | dominated by (non-zeros) |')
     lines = [head, '|' + '---|' * 12]
     for r in rows:
@@ -285,7 +290,8 @@ model → on the exported model (the test pipeline averages `num_clips` clips pe
 the cost of one test sample). *structural share*: fraction of the pruned weights that lie in physically
 removable groups. *dominated by*: the rows of other methods at least as accurate (mean top-1 over the
 (fold, seed) runs both rows have) with no more exported MACs / no more stored non-zeros; `none`: on the
-Pareto front of that plane (at most 4 listed here, all in `leaderboard.csv`). No latency column: CPU latency on a shared machine is measured in `bench/`.
+Pareto front of that plane (at most 4 listed here, all in `leaderboard.csv`). No latency column: CPU
+latency on a shared machine is measured in `bench/`.
 
 Paired differences: for semi against each baseline at the same rate, `d = top1_semi − top1_baseline` per
 (fold, seed) run both have (same dense start, same data split and seed), mean `d̄` and the 95 %
@@ -339,7 +345,8 @@ def plot(rows: List[Dict], path: str, title: str = 'Accuracy vs pruning rate'):
     for ax, ds in zip(axes[0], datasets):
         sub = [r for r in rows if r['dataset'] == ds]
         for d in (r for r in sub if r['method'] == 'dense'):
-            ax.axhline(d['top1_mean'], color='k', ls='--', lw=1, label=f'dense {d["top1_mean"]:.1f} % ({d["runs"]} runs)')
+            ax.axhline(d['top1_mean'], color='k', ls='--', lw=1,
+                       label=f'dense {d["top1_mean"]:.1f} % ({d["runs"]} runs)')
             if d['top1_std'] > 0:
                 ax.axhspan(d['top1_mean'] - d['top1_std'], d['top1_mean'] + d['top1_std'], color='k', alpha=0.07)
         methods = _methods_in(sub)
