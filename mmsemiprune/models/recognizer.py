@@ -19,75 +19,15 @@ from mmaction.models.recognizers import RecognizerGCN
 from mmengine.logging import MessageHub
 
 from ..compat import ConfigError, check_state_dict
-from ..core.budget import COSTS
-from ..core.cascade import MODES
-from ..core.groups import parse_grouping
-from ..core.pruner import SemiPruner, check_rate
-from ..core.schedule import PruneSchedule
+from ..core.config import PruneConfig
+from ..core.pruner import SemiPruner
 from ..registry import MODELS
 from .prunable import declare
 
 __all__ = ['SemiPruneRecognizerGCN', 'PRUNE_CFG_KEYS']
 
-PRUNE_CFG_KEYS = dict(
-    target_rate='fraction of the prunable cost to remove, in (0, 1)  [required]',
-    mode="'semi' | 'structured' | 'unstructured' | 'ctf'  ['semi']",
-    cost="'params' | 'flops': what the rate counts  ['params']",
-    budget_weight='λ of the budget regularizer  [5.0]',
-    layer_floor='minimum kept fraction of every tensor  [0.01]',
-    schedule='dict(warmup=0.3, freeze=0.8, tau_start=0.2, tau_end=1e-3) as fractions of the run, '
-    'or warmup_iters/freeze_iters, warmup_epochs/freeze_epochs',
-    targets='dict(gcn=True, tcn=True, residual=True, adjacency=False, attention=False) or a list of '
-    'dict(pattern=regex, groups=[...])',
-    groups="per-role group specs, e.g. dict(tcn=['out', 'in'])",
-    oneshot='True: freeze the masks at the first step from the loaded (pretrained) weights, then fine-tune: '
-    'one-shot magnitude / L1-channel baselines  [False]',
-    normalize='score by |w|/rms per tensor (True) or raw global |w| (False)  [True]',
-    group_stat="'rms' | 'l1' group aggregation  ['rms']",
-    gate_init='initial gate logit (0 undecided, >0 structure first)  [0.0]',
-    gate_price='constant shadow price of kept cost seen by the gates (more structure when > 0)  [1.0]',
-    gate_price_by="'params' | 'macs' | 'both': what the gate price counts (macs: the compute a group frees "
-    "when removed whole)  ['both']",
-    hard_phase='train the last quarter of the anneal on the hard, consistent masks (straight-through); '
-    'the freeze keeps them exactly  [True]',
-    mask_bias="mask each conv bias with its output row  [True]",
-    target_macs='compute budget: MACs after channel removal <= target_macs x dense (ST-GCN / ST-GCN++)  [None]',
-    distill='dict(weight=1.0, temperature=4.0, checkpoint=None): distil from the dense model (the weights at '
-    'the first training step, or checkpoint)  [None]',
-    prune_head='never: the head and BatchNorms are not pruned (reserved, must be False)',
-)
-
-
-def _parse_schedule(cfg):
-    cfg = dict(cfg or {})
-    abs_keys = {k: cfg.pop(k) for k in ('warmup_iters', 'freeze_iters', 'hard_iters', 'warmup_epochs', 'freeze_epochs', 'hard_epochs')
-                if k in cfg}
-    for k, v in abs_keys.items():
-        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
-            raise ValueError(f'prune_cfg.schedule.{k} must be a non-negative integer, got {v!r}')
-    try:
-        sched = PruneSchedule(**cfg)
-    except TypeError as e:
-        raise ValueError(f'bad prune_cfg.schedule {cfg!r}: {e}; keys are warmup, freeze, hard, tau_start, tau_end, '
-                         'warmup_iters, freeze_iters, hard_iters, warmup_epochs, freeze_epochs, hard_epochs') from None
-    return sched, abs_keys
-
-
-def _check_groups(groups):
-    """Name the field in group-spec errors (the core only sees the spec, e.g. "unknown group kind 'x'")."""
-    if groups is None:
-        return
-    if not isinstance(groups, dict):
-        raise ValueError(f"prune_cfg.groups must be a dict role -> list of group specs, e.g. dict(tcn=['out', 'in']), "
-                         f'got {groups!r}')
-    for role, specs in groups.items():
-        if isinstance(specs, (str, dict)) or not isinstance(specs, (list, tuple)):
-            raise ValueError(f"prune_cfg.groups.{role} must be a list of group specs such as ['out'], got {specs!r}")
-        for spec in specs:
-            try:
-                parse_grouping(spec)
-            except ValueError as e:
-                raise ValueError(f'prune_cfg.groups.{role}: {e}') from None
+#: prune_cfg key → documentation (owned by :class:`~mmsemiprune.core.config.PruneConfig`)
+PRUNE_CFG_KEYS = PruneConfig.keys()
 
 
 def _config_errors(fn):
@@ -113,47 +53,10 @@ def _bf16_scores_to_float(module, inputs, output):
 
 
 @_config_errors
-def precheck_prune_cfg(prune_cfg) -> None:
-    """Validate ``prune_cfg`` without building anything, so that tools can fail before MMEngine builds the
-    runner (and prints the whole config). The recognizer validates again, with the backbone at hand."""
-    if prune_cfg is None or 'target_rate' not in dict(prune_cfg):
-        raise ValueError('SemiPruneRecognizerGCN needs prune_cfg with a target_rate, e.g. '
-                         "model = dict(type='mmsemiprune.SemiPruneRecognizerGCN', "
-                         "prune_cfg=dict(target_rate=0.9, mode='semi'))")
-    prune_cfg = dict(prune_cfg)
-    check_rate(prune_cfg['target_rate'], 'prune_cfg.target_rate')
-    unknown = sorted(set(prune_cfg) - set(PRUNE_CFG_KEYS))
-    if unknown:
-        raise ValueError(f'unknown prune_cfg key(s) {unknown}; valid keys: {", ".join(PRUNE_CFG_KEYS)} '
-                         '(see README "prune_cfg keys")')
-    mode = prune_cfg.get('mode', 'semi')
-    if mode not in MODES:
-        raise ValueError(f'unknown pruning mode {mode!r}; choose one of {", ".join(MODES)} '
-                         "(e.g. prune_cfg=dict(mode='semi'))")
-    cost = prune_cfg.get('cost', 'params')
-    if cost not in COSTS:
-        raise ValueError(f'unknown prune_cfg.cost {cost!r}; choose one of {", ".join(COSTS)}')
-    if not prune_cfg.get('oneshot'):
-        _parse_schedule(prune_cfg.get('schedule'))
-    _check_groups(prune_cfg.get('groups'))
-
-
-def _check_distill(cfg):
-    """``distill=dict(weight=1.0, temperature=4.0, checkpoint=None)`` → validated dict, or None."""
-    if cfg is None or cfg is False:
-        return None
-    if not isinstance(cfg, dict):
-        raise ValueError(f'prune_cfg.distill must be a dict such as dict(weight=1.0, temperature=4.0), got {cfg!r}')
-    unknown = sorted(set(cfg) - {'weight', 'temperature', 'checkpoint'})
-    if unknown:
-        raise ValueError(f'unknown prune_cfg.distill key(s) {unknown}; keys are weight, temperature, checkpoint')
-    out = dict(weight=1.0, temperature=4.0, checkpoint=None)
-    out.update(cfg)
-    for k in ('weight', 'temperature'):
-        v = out[k]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not v > 0:
-            raise ValueError(f'prune_cfg.distill.{k} must be a positive number, got {v!r}')
-    return out
+def precheck_prune_cfg(prune_cfg) -> PruneConfig:
+    """Validate ``prune_cfg`` without building anything (:meth:`PruneConfig.from_dict`), so that tools can fail
+    before MMEngine builds the runner (and prints the whole config)."""
+    return PruneConfig.from_dict(prune_cfg)
 
 
 @MODELS.register_module()
@@ -168,31 +71,14 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
     @_config_errors
     def __init__(self, backbone, cls_head=None, neck=None, train_cfg=None, test_cfg=None,
                  data_preprocessor=None, prune_cfg: Optional[Dict] = None, **kwargs):
-        precheck_prune_cfg(prune_cfg)
-        prune_cfg = dict(prune_cfg)
-        if prune_cfg.get('prune_head'):
-            raise ValueError('prune_cfg.prune_head=True is not supported: the classifier is never pruned')
+        cfg = PruneConfig.from_dict(prune_cfg)
         super().__init__(backbone=backbone, cls_head=cls_head, neck=neck, train_cfg=train_cfg,
                          test_cfg=test_cfg, data_preprocessor=data_preprocessor, **kwargs)
-        self.prune_cfg = prune_cfg
-        if prune_cfg.get('oneshot'):
-            if prune_cfg.get('schedule'):
-                raise ValueError('prune_cfg.oneshot=True freezes the masks at the first step; drop prune_cfg.schedule')
-            prune_cfg['schedule'] = dict(warmup=0.0, freeze=0.0)
-        schedule, self._abs_schedule = _parse_schedule(prune_cfg.get('schedule'))
-        _check_groups(prune_cfg.get('groups'))
-        specs, sets = declare(self.backbone, 'backbone.', prune_cfg.get('targets'), prune_cfg.get('groups'))
-        self.pruner = SemiPruner(self, specs, target_rate=prune_cfg['target_rate'],
-                                 mode=prune_cfg.get('mode', 'semi'), cost=prune_cfg.get('cost', 'params'),
-                                 budget_weight=prune_cfg.get('budget_weight', 5.0),
-                                 layer_floor=prune_cfg.get('layer_floor', 0.01), schedule=schedule,
-                                 channel_sets=sets, normalize=prune_cfg.get('normalize', True),
-                                 group_stat=prune_cfg.get('group_stat', 'rms'),
-                                 gate_init=prune_cfg.get('gate_init', 0.0), gate_price=prune_cfg.get('gate_price', 1.0),
-                                 gate_price_by=prune_cfg.get('gate_price_by', 'both'),
-                                 hard_phase=prune_cfg.get('hard_phase', True), mask_bias=prune_cfg.get('mask_bias', True),
-                                 target_macs=prune_cfg.get('target_macs'))
-        self.distill = _check_distill(prune_cfg.get('distill'))
+        self.prune_cfg = dict(prune_cfg)
+        self.config = cfg
+        specs, sets = declare(self.backbone, 'backbone.', cfg.targets, cfg.groups)
+        self.pruner = SemiPruner(self, specs, channel_sets=sets, **cfg.pruner_kwargs())
+        self.distill = cfg.distill
         self._teacher = None
         self._schedule_checked = False
         self._warned_no_progress = False
@@ -202,31 +88,12 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
     # -- schedule ------------------------------------------------------------------------------------
     @_config_errors
     def _resolve_schedule(self, max_iters: int):
-        """Turn absolute warmup/freeze iterations or epochs into fractions; reject schedules longer than
-        the run, before the first training step."""
-        if self._schedule_checked or not self._abs_schedule:
+        """Turn warmup/freeze/hard iterations or epochs into fractions; reject schedules longer than the run,
+        before the first training step."""
+        if not self._schedule_checked:
+            self.config.resolve_schedule(self.pruner.schedule, max_iters,
+                                         MessageHub.get_current_instance().get_info('max_epochs'))
             self._schedule_checked = True
-            return
-        hub = MessageHub.get_current_instance()
-        max_epochs = hub.get_info('max_epochs')
-        s = self.pruner.schedule
-        for k, v in self._abs_schedule.items():
-            field, unit = k.split('_')
-            if unit == 'epochs':
-                if not max_epochs:
-                    raise ValueError(f'prune_cfg.schedule.{k} needs an epoch-based run; use {field}_iters or a fraction')
-                if v > max_epochs:
-                    raise ValueError(f'prune_cfg.schedule.{k}={v} is longer than the run (max_epochs={max_epochs}); '
-                                     f'lower it or train longer')
-                frac = v / max_epochs
-            else:
-                if v > max_iters:
-                    raise ValueError(f'prune_cfg.schedule.{k}={v} is longer than the run (max_iters={max_iters}); '
-                                     f'lower it or train longer')
-                frac = v / max_iters
-            setattr(s, field, frac)
-        s.validate()
-        self._schedule_checked = True
 
     def update_schedule(self, inputs: Optional[torch.Tensor] = None):
         """Read the run's progress from the MessageHub and move the pruner there (called in ``loss``)."""
