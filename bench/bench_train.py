@@ -1,0 +1,162 @@
+"""ms per training step (MMEngine ``model.train_step``) of the stock recognizer vs the pruned one with soft masks
+(progress 0.5) and with frozen masks, plus host syncs and launched operators per step (torch.profiler).
+
+    python bench/bench_train.py --device cpu --batch 2 --reps 5            # CPU, small batch
+    python bench/bench_train.py --device cuda --amp fp16                    # GPU, batch 32, fp16 AMP
+
+Models: the ``model`` of ``configs/stgcn_semiprune_ntu60.py`` and ``configs/ctrgcn_semiprune_ntu60.py`` (stock
+NTU-60 backbones, semi 0.9), input ``--batch`` clips of 2 persons x 100 frames x 25 joints x 3 (default 32).
+Timing: ``--warmup`` untimed rounds, then ``--reps`` rounds in which stock, soft and frozen run once each in
+turn (odd rounds reversed), medians. Optimizer: SGD (momentum 0.9, nesterov, weight decay 5e-4) in MMEngine's
+``OptimWrapper``, or ``AmpOptimWrapper`` with ``--amp fp16|bf16``. Syncs: ``aten::_local_scalar_dense`` (not
+the one torch.std runs inside its CPU kernel) + ``aten::nonzero``; operators: top-level ``aten::`` calls.
+"""
+import argparse
+import copy
+import logging
+import os.path as osp
+import statistics
+import sys
+import time
+import warnings
+
+ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+warnings.filterwarnings('ignore')
+
+import torch  # noqa: E402
+
+CONFIGS = dict(stgcn='configs/stgcn_semiprune_ntu60.py', ctrgcn='configs/ctrgcn_semiprune_ntu60.py')
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    p.add_argument('--models', nargs='+', default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument('--device', default='cuda' if torch.cuda.is_available() else 'cpu', choices=['cpu', 'cuda'])
+    p.add_argument('--amp', choices=['fp16', 'bf16'], default=None)
+    p.add_argument('--batch', type=int, default=32)
+    p.add_argument('--frames', type=int, default=100)
+    p.add_argument('--reps', type=int, default=20)
+    p.add_argument('--warmup', type=int, default=3)
+    p.add_argument('--threads', type=int, default=1)
+    p.add_argument('--rate', type=float, default=0.9)
+    p.add_argument('--no-profile', action='store_true')
+    return p.parse_args(argv)
+
+
+def count(fn):
+    from torch.profiler import ProfilerActivity, profile
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
+    with profile(activities=acts) as prof:
+        fn()
+    syncs = ops = 0
+    for e in prof.events():
+        if not e.name.startswith('aten::'):
+            continue
+        p = e.cpu_parent
+        if e.name == 'aten::nonzero':
+            syncs += 1
+        elif e.name == 'aten::_local_scalar_dense':
+            q = p
+            while q is not None and q.name != 'aten::std':
+                q = q.cpu_parent
+            syncs += q is None
+        while p is not None and not p.name.startswith('aten::'):
+            p = p.cpu_parent
+        ops += p is None
+    return syncs, ops
+
+
+def build(cfg_model, pruned, rate):
+    from mmsemiprune.export.exporter import build_model
+    d = copy.deepcopy(dict(cfg_model))
+    if pruned:
+        d['type'] = 'mmsemiprune.SemiPruneRecognizerGCN'
+        d['prune_cfg'] = dict(d.get('prune_cfg') or {}, target_rate=rate, mode='semi')
+    else:
+        d.pop('prune_cfg', None)
+        d['type'] = 'RecognizerGCN'
+    return build_model(d)
+
+
+def bench(name, args):
+    from mmaction.structures import ActionDataSample
+    from mmengine.config import Config
+    from mmengine.logging import MessageHub
+    from mmengine.optim import AmpOptimWrapper, OptimWrapper
+
+    from mmsemiprune.export.exporter import synthetic_skeletons
+    cfg = Config.fromfile(osp.join(ROOT, CONFIGS[name]))
+    torch.manual_seed(0)
+    dev = torch.device(args.device)
+    stock = build(cfg.model, False, args.rate)
+    stock.init_weights()
+    soft = build(cfg.model, True, args.rate)
+    soft.load_state_dict(stock.state_dict(), strict=False)
+    frozen = copy.deepcopy(soft)
+    B = args.batch
+    x = synthetic_skeletons((B, 2, args.frames, 25, 3), seed=7)
+    ncls = stock.cls_head.num_classes
+    data = dict(inputs=[x[i:i + 1] for i in range(B)],
+                data_samples=[ActionDataSample().set_gt_labels(torch.tensor([i % ncls])) for i in range(B)])
+    hub = MessageHub.get_current_instance()
+    variants = []
+    for vname, model, it in (('stock', stock, None), ('soft', soft, 50), ('frozen', frozen, 99)):
+        model.to(dev).train()
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True)
+        if args.amp:
+            ow = AmpOptimWrapper(optimizer=opt, dtype={'fp16': 'float16', 'bf16': 'bfloat16'}[args.amp])
+        else:
+            ow = OptimWrapper(opt)
+        variants.append([vname, model, ow, it])
+
+    def step(model, ow, it):
+        if it is not None:
+            hub.update_info('iter', it)
+            hub.update_info('max_iters', 100)
+        model.train_step(copy.copy(data), ow)
+        if dev.type == 'cuda':
+            torch.cuda.synchronize()
+
+    times = {v[0]: [] for v in variants}
+    for r in range(args.warmup + args.reps):
+        order = variants if r % 2 == 0 else variants[::-1]
+        for vname, model, ow, it in order:
+            t = time.perf_counter()
+            step(model, ow, it)
+            if r >= args.warmup:
+                times[vname].append(time.perf_counter() - t)
+    assert not soft.pruner.frozen and frozen.pruner.frozen
+    med = {k: 1000 * statistics.median(v) for k, v in times.items()}
+    counts = {}
+    if not args.no_profile:
+        for vname, model, ow, it in variants:
+            counts[vname] = count(lambda: step(model, ow, it))
+    return med, counts, len(soft.pruner.masks)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    import mmsemiprune  # noqa: F401
+    from mmengine.logging import MMLogger
+    MMLogger.get_current_instance().setLevel(logging.ERROR)
+    logging.getLogger().setLevel(logging.ERROR)
+    dev = torch.cuda.get_device_name() if args.device == 'cuda' else 'cpu'
+    print(f'device {dev}, torch {torch.__version__}, threads {args.threads}, batch {args.batch} clips of '
+          f'2x{args.frames}x25x3, amp {args.amp or "off (fp32)"}, medians of {args.reps} interleaved steps')
+    print('| model | step | ms | ratio to stock | syncs/step | operators/step | ops ratio |')
+    print('|---|---|---|---|---|---|---|')
+    for name in args.models:
+        med, counts, L = bench(name, args)
+        for v in ('stock', 'soft', 'frozen'):
+            s, o = counts.get(v, ('-', '-'))
+            so = counts.get('stock', (0, 0))[1]
+            ratio_o = f'{o / so:.2f}' if counts else '-'
+            print(f'| {name} ({L} masks) | {v} | {med[v]:.0f} | {med[v] / med["stock"]:.2f} | {s} | {o} | {ratio_o} |',
+                  flush=True)
+
+
+if __name__ == '__main__':
+    main()
