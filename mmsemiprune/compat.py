@@ -24,7 +24,7 @@ import pickle
 
 import torch
 
-__all__ = ['check_versions', 'trust_path', 'is_trusted', 'patch_mim_configs', 'SUPPORTED', 'load_checkpoint_file',
+__all__ = ['setup_stack', 'check_versions', 'trust_path', 'is_trusted', 'patch_mim_configs', 'SUPPORTED', 'load_checkpoint_file',
            'check_state_dict', 'ConfigError', 'CheckpointError', 'CheckpointNotFoundError',
            'UntrustedCheckpointError', 'CheckpointMismatchError', 'strict_head_loading', 'checkpoint_source']
 
@@ -245,6 +245,20 @@ def checkpoint_source(sd) -> str:
     if name and any(id(v) in ids for v in sd.values()):
         return f'checkpoint {name}'
     return 'the checkpoint'
+
+
+def setup_stack() -> None:
+    """Once per process: :func:`check_versions`, the checkpoint loader above, :func:`patch_mim_configs`
+    (called by :mod:`mmsemiprune.registry` on import; never by the core)."""
+    if _SET_UP[0]:
+        return
+    check_versions()
+    _register_loader()
+    patch_mim_configs()
+    _SET_UP[0] = True
+
+
+_SET_UP = [False]
 
 
 def _register_loader():

@@ -10,7 +10,9 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-import mmsemiprune  # noqa: E402,F401  (registers everything, patches mmaction:: bases, safe loader)
+import mmsemiprune  # noqa: E402
+
+mmsemiprune.register_all()  # registries, mmaction:: bases, safe loader (idempotent; also when imported before)
 from mmsemiprune.compat import CheckpointError, ConfigError, trust_path  # noqa: E402
 from mmsemiprune.datasets.checked_dataset import AnnotationError, check_dataset_cfgs  # noqa: E402
 from mmsemiprune.engine.hooks import NonFiniteError  # noqa: E402

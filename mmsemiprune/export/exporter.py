@@ -50,7 +50,8 @@ class ExportError(RuntimeError):
 # -- building and loading -------------------------------------------------------------------------------
 def build_model(model_cfg, default_scope: str = 'mmaction') -> nn.Module:
     """Build a model dict through MMAction2's registry (default scope ``mmaction``)."""
-    import mmsemiprune  # noqa: F401  (registers the plugin)
+    import mmsemiprune
+    mmsemiprune.register_all()
     from mmaction.registry import MODELS
     from mmengine.registry import DefaultScope
     from . import compact  # noqa: F401  (registers CompactRecognizerGCN)
@@ -262,7 +263,8 @@ def example_inputs(cfg, model, num: int = 8, shape: Optional[Sequence[int]] = No
 
 
 def _dataset_clips(cfg, num: int) -> torch.Tensor:
-    import mmsemiprune  # noqa: F401
+    import mmsemiprune
+    mmsemiprune.register_all()
     from mmaction.registry import DATASETS
     from mmengine.registry import DefaultScope
     with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmaction') or 'mmaction'):

@@ -1,0 +1,96 @@
+"""Import layering (issue 14, item 2), each case in a fresh interpreter:
+
+- ``import mmsemiprune.core`` (and every module under it) works where ``mmengine``, ``mmcv`` and ``mmaction``
+  cannot be imported, and with them installed it imports none of them and patches nothing;
+- ``import mmsemiprune``, a config's ``custom_imports=dict(imports=['mmsemiprune'])`` and MMEngine's scope
+  import (``type='mmsemiprune.X'``) still register the plugin and set up the stack.
+"""
+import glob
+import os
+import os.path as osp
+import subprocess
+import sys
+import textwrap
+
+REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
+CORE_MODULES = sorted(f'mmsemiprune.core.{osp.splitext(osp.basename(p))[0]}'
+                      for p in glob.glob(osp.join(REPO, 'mmsemiprune', 'core', '*.py'))
+                      if not p.endswith('__init__.py'))
+MM = ('mmengine', 'mmcv', 'mmaction')
+
+LOADED = f'sorted(m for m in sys.modules if m.split(".")[0] in {MM!r})'
+
+
+def _run(code, cwd=None):
+    env = dict(os.environ, PYTHONPATH=REPO, OMP_NUM_THREADS='1', PYTHONWARNINGS='ignore')
+    r = subprocess.run([sys.executable, '-c', textwrap.dedent(code)], capture_output=True, text=True, env=env,
+                       cwd=cwd or REPO, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-3000:]
+    return r.stdout
+
+
+def test_core_imports_with_torch_alone():
+    out = _run(f'''
+        import importlib, sys
+
+        class Blocker:
+            def find_spec(self, name, path=None, target=None):
+                if name.split('.')[0] in {MM!r}:
+                    raise ImportError('blocked for this test: ' + name)
+
+        sys.meta_path.insert(0, Blocker())
+        try:
+            import mmengine  # noqa: F401
+            raise SystemExit('the blocker does not work')
+        except ImportError:
+            pass
+        import mmsemiprune.core
+        for name in {CORE_MODULES!r}:
+            importlib.import_module(name)
+        from mmsemiprune.core import SemiPruner  # noqa: F401
+        assert {LOADED} == [], {LOADED}
+        print(sorted(m for m in sys.modules if m.startswith('mmsemiprune') and not m.startswith('mmsemiprune.core')))
+    ''')
+    assert out.strip() == "['mmsemiprune']"
+
+
+def test_core_import_has_no_side_effects_with_the_stack_installed():
+    out = _run(f'''
+        import sys
+        from mmsemiprune.core.pruner import SemiPruner  # noqa: F401
+        assert {LOADED} == [], {LOADED}
+        import mmsemiprune  # already imported (as the core's parent): nothing registered yet
+        assert 'mmsemiprune.registry' not in sys.modules and {LOADED} == []
+        mmsemiprune.register_all()
+        import mmengine.config.config as cc
+        from mmaction.registry import MODELS
+        print(cc.is_installed.__module__, 'CTRGCN' in MODELS.module_dict)
+    ''')
+    assert out.split() == ['mmsemiprune.compat', 'True']
+
+
+def test_package_import_custom_imports_and_scope_import_register_the_plugin(tmp_path):
+    check = textwrap.dedent('''
+        import mmengine.config.config as cc
+        from mmaction.registry import DATASETS, MODELS
+        from mmengine.runner.checkpoint import CheckpointLoader
+        print(cc.is_installed.__module__, 'CTRGCN' in MODELS.module_dict, 'CheckedPoseDataset' in DATASETS.module_dict,
+              CheckpointLoader._schemes[''].__module__)
+    ''')
+    want = ['mmsemiprune.compat', 'True', 'True', 'mmsemiprune.compat']
+    assert _run('import mmsemiprune\n' + check).split() == want
+    cfg = tmp_path / 'plain.py'
+    cfg.write_text("custom_imports = dict(imports=['mmsemiprune'], allow_failed_imports=False)\n"
+                   "model = dict(type='RecognizerGCN')\n")
+    assert _run(f'from mmengine.config import Config\nConfig.fromfile({str(cfg)!r})\n' + check,
+                cwd=str(tmp_path)).split() == want
+    out = _run('''
+        import sys
+        from mmaction.registry import MODELS
+        from mmengine.registry import DefaultScope
+        with DefaultScope.overwrite_default_scope('mmaction'):
+            cls = MODELS.get('mmsemiprune.SemiPruneRecognizerGCN')
+        import mmengine.config.config as cc
+        print(cls.__name__, cc.is_installed.__module__)
+    ''', cwd=str(tmp_path))
+    assert out.split() == ['SemiPruneRecognizerGCN', 'mmsemiprune.compat']
