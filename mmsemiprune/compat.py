@@ -21,6 +21,7 @@ import importlib.util
 import os
 import os.path as osp
 import pickle
+from typing import Optional
 
 import torch
 
@@ -167,16 +168,21 @@ def _shape(v):
     return tuple(v.shape) if hasattr(v, 'shape') else None
 
 
-def check_state_dict(model, state_dict, prefix: str = '') -> None:
-    """Refuse a state dict that does not fit ``model`` (a ``SemiPruneRecognizerGCN``) before any tensor is
-    copied, with one :class:`CheckpointMismatchError` naming the offending keys and the fix.
+def check_state_dict(model, state_dict, prefix: str = '', *, strict_head: Optional[bool] = None,
+                     need_masks: bool = False) -> None:
+    """The one answer to "does this checkpoint fit ``model`` (a ``SemiPruneRecognizerGCN``)?", given before
+    any tensor is copied: one :class:`CheckpointMismatchError` naming the offending keys and the fix.
 
-    Refused: a backbone tensor whose shape differs (another width / architecture), backbone tensors
+    Always refused: a backbone tensor whose shape differs (another width / architecture), backbone tensors
     missing from or unknown to the checkpoint (another backbone or depth), masks of a pruned checkpoint
     that cover other tensors than this ``prune_cfg`` prunes. Accepted: a dense stock ``RecognizerGCN``
-    checkpoint of the same architecture (it only lacks the mask and pruner buffers). A classifier head of
-    another shape (fine-tuning on another label set) is skipped with a warning, as MMEngine does.
+    checkpoint of the same architecture (it only lacks the mask and pruner buffers). The classifier head:
+    one of another shape (fine-tuning on another label set) is skipped with a warning, as MMEngine does;
+    with ``strict_head`` (default: :func:`strict_head_loading`, set by tools/test.py) a missing, unknown or
+    other-shape head is refused. ``need_masks`` (export: baking needs the masks) also refuses a checkpoint
+    without this model's complete mask state, a dense one with its own message.
     """
+    strict_head = _STRICT_HEAD[0] if strict_head is None else strict_head
     sd = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
     own = model.state_dict()
 
@@ -196,13 +202,18 @@ def check_state_dict(model, state_dict, prefix: str = '') -> None:
     own_masked = {k.split('_psi.')[0] for k in own if '_psi.' in k}
     prunable = [key for key, *_ in model.pruner.items()] if hasattr(model, 'pruner') else []
     n_missing_prunable = sum(k not in sd for k in prunable)
+    src = checkpoint_source(sd)
 
     problems = []
-    if _STRICT_HEAD[0]:
+    if strict_head:
         bad_shape, head_shape = shape, []
         head_missing = [k for k in own if not bb(k) and not masky(k) and k not in sd]
+        head_unexpected = [k for k in sd if not bb(k) and not masky(k) and k not in own]
         if head_missing:
             problems.append(f'{len(head_missing)} head tensor(s) are missing (e.g. {", ".join(head_missing[:3])})')
+        if head_unexpected:
+            problems.append(f'the checkpoint has {len(head_unexpected)} tensor(s) outside the backbone that the '
+                            f'model lacks (e.g. {", ".join(head_unexpected[:3])})')
     if bad_shape:
         ex = '; '.join(f'{k}: checkpoint {a} vs model {b}' for k, a, b in bad_shape[:3])
         problems.append(f'{len(bad_shape)} tensor(s) have another shape ({ex})')
@@ -219,8 +230,17 @@ def check_state_dict(model, state_dict, prefix: str = '') -> None:
                         + (f' (masked only in the checkpoint: {", ".join(extra[:3])})' if extra else '')
                         + (f' (masked only in the model: {", ".join(lack[:3])})' if lack else '')
                         + '; use the prune_cfg.targets / groups the checkpoint was trained with')
+    mask_missing = [k for k in own if ('_psi.' in k or k.startswith('pruner.')) and k not in sd]
+    if need_masks and mask_missing and not problems:
+        if not ck_masked:
+            raise CheckpointMismatchError(
+                f'{src} is a dense checkpoint: it has the weights of this model but no pruning masks (e.g. '
+                f'{mask_missing[0]} is missing). Export needs the result of pruning: train the pruned config from '
+                'it (python tools/train.py CONFIG --load-from CHECKPOINT) and export that run '
+                '(<work_dir>/<config>_pruned.pth or its last epoch_N.pth). Nothing was loaded.')
+        problems.append(f'{len(mask_missing)} mask / pruner entries of the model are missing from the checkpoint '
+                        f'(e.g. {", ".join(mask_missing[:3])}): it is incomplete or from another version')
     if problems:
-        src = checkpoint_source(sd)
         arch = type(getattr(model, 'backbone', None)).__name__
         if bad_shape or missing or unexpected:
             fix = ('It was trained with another backbone, width, depth or number of classes: use the config it was '
@@ -234,7 +254,7 @@ def check_state_dict(model, state_dict, prefix: str = '') -> None:
 
         from mmengine.logging import print_log
         ex = '; '.join(f'{k}: checkpoint {a} vs model {b}' for k, a, b in head_shape[:3])
-        print_log(f'{checkpoint_source(sd)}: the classifier head has another shape ({ex}); it is NOT loaded and keeps '
+        print_log(f'{src}: the classifier head has another shape ({ex}); it is NOT loaded and keeps '
                   'its initialisation (expected when fine-tuning on another label set)', logger='current',
                   level=logging.WARNING)
 

@@ -5,7 +5,9 @@ Steps (:func:`export_pruned`):
 1. build the pruned model from the training config and load a checkpoint that matches it (weights-only
    ``*_pruned.pth`` or a full training checkpoint); the masks must be frozen. Every problem (missing
    file, dense checkpoint, another architecture, soft masks) is one :class:`ExportError` with what to
-   do, raised *before* anything is loaded into the model;
+   do, raised *before* anything is loaded into the model; whether the checkpoint fits is decided by
+   :func:`mmsemiprune.compat.check_state_dict`, the rules of training / testing plus a complete mask state
+   and an exact head;
 2. bake the masks into the weights (:func:`~mmsemiprune.core.export.bake_model`) and physically remove
    the channels nothing reads (:func:`~mmsemiprune.core.export.shrink` over the model's channel sets);
 3. rebuild the result as ``mmsemiprune.CompactRecognizerGCN`` from the exported config and load the
@@ -71,48 +73,12 @@ def _state_dict_of(ckpt, path) -> Dict[str, torch.Tensor]:
     return {(k[7:] if k.startswith('module.') else k): v for k, v in sd.items()}
 
 
-def _example(keys, n=3):
-    keys = sorted(keys)
-    s = ', '.join(keys[:n])
-    return s + (f', ... ({len(keys)} in all)' if len(keys) > n else '')
-
-
-def check_state_dict(model: nn.Module, sd: Dict[str, torch.Tensor], ckpt_path: str, cfg_name: str) -> None:
-    """Raise :class:`ExportError` unless ``sd`` loads into ``model`` with strict=True (keys and shapes)."""
-    own = model.state_dict()
-    mask_keys = {k for k in own if '_psi.' in k or k.startswith('pruner.')}
-    missing = set(own) - set(sd)
-    unexpected = set(sd) - set(own)
-    if mask_keys and not any(k in sd for k in mask_keys) and not any('_psi.' in k for k in sd):
-        arch_missing = missing - mask_keys
-        if not arch_missing and not unexpected:
-            raise ExportError(
-                f'{ckpt_path} is a dense checkpoint: it has the weights of {cfg_name} but no pruning masks '
-                f'(e.g. {_example(mask_keys & missing, 1)} is missing). Export needs the result of pruning: '
-                f'train with the pruned config (python tools/train.py {cfg_name} --load-from {ckpt_path}) '
-                'and export <work_dir>/<config>_pruned.pth or the last epoch_N.pth')
-    bad_shape = sorted(k for k in set(sd) & set(own) if torch.is_tensor(sd[k]) and sd[k].shape != own[k].shape)
-    if missing or unexpected or bad_shape:
-        parts = []
-        if bad_shape:
-            k = bad_shape[0]
-            parts.append(f'{len(bad_shape)} tensor(s) of another shape (e.g. {k}: checkpoint '
-                         f'{tuple(sd[k].shape)}, config {tuple(own[k].shape)})')
-        if missing:
-            parts.append(f'{len(missing)} missing (e.g. {_example(missing - mask_keys or missing, 2)})')
-        if unexpected:
-            parts.append(f'{len(unexpected)} unexpected (e.g. {_example(unexpected, 2)})')
-        raise ExportError(f'{ckpt_path} does not match the model of {cfg_name}: ' + '; '.join(parts) +
-                          '. Pass the config the checkpoint was trained with (the copy in its work_dir, e.g. '
-                          'work_dirs/<name>/<name>.py, has the exact settings); nothing was loaded')
-
-
 def load_pruned_model(cfg, checkpoint: str, trust: bool = False, cfg_name: str = 'the config') -> nn.Module:
     """Build ``cfg.model`` and load ``checkpoint`` into it; returns the masked model in eval mode.
     Raises :class:`ExportError` (nothing half-loaded) unless the checkpoint matches and the masks are frozen."""
     import pickle
 
-    from ..compat import load_checkpoint_file, trust_path
+    from ..compat import CheckpointMismatchError, check_state_dict, load_checkpoint_file, trust_path
     if not osp.isfile(checkpoint):
         raise ExportError(f'checkpoint {checkpoint!r} does not exist; pass the file written by training, e.g. '
                           'work_dirs/<config>/<config>_pruned.pth (weights only) or work_dirs/<config>/epoch_N.pth')
@@ -131,7 +97,11 @@ def load_pruned_model(cfg, checkpoint: str, trust: bool = False, cfg_name: str =
     except (RuntimeError, OSError) as e:
         raise ExportError(str(e)) from None
     sd = _state_dict_of(ckpt, checkpoint)
-    check_state_dict(model, sd, checkpoint, cfg_name)
+    try:  # the loading rules of training / testing, plus: the complete mask state and an exact head
+        check_state_dict(model, sd, need_masks=True, strict_head=True)
+    except CheckpointMismatchError as e:
+        raise ExportError(f'{e} (python tools/export.py WORK_DIR OUT_DIR uses the config dump of the run; config '
+                          f'given: {cfg_name})') from None
     model.load_state_dict(sd, strict=True)
     model.eval()
     pr = model.pruner

@@ -215,9 +215,23 @@ def test_error_other_architecture(tmp_path):
     ckpt = save_pruned(model, tmp_path / 'p.pth')
     other = make_cfg()
     other.model.backbone.base_channels = 16  # shape mismatch
-    msg = _expect(tmp_path, other, ckpt, 'does not match the model', 'another shape', 'nothing was loaded')
+    # the same rules and message as loading for training / testing (mmsemiprune.compat.check_state_dict)
+    msg = _expect(tmp_path, other, ckpt, f'checkpoint {ckpt} does not fit this model (backbone STGCN)',
+                  'tensor(s) have another shape', 'Nothing was loaded')
     assert 'checkpoint (' in msg
-    _expect(tmp_path, make_cfg('stgcnpp'), ckpt, 'does not match the model', 'missing', 'unexpected')
+    _expect(tmp_path, make_cfg('stgcnpp'), ckpt, 'does not fit this model', 'backbone tensor(s) of the model are '
+            'missing from the checkpoint', 'backbone tensor(s) the model lacks')
+
+
+def test_error_incomplete_mask_state_and_other_head(tmp_path):
+    cfg, model = make_pruned('stgcn', 'structured')
+    sd = model.state_dict()
+    ckpt = tmp_path / 'no_pruner.pth'
+    torch.save(dict(state_dict={k: v for k, v in sd.items() if not k.startswith('pruner.')}), str(ckpt))
+    _expect(tmp_path, cfg, ckpt, 'mask / pruner entries of the model are missing', 'e.g. pruner.')
+    ckpt = tmp_path / 'no_head.pth'
+    torch.save(dict(state_dict={k: v for k, v in sd.items() if not k.startswith('cls_head.')}), str(ckpt))
+    _expect(tmp_path, cfg, ckpt, 'head tensor(s) are missing (e.g. cls_head.')
 
 
 def test_error_masks_not_frozen(tmp_path):
