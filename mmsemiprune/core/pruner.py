@@ -19,15 +19,14 @@ from typing import Callable, List, Optional, Sequence
 import torch
 from torch import nn
 
-from .budget import BudgetRegularizer, CostModel, solve_thresholds
+from .budget import BudgetRegularizer, solve_thresholds
+from .config import GATE_PRICES, PruneConfig, check_fraction, check_rate  # noqa: F401  (re-exported)
 from .cascade import MODES, SemiMask
 from .finalize import consistent_masks, harden
 from .reparam import install_mask, is_masked
 from .schedule import PruneSchedule
 
 __all__ = ['PruneSpec', 'SemiPruner', 'check_rate', 'check_fraction', 'GATE_PRICES']
-
-GATE_PRICES = ('params', 'macs', 'both')
 
 
 @dataclass
@@ -36,20 +35,6 @@ class PruneSpec:
     module: str
     param: str = 'weight'
     groups: Sequence = field(default_factory=lambda: ['out'])
-
-
-def check_fraction(v, name, upper=1.0):
-    """A number in (0, upper] (e.g. target_macs=0.3: at most 30 % of the dense MACs)."""
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 < float(v) <= upper:
-        raise ValueError(f'{name} must be a fraction in (0, {upper:g}], got {v!r}; e.g. {name}=0.3')
-    return float(v)
-
-
-def check_rate(rate, name='target_rate'):
-    if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0.0 < float(rate) < 1.0:
-        raise ValueError(f'{name} must be a fraction strictly between 0 and 1 (the share of weights to '
-                         f'remove), got {rate!r}; e.g. target_rate=0.9 keeps 10 % of the prunable weights')
-    return float(rate)
 
 
 def _fill_all(tensors, value: float) -> None:
@@ -101,45 +86,27 @@ class SemiPruner(nn.Module):
                  gate_price_by: str = 'both', hard_phase: bool = True, mask_bias: bool = True,
                  target_macs: Optional[float] = None):
         super().__init__()
-        if gate_price_by not in GATE_PRICES:
-            raise ValueError(f'unknown gate_price_by {gate_price_by!r}; choose one of {", ".join(GATE_PRICES)}')
-        self.gate_price_by = gate_price_by
-        self.hard_phase = bool(hard_phase)
-        if target_macs is not None:
-            target_macs = check_fraction(target_macs, 'target_macs', upper=1.0)
-            if not channel_sets:
-                raise ValueError('target_macs needs channel sets (physical channel removal): they are declared for '
-                                 "MMAction2's STGCN (ST-GCN, ST-GCN++); drop target_macs for this backbone")
-        self.target_macs = target_macs
-        if isinstance(gate_init, str):
-            if gate_init != 'score':
-                raise ValueError(f"gate_init must be a number (initial gate logit) or 'score', got {gate_init!r}")
-        elif isinstance(gate_init, bool) or not isinstance(gate_init, (int, float)):
-            raise ValueError(f"gate_init must be a number (initial gate logit) or 'score', got {gate_init!r}")
-        self.gate_init = gate_init
-        self.target_rate = check_rate(target_rate)
-        if mode not in MODES:
-            raise ValueError(f'unknown pruning mode {mode!r}; choose one of {", ".join(MODES)} '
-                             "(e.g. prune_cfg=dict(mode='semi'))")
-        CostModel(cost)  # validates the cost name
-        if not 0.0 <= float(layer_floor) < 1.0:
-            raise ValueError(f'layer_floor must be in [0, 1), got {layer_floor!r}')
-        if layer_floor > 1.0 - self.target_rate:
-            raise ValueError(f'layer_floor={layer_floor} keeps more than the whole budget '
-                             f'(1 - target_rate = {1 - self.target_rate:.3f}); lower layer_floor')
-        self.mode, self.cost, self.layer_floor = mode, cost, float(layer_floor)
-        if schedule is None:
-            schedule = PruneSchedule()
-        elif isinstance(schedule, dict):
+        # one validation path: the same dataclass that validates prune_cfg (core/config.py)
+        if isinstance(schedule, dict):
             try:
                 schedule = PruneSchedule(**schedule)
             except TypeError as e:
-                raise ValueError(f'bad schedule {schedule!r}: {e}; keys are warmup, freeze, tau_start, tau_end') from None
-        self.schedule = schedule
-        self.regularizer = BudgetRegularizer(budget_weight)
-        if not gate_price >= 0:
-            raise ValueError(f'gate_price must be >= 0, got {gate_price!r}')
-        self.gate_price = float(gate_price)
+                raise ValueError(f'bad schedule {schedule!r}: {e}; keys are warmup, freeze, hard, tau_start, '
+                                 'tau_end') from None
+        cfg = PruneConfig(target_rate=target_rate, mode=mode, cost=cost, budget_weight=budget_weight,
+                          layer_floor=layer_floor, normalize=normalize, group_stat=group_stat, gate_init=gate_init,
+                          gate_price=gate_price, gate_price_by=gate_price_by, hard_phase=bool(hard_phase),
+                          mask_bias=bool(mask_bias), target_macs=target_macs)
+        cfg.validate()
+        if cfg.target_macs is not None and not channel_sets:
+            raise ValueError('target_macs needs channel sets (physical channel removal): they are declared for '
+                             "MMAction2's STGCN (ST-GCN, ST-GCN++); drop target_macs for this backbone")
+        self.config = cfg
+        self.target_rate, self.mode, self.cost, self.layer_floor = cfg.target_rate, mode, cost, cfg.layer_floor
+        self.gate_price, self.gate_price_by, self.gate_init = cfg.gate_price, gate_price_by, cfg.gate_init
+        self.hard_phase, self.target_macs = cfg.hard_phase, cfg.target_macs
+        self.schedule = schedule if schedule is not None else PruneSchedule()
+        self.regularizer = BudgetRegularizer(cfg.budget_weight)
         self.channel_sets = list(channel_sets or [])
         self.register_buffer('progress', torch.tensor(0.0))
         self.register_buffer('rate_now', torch.tensor(0.0))
