@@ -185,7 +185,7 @@ class SemiPruner(nn.Module):
                                                       target_macs=self.target_macs, start=self._hard_asked)
             self._hard_asked = asked
             for key, m, _ in self.items():
-                m.set_hard(masks[key])
+                m.set_hard(masks[key], ste_tau=self.schedule.tau_start)
             self.hard_stats = dict(asked=asked, achieved=achieved)
             return
         for m in self.masks:
