@@ -57,11 +57,18 @@ class SemiPruneHook(Hook):
             and resumed with ``--resume`` samples other clips than an uninterrupted run and ends with other
             weights (and in general other masks); with it, resuming from an epoch checkpoint reproduces the
             uninterrupted run exactly (epoch-based loops; tests/reliability/test_rel_training.py).
+        gate_group: give the gate logits their own optimizer parameter group (ours): no weight decay (it would
+            pull every gate towards "undecided"), the run's learning rate while masks are soft, and once the
+            masks are frozen lr 0 with the momentum buffers cleared, so nothing carries the logits on past the
+            freeze (their decisions are frozen in buffers anyway). The group is added before checkpoints are
+            loaded, so ``--resume`` restores its state; MMEngine's LR schedulers leave it alone.
     """
     priority = 'NORMAL'
 
     def __init__(self, log_interval: int = 10, bn_batches: int = 20, save_pruned: bool = True,
-                 check_finite: bool = True, reseed_epochs: bool = True):
+                 check_finite: bool = True, reseed_epochs: bool = True, gate_group: bool = True):
+        self.gate_group = gate_group
+        self._gates_stopped = False
         self.reseed_epochs = reseed_epochs
         self.log_interval = log_interval
         self.bn_batches = bn_batches
@@ -70,9 +77,47 @@ class SemiPruneHook(Hook):
 
     def before_run(self, runner):
         trust_path(runner.work_dir)  # the run's own checkpoints may be unpickled on resume
-        if _pruned_model(runner) is None:
+        model = _pruned_model(runner)
+        if model is None:
             runner.logger.warning('SemiPruneHook: the model has no pruner (use type='
                                   "'mmsemiprune.SemiPruneRecognizerGCN'); the hook does nothing")
+        elif self.gate_group:
+            self._split_gate_group(runner, model)
+
+    @staticmethod
+    def _optimizers(runner):
+        wrappers = runner.optim_wrapper.values() if hasattr(runner.optim_wrapper, 'values') else [runner.optim_wrapper]
+        return [w.optimizer for w in wrappers if isinstance(getattr(w, 'optimizer', None), torch.optim.Optimizer)]
+
+    def _split_gate_group(self, runner, model):
+        """Move the gate logits into their own parameter group with weight_decay 0 (see ``gate_group``)."""
+        gates = {id(m.gate.logit) for m in model.pruner.masks if m.mode == 'semi'}
+        if not gates or not hasattr(runner, 'optim_wrapper') or isinstance(runner.optim_wrapper, dict):
+            return
+        for opt in self._optimizers(runner):
+            moved = []
+            for group in opt.param_groups:
+                keep = [p for p in group['params'] if id(p) not in gates]
+                moved += [p for p in group['params'] if id(p) in gates]
+                if len(keep) != len(group['params']):
+                    template = group
+                    group['params'] = keep
+            if moved:
+                new = {k: v for k, v in template.items() if k != 'params'}
+                new.update(params=moved, weight_decay=0.0, gate_group=True)
+                opt.param_groups[:] = [g for g in opt.param_groups if g['params']]
+                opt.add_param_group(new)
+                runner.logger.info(f'SemiPruneHook: {len(moved)} gate logit tensors in their own parameter group '
+                                   '(weight_decay 0; lr 0 and momentum cleared once the masks freeze)')
+
+    def _stop_gates(self, runner):
+        for opt in self._optimizers(runner):
+            for group in opt.param_groups:
+                if group.get('gate_group'):
+                    group['lr'] = 0.0
+                    for p in group['params']:
+                        opt.state.pop(p, None)
+        self._gates_stopped = True
 
     def after_load_checkpoint(self, runner, checkpoint):
         # runs before MMEngine reads the message hub / optimizer of a resumed checkpoint
@@ -146,6 +191,8 @@ class SemiPruneHook(Hook):
                     f'Last good checkpoint: {last or "none saved yet"}. Lower the learning rate or '
                     'budget_weight, check the data for NaN/inf, then resume with --resume.')
         model = _pruned_model(runner)
+        if model is not None and self.gate_group and not self._gates_stopped and model.pruner.frozen:
+            self._stop_gates(runner)
         if model is None or not self.every_n_train_iters(runner, self.log_interval):
             return
         masks = model.pruner.masks

@@ -188,3 +188,45 @@ def test_hook_on_a_dense_model_warns_and_does_nothing(tmp_path):
     metrics = {}
     hook.after_val_epoch(runner, metrics)
     assert metrics == {} and not list(tmp_path.iterdir())
+
+
+def test_gate_logits_get_their_own_group_and_stop_at_the_freeze(one_thread):
+    """gate_group: weight decay 0 while masks are soft; lr 0 and no momentum once frozen."""
+    import types
+
+    import torch.nn.functional as F
+    from mmengine.logging import MMLogger
+    from mmengine.optim import OptimWrapper
+
+    from mmsemiprune.engine import SemiPruneHook
+    from tests.models.test_recognizer import batch, build
+
+    model = build('stgcn', 'semi', 0.8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.1)
+    runner = types.SimpleNamespace(optim_wrapper=OptimWrapper(opt), logger=MMLogger.get_instance('gate-group-test'),
+                                   work_dir='.')
+    hook = SemiPruneHook()
+    hook._split_gate_group(runner, model)
+    gates = [m.gate.logit for m in model.pruner.masks]
+    gate_groups = [g for g in opt.param_groups if g.get('gate_group')]
+    assert len(gate_groups) == 1 and gate_groups[0]['weight_decay'] == 0.0
+    assert {id(p) for p in gate_groups[0]['params']} == {id(p) for p in gates}
+    assert all(id(p) not in {id(q) for q in gates} for g in opt.param_groups if not g.get('gate_group')
+               for p in g['params'])
+    assert sum(len(g['params']) for g in opt.param_groups) == len(list(model.parameters()))
+    x, ds = batch()
+
+    def step():
+        opt.zero_grad()
+        sum(v for k, v in model.loss(x, ds).items() if k.startswith('loss')).backward()
+        opt.step()
+    model.train()
+    model.pruner.set_progress(0.5)
+    step()
+    model.pruner.freeze()
+    before = [g.detach().clone() for g in gates]
+    hook._stop_gates(runner)
+    for _ in range(3):
+        step()
+    for g, b in zip(gates, before):
+        assert torch.equal(g.detach(), b)
