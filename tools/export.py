@@ -150,7 +150,8 @@ def run(args):
         try:
             check_dataset_cfgs(cfg, ['test_dataloader'])
         except AnnotationError as e:
-            if not (inputs == 'auto' and e.problem == 'file not found'):  # auto: a missing file -> synthetic
+            if not (inputs == 'auto' and e.problem in ('file not found', 'no annotation file given')):
+                # auto: no test file -> synthetic clips (said in the report)
                 raise
     rep = export_pruned(cfg, args.checkpoint, args.out_dir, onnx=args.onnx, torch_export=args.torch_export,
                         shape=shape, inputs=inputs, trust=args.trust_checkpoint, cfg_name=args.config,
