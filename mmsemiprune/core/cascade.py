@@ -17,13 +17,12 @@ temperature would make group masks flip in bulk). The thresholds a_e, a_g are pe
 by the rate controller (:mod:`.budget`); the temperature τ is a buffer set by the schedule. Once
 frozen, ψ is the stored boolean mask exactly.
 
-Hard phase (ours, ``SemiPruner(hard_phase=True)``): in the last part of the anneal the pruner writes the
-hard, topologically consistent mask M at the exact rate into ``mask`` every step and the forward returns
-``ψ = M + (ψ_soft − sg(ψ_soft))`` (value M, gradient of the soft cascade: straight-through), so the
-network trains on the mask the freeze will store. The surrogate ψ_soft of that gradient is taken at the
-fixed temperature ``ste_tau`` (default the schedule's τ₀), not at the annealed τ: at τ ≈ 10⁻³ the band-stop's
-derivative is ~1/τ for entries near the threshold, and on SBU those spikes (through SGD momentum) drove
-``loss_cls`` from 0.5 to 2.0 within an epoch of hard masks.
+Hard phase (ours, ``SemiPruner(hard_phase=True)``): in the last part of the anneal the gate decisions are
+frozen and the pruner writes the hard, topologically consistent mask M at the exact rate into ``mask``
+every step (re-solved from the moving latents); the forward returns ψ = M, so the network trains on the
+kind of mask the freeze will store, and the freeze stores the last one. No surrogate gradient flows
+through ψ there: measured on SBU, a straight-through surrogate (at the annealed τ ≈ 10⁻³, or at τ₀ with
+live gates) flipped gates and entries every step and drove ``loss_cls`` from 0.4 to 1.0–2.0.
 """
 from typing import Optional, Sequence
 
@@ -56,7 +55,6 @@ class SemiMask(nn.Module):
         self.mask_bias = bool(mask_bias)
         self._is_frozen = False  # host-side mirror of the ``frozen`` buffer (no device sync per step)
         self._hard_on = False  # hard straight-through phase (set by the pruner every step)
-        self._ste_tau = 0.2  # temperature of the straight-through surrogate in the hard phase
         if group_stat not in ('rms', 'l1'):
             raise ValueError(f"unknown group_stat {group_stat!r}; choose 'rms' (default) or 'l1' (mean |w|, "
                              'the L1-norm channel criterion of Li et al. 2017)')
@@ -146,21 +144,18 @@ class SemiMask(nn.Module):
             psi = self.mask.to(latent.dtype) + self.gate.zero_touch().to(latent.dtype)
             self._last = psi
             return psi
-        soft = self._soft(latent, self._ste_tau) if self._hard_on else self._soft(latent)
-        if self._hard_on:  # straight-through: the value of the hard mask, the gradient of the soft one
-            soft = self.mask.to(soft.dtype) + (soft - soft.detach())
+        if self._hard_on:  # the hard mask (gates stay in the graph with zero gradient, as DDP expects)
+            psi = self.mask.to(latent.dtype) + self.gate.zero_touch().to(latent.dtype)
+            self._last = psi
+            return psi
+        soft = self._soft(latent)
         self._last = soft
         return soft
 
-    def _soft(self, latent: torch.Tensor, tau=None) -> torch.Tensor:
-        """The soft cascade at temperature ``tau`` (default: the annealed buffer) and its gate temperature
-        scaled alike."""
+    def _soft(self, latent: torch.Tensor) -> torch.Tensor:
+        """The soft cascade at the annealed temperatures."""
         x = self.normalise(latent)
-        gate_tau = self.gate_temperature
-        if tau is None:
-            tau = self.temperature
-        else:
-            gate_tau = gate_tau * (tau / self.temperature.clamp_min(1e-12))
+        tau, gate_tau = self.temperature, self.gate_temperature
         if self.mode == 'unstructured':
             psi = band_stop(x, self.thr_entry, tau)
         elif self.mode == 'structured':
@@ -247,14 +242,12 @@ class SemiMask(nn.Module):
         return self.gate.hard()
 
     @torch.no_grad()
-    def set_hard(self, mask: Optional[torch.Tensor], ste_tau: Optional[float] = None) -> None:
-        """Hard phase: use ``mask`` (bool, latent shape) as the forward value (straight-through, surrogate at
-        ``ste_tau``); ``None`` switches back to the soft mask. Snapshots the gate decisions that produced it."""
+    def set_hard(self, mask: Optional[torch.Tensor]) -> None:
+        """Hard phase: use ``mask`` (bool, latent shape) as the forward value; ``None`` switches back to the
+        soft mask. Snapshots the gate decisions that produced it (a no-op once the gates are frozen)."""
         if mask is None:
             self._hard_on = False
             return
-        if ste_tau is not None:
-            self._ste_tau = float(ste_tau)
         if tuple(mask.shape) != self.shape:
             raise ValueError(f'{self.name}: hard mask has shape {tuple(mask.shape)}, expected {self.shape}')
         self.mask.copy_(mask.to(torch.bool))

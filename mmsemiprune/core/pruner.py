@@ -181,11 +181,14 @@ class SemiPruner(nn.Module):
         rate = self.schedule.rate(p, self.target_rate)
         self.rate_now.fill_(rate)
         if self.hard_phase and rate > 0 and self.schedule.in_hard_phase(p):
+            for m in self.masks:  # gate decisions are final from the start of the hard phase
+                m.gate.snapshot()
+                m.gate.freeze()
             masks, asked, achieved = consistent_masks(self.items(), rate, self.layer_floor, self.channel_sets,
                                                       target_macs=self.target_macs, start=self._hard_asked)
             self._hard_asked = asked
             for key, m, _ in self.items():
-                m.set_hard(masks[key], ste_tau=self.schedule.tau_start)
+                m.set_hard(masks[key])
             self.hard_stats = dict(asked=asked, achieved=achieved)
             return
         for m in self.masks:
@@ -211,7 +214,7 @@ class SemiPruner(nn.Module):
 
     def budget_loss(self) -> torch.Tensor:
         """R = λ((Σ c·ψ − (1 − r_now)N)/N)² on the soft masks of the last forward; 0 once frozen."""
-        if self.frozen:
+        if self.frozen or self.in_hard_phase:  # hard masks at the exact rate: nothing to regularize
             return torch.zeros(())
         loss = self.regularizer(self.masks, self.rate_now)  # a tensor: no host sync
         if self.gate_price > 0:

@@ -79,16 +79,22 @@ def test_hard_phase_off_rehardens(toy):
     assert not pr.in_hard_phase
 
 
-def test_straight_through_gradient_reaches_latents_and_gates(toy):
+def test_hard_phase_trains_kept_weights_on_the_hard_mask(toy):
     net, pr, opt, it = _train_until(toy, 0.7)
     assert pr.in_hard_phase
+    decided = [m.gate.hard().clone() for m in pr.masks]
     x, y = toy.data(16)
     opt.zero_grad()
     (F.cross_entropy(net(x), y) + pr.budget_loss()).backward()
-    assert net.c2.weight.grad.abs().sum() > 0
-    assert any(m.gate.logit.grad is not None and m.gate.logit.grad.abs().sum() > 0 for m in pr.masks)
-    # forward value is the hard mask
-    assert torch.equal(net.c1.weight_psi._last.detach(), net.c1.weight_psi.mask.float())
+    m = net.c2.weight_psi
+    assert torch.equal(m._last.detach(), m.mask.float())  # forward value is the hard mask
+    g = net.c2.weight.grad
+    assert g[m.mask].abs().sum() > 0 and (g[~m.mask] == 0).all()  # W = Ŵ ⊙ M: kept latents learn
+    assert all(mm.gate.logit.grad is not None and (mm.gate.logit.grad == 0).all() for mm in pr.masks)
+    opt.step()
+    pr.set_progress((it + 1) / 40)  # masks are re-solved from the moving latents, gate decisions are not
+    assert all(torch.equal(mm.gate.hard(), d) for mm, d in zip(pr.masks, decided))
+    assert pr.budget_loss().item() == 0.0
 
 
 def test_dead_producer_is_dead_in_training_too(toy):
