@@ -11,10 +11,12 @@ One concept per module:
 - :mod:`.schedule`  temperature / rate / freeze schedule as a function of training progress
 - :mod:`.topology`  channel sets (producers/consumers) for topological consistency and export
 - :mod:`.compute`   MACs left after channel removal, MACs each channel frees, projection to a MAC budget
+- :mod:`.config`    PruneConfig: the prune_cfg keys, defaults, validation and schedule units
 - :mod:`.pruner`    ties everything to one model: install, step, budget loss, freeze
 - :mod:`.finalize`  hardening to the exact rate, dead-channel removal, BatchNorm re-estimation
 - :mod:`.report`    per-layer and total achieved rate (params, FLOPs, structural share)
-- :mod:`.export`    bake masks into plain weights and physically remove pruned channels
+- :mod:`.shrink`    bake masks into plain weights and physically remove pruned channels (used by the
+                    :mod:`mmsemiprune.export` package, which writes the files)
 """
 from .bandstop import band_stop, band_stop_hard
 from .budget import BudgetRegularizer, CostModel

@@ -54,12 +54,12 @@ class BudgetRegularizer:
         self.weight = float(weight)
 
     def kept_fraction(self, masks) -> torch.Tensor:
-        masks = [m for m in masks if m._last is not None]
+        masks = [m for m in masks if m.last_psi is not None]
         if not masks:
             return None
-        sums = torch.stack([m._last.sum() for m in masks])
+        sums = torch.stack([m.last_psi.sum() for m in masks])
         costs = torch.stack([m.cost for m in masks]).to(sums.dtype)
-        numels = [m._last.numel() for m in masks]
+        numels = [m.last_psi.numel() for m in masks]
         total = (costs * sums.new_tensor(numels)).sum() if len(set(numels)) > 1 else costs.sum() * numels[0]
         return (sums * costs).sum() / total
 

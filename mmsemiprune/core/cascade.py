@@ -89,9 +89,9 @@ class SemiMask(nn.Module):
         self.register_buffer('macs', torch.tensor(0.0))   # MACs per entry per sample (0 = not profiled)
         self.register_buffer('frozen', torch.tensor(False))
         self.register_buffer('mask', torch.ones(self.shape, dtype=torch.bool))
-        self._last = None  # ψ of the last forward, reused by the budget loss
-        self._last_delta = None  # semi: per-group mean(ψ_G − ψ_e) of the last forward (detached)
-        self._last_group = None  # semi: per-group mean ψ_G of the last forward (detached)
+        self.last_psi = None  # ψ of the last forward, reused by the budget loss
+        self.last_delta = None  # semi: per-group mean(ψ_G − ψ_e) of the last forward (detached)
+        self.last_group = None  # semi: per-group mean ψ_G of the last forward (detached)
 
     @property
     def uses_entries(self) -> bool:
@@ -142,14 +142,14 @@ class SemiMask(nn.Module):
         self._check(latent)
         if self._is_frozen:
             psi = self.mask.to(latent.dtype) + self.gate.zero_touch().to(latent.dtype)
-            self._last = psi
+            self.last_psi = psi
             return psi
         if self._hard_on:  # the hard mask (gates stay in the graph with zero gradient, as DDP expects)
             psi = self.mask.to(latent.dtype) + self.gate.zero_touch().to(latent.dtype)
-            self._last = psi
+            self.last_psi = psi
             return psi
         soft = self._soft(latent)
-        self._last = soft
+        self.last_psi = soft
         return soft
 
     def _soft(self, latent: torch.Tensor) -> torch.Tensor:
@@ -167,8 +167,8 @@ class SemiMask(nn.Module):
             psi_g, psi_e = self._coarse(x, tau), band_stop(x, self.thr_entry, tau)
             psi = g * psi_g + (1 - g) * psi_e
             with torch.no_grad():
-                self._last_delta = group_mean(psi_g - psi_e, self.gid0, self.num_groups[0], self.gsize0)
-                self._last_group = group_mean(psi_g, self.gid0, self.num_groups[0], self.gsize0)
+                self.last_delta = group_mean(psi_g - psi_e, self.gid0, self.num_groups[0], self.gsize0)
+                self.last_group = group_mean(psi_g, self.gid0, self.num_groups[0], self.gsize0)
         return psi
 
     # -- hard masks and scores (no grad) ------------------------------------------------------------

@@ -224,7 +224,7 @@ class SemiPruner(nn.Module):
     def _gate_price_term(self) -> torch.Tensor:
         """P of ``gate_price_by`` (see the class docstring) over the semi masks of the last forward."""
         semi = [(k, m) for k, m in zip([k for k, *_ in self._items], self.masks)
-                if m.mode == 'semi' and m._last_delta is not None]
+                if m.mode == 'semi' and m.last_delta is not None]
         if not semi:
             return torch.zeros(())
         term = 0.0
@@ -233,13 +233,13 @@ class SemiPruner(nn.Module):
             share = costs / sum(c * m.mask.numel() for c, m in zip(costs.unbind(), self.masks))
             share = dict(zip(map(id, self.masks), share.unbind()))
             for _, m in semi:
-                n_g = m.gsize0.to(m._last_delta.dtype)
-                term = term + (m.gate(m.gate_temperature) * m._last_delta * n_g).sum() * share[id(m)]
+                n_g = m.gsize0.to(m.last_delta.dtype)
+                term = term + (m.gate(m.gate_temperature) * m.last_delta * n_g).sum() * share[id(m)]
         if self.gate_price_by in ('macs', 'both') and bool(self.profiled):
             prices, total = self._mac_prices()
             for k, m in semi:
-                f = prices[k].to(m._last_group.dtype)
-                term = term + (m.gate(m.gate_temperature) * (m._last_group - 1.0) * f).sum() / total
+                f = prices[k].to(m.last_group.dtype)
+                term = term + (m.gate(m.gate_temperature) * (m.last_group - 1.0) * f).sum() / total
         return term if torch.is_tensor(term) else torch.zeros(())
 
     def _mac_prices(self):

@@ -1,5 +1,5 @@
 """Report: achieved pruning rate per tensor and in total, in parameters and FLOPs, and how much of
-it is structural (physically removable by :mod:`.export`) versus entry-wise.
+it is structural (physically removable by :mod:`.shrink`) versus entry-wise.
 
 An entry counts as *structural* when it lies in a channel slice that export removes (a channel of a
 :class:`~.topology.ChannelSet` without surviving consumers or producers) or, for tensors outside any

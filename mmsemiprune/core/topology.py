@@ -9,7 +9,7 @@ channels reach something that cannot be masked (the classifier, a concatenation)
 - **Topological consistency** (the author's sibling papers): a channel none of whose producers or
   none of whose consumers survives is removed as a whole (its remaining slices are zeroed), repeated
   to a fixpoint, so nothing kept is unreachable.
-- **Physical removal** (:mod:`.export`) is exact for channels whose consumer slices are all zero: what
+- **Physical removal** (:mod:`.shrink`) is exact for channels whose consumer slices are all zero: what
   such a channel computes is never read.
 """
 from dataclasses import dataclass, field

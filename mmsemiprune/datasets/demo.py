@@ -47,7 +47,7 @@ _D = np.pi / 180.0
  R_ELB, R_WRI, R_HAND, L_HIP, L_KNEE, L_ANK, L_FOOT, R_HIP, R_KNEE, R_ANK,
  R_FOOT, SPINE_SHO, L_TIP, L_THUMB, R_TIP, R_THUMB) = range(25)
 
-_BASE_LIMBS = dict(spine1=0.24, spine2=0.22, neck=0.08, head=0.15,
+BASE_LIMBS = dict(spine1=0.24, spine2=0.22, neck=0.08, head=0.15,
                    sho_w=0.18, hip_w=0.09, uarm=0.28, farm=0.25, hand=0.08,
                    tip=0.06, thigh=0.42, shin=0.40, foot=0.12, hip_h=0.95)
 
@@ -213,7 +213,7 @@ def synth_sequence(label: int, T: int, limbs: Dict[str, float],
 def _subject_params(rng: np.random.Generator) -> dict:
     scale = rng.uniform(0.88, 1.12)
     limbs = {k: v * scale * rng.uniform(0.95, 1.05)
-             for k, v in _BASE_LIMBS.items()}
+             for k, v in BASE_LIMBS.items()}
     return dict(limbs=limbs, amp=rng.uniform(-0.6, 0.6),
                 speed=rng.uniform(0.8, 1.25))
 

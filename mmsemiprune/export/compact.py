@@ -8,7 +8,7 @@ removed, so its tensors are narrower than what the backbone config builds. This 
   written into the exported config) at construction time, so init, optimizers and hooks see the
   compact model;
 - before loading a state dict, densifies entries stored sparsely by
-  :func:`mmsemiprune.core.export.sparse_state_dict` and resizes any module whose tensors in the state
+  :func:`mmsemiprune.core.shrink.sparse_state_dict` and resizes any module whose tensors in the state
   dict are smaller than its own (so a config without ``compact_shapes`` also loads an exported file).
 
 Resizing only ever *narrows* a dimension of a tensor of the same rank (a different rank or a larger
@@ -24,7 +24,7 @@ import torch
 from mmaction.models.recognizers import RecognizerGCN
 from torch import nn
 
-from ..core.export import dense_state_dict
+from ..core.shrink import dense_state_dict
 from ..registry import MODELS
 
 __all__ = ['CompactRecognizerGCN', 'LogitsModel', 'resize_to_shapes', 'state_dict_shapes', 'is_sparse_entry',

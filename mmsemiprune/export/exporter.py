@@ -8,8 +8,8 @@ Steps (:func:`export_pruned`):
    do, raised *before* anything is loaded into the model; whether the checkpoint fits is decided by
    :func:`mmsemiprune.compat.check_state_dict`, the rules of training / testing plus a complete mask state
    and an exact head;
-2. bake the masks into the weights (:func:`~mmsemiprune.core.export.bake_model`) and physically remove
-   the channels nothing reads (:func:`~mmsemiprune.core.export.shrink` over the model's channel sets);
+2. bake the masks into the weights (:func:`~mmsemiprune.core.shrink.bake_model`) and physically remove
+   the channels nothing reads (:func:`~mmsemiprune.core.shrink.shrink` over the model's channel sets);
 3. rebuild the result as ``mmsemiprune.CompactRecognizerGCN`` from the exported config and load the
    exported state dict into it (so what is checked is exactly what is written);
 4. check the class scores against the masked model to 1e-4 · max(1, max |score|) (PyTorch, and
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.export import bake_model, shrink, sparse_state_dict
+from ..core.shrink import bake_model, shrink, sparse_state_dict
 from .compact import LogitsModel, format_shape, is_sparse_entry
 
 __all__ = ['ExportError', 'export_pruned', 'load_pruned_model', 'compact_state_dict', 'build_model',
@@ -194,10 +194,10 @@ def synthetic_skeletons(shape: Sequence[int], seed: int = 0) -> torch.Tensor:
     rng = np.random.default_rng(seed)
     out = np.zeros((N, M, T, V, C), np.float32)
     if V == 25 and C == 3:
-        from ..datasets.demo import DEMO_CLASSES, _BASE_LIMBS, synth_sequence
+        from ..datasets.demo import DEMO_CLASSES, BASE_LIMBS, synth_sequence
         for n in range(N):
             for m in range(M):
-                limbs = {k: v * float(rng.uniform(0.9, 1.1)) for k, v in _BASE_LIMBS.items()}
+                limbs = {k: v * float(rng.uniform(0.9, 1.1)) for k, v in BASE_LIMBS.items()}
                 label = int(rng.integers(len(DEMO_CLASSES))) if m == 0 or rng.random() < 0.5 else -1
                 out[n, m] = synth_sequence(label, T, limbs, amp=float(rng.uniform(0.6, 1.2)),
                                            freq=float(rng.uniform(0.8, 2.0)), phase=float(rng.uniform(0, 6.28)),

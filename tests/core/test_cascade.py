@@ -47,7 +47,7 @@ def test_forward_matches_formula(mode):
     assert psi.shape == w.shape
     ref = _reference(w, mode, 0.8, 0.9, 0.2, logits, 0.5)
     assert torch.allclose(psi, ref, atol=1e-5)
-    assert m._last is psi
+    assert m.last_psi is psi
 
 
 def test_scale_invariant():

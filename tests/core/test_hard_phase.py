@@ -87,7 +87,7 @@ def test_hard_phase_trains_kept_weights_on_the_hard_mask(toy):
     opt.zero_grad()
     (F.cross_entropy(net(x), y) + pr.budget_loss()).backward()
     m = net.c2.weight_psi
-    assert torch.equal(m._last.detach(), m.mask.float())  # forward value is the hard mask
+    assert torch.equal(m.last_psi.detach(), m.mask.float())  # forward value is the hard mask
     g = net.c2.weight.grad
     assert g[m.mask].abs().sum() > 0 and (g[~m.mask] == 0).all()  # W = Ŵ ⊙ M: kept latents learn
     assert all(mm.gate.logit.grad is not None and (mm.gate.logit.grad == 0).all() for mm in pr.masks)

@@ -94,7 +94,7 @@ def test_budget_loss_value(toy):
     net, pr = toy.make_pruner('semi', 'params', 0.8, gate_price_by='params')
     pr.set_progress(0.5)
     net(toy.data(8)[0])
-    psis = [m._last for m in pr.masks]
+    psis = [m.last_psi for m in pr.masks]
     frac = sum(p.sum() for p in psis) / sum(p.numel() for p in psis)
     expected = pr.regularizer.weight * (frac - (1 - float(pr.rate_now))) ** 2
     # gate price P = μ Σ_g g_g n_g c Δ_g / N, Δ_g = mean over the group of (ψ_G − ψ_e), by hand
@@ -117,7 +117,7 @@ def test_budget_loss_without_gate_price_is_the_regularizer(toy):
     pr.gate_price = 0.0
     pr.set_progress(0.5)
     net(toy.data(8)[0])
-    psis = [m._last for m in pr.masks]
+    psis = [m.last_psi for m in pr.masks]
     frac = sum(p.sum() for p in psis) / sum(p.numel() for p in psis)
     expected = pr.regularizer.weight * (frac - (1 - float(pr.rate_now))) ** 2
     assert pr.budget_loss().item() == pytest.approx(expected.item(), rel=1e-5)

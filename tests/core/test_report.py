@@ -3,7 +3,7 @@ import torch
 from torch import nn
 
 from mmsemiprune.core import ChannelSet, PruneSpec, SemiPruner, Slot
-from mmsemiprune.core.export import bake_model, shrink
+from mmsemiprune.core.shrink import bake_model, shrink
 from mmsemiprune.core.report import format_report, prune_report
 
 

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmsemiprune.core import ChannelSet, Slot
-from mmsemiprune.core.export import bake_model, dense_state_dict, shrink, sparse_state_dict
+from mmsemiprune.core.shrink import bake_model, dense_state_dict, shrink, sparse_state_dict
 from mmsemiprune.core.reparam import is_masked
 
 
