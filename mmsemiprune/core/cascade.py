@@ -50,7 +50,8 @@ class SemiMask(nn.Module):
     """
 
     def __init__(self, shape, groupings: Sequence = ('out', ), mode: str = 'semi', name: str = '',
-                 normalize: bool = True, group_stat: str = 'rms', gate_init: float = 0.0, mask_bias: bool = False):
+                 normalize: bool = True, group_stat: str = 'rms', gate_init: float = 0.0, mask_bias: bool = False,
+                 gate_relative: bool = True):
         super().__init__()
         self.mask_bias = bool(mask_bias)
         self._is_frozen = False  # host-side mirror of the ``frozen`` buffer (no device sync per step)
@@ -80,7 +81,7 @@ class SemiMask(nn.Module):
             self.register_buffer(f'gsize{k}', torch.bincount(gid.reshape(-1)), persistent=False)  # group sizes
             self.num_groups.append(int(gid.max()) + 1)
         gate_mode = {'semi': 'learned', 'structured': 'group', 'unstructured': 'entry', 'ctf': 'group'}[mode]
-        self.gate = Gate(self.num_groups[0] if groupings else 1, gate_mode, init=gate_init)
+        self.gate = Gate(self.num_groups[0] if groupings else 1, gate_mode, init=gate_init, relative=gate_relative)
         self.register_buffer('temperature', torch.tensor(1.0))
         self.register_buffer('gate_temperature', torch.tensor(1.0))
         self.register_buffer('thr_entry', torch.tensor(0.0))

@@ -90,6 +90,9 @@ class PruneConfig:
     gate_init: Any = field(default=0.0, metadata=_doc(
         "initial gate logit (0 undecided, > 0 structure first), or `'score'`: from the group scores of the "
         'loaded weights (weak groups start structured)'))
+    gate_relative: bool = field(default=True, metadata=_doc(
+        'scale the gate temperature by each tensor\'s mean gate logit magnitude, so the anneal decides every gate '
+        'before the freeze (False: the raw logit scale; measured: most gates still undecided at the freeze)'))
     hard_phase: bool = field(default=True, metadata=_doc(
         'train the last quarter of the anneal on the hard, topologically consistent masks (straight-through '
         'gradients); the freeze keeps them unchanged'))
@@ -156,7 +159,7 @@ class PruneConfig:
                 raise ValueError(f"prune_cfg.gate_init must be a number or 'score', got {self.gate_init!r}")
         else:
             self.gate_init = _number(self.gate_init, 'gate_init')
-        for k in ('hard_phase', 'mask_bias', 'oneshot', 'normalize', 'prune_head'):
+        for k in ('hard_phase', 'mask_bias', 'gate_relative', 'oneshot', 'normalize', 'prune_head'):
             if not isinstance(getattr(self, k), bool):
                 raise ValueError(f'prune_cfg.{k} must be True or False, got {getattr(self, k)!r}')
         if self.prune_head:
@@ -214,7 +217,7 @@ class PruneConfig:
                     layer_floor=self.layer_floor, schedule=self.parse_schedule()[0], normalize=self.normalize,
                     group_stat=self.group_stat, gate_init=self.gate_init, gate_price=self.gate_price,
                     gate_price_by=self.gate_price_by, hard_phase=self.hard_phase, mask_bias=self.mask_bias,
-                    target_macs=self.target_macs)
+                    target_macs=self.target_macs, gate_relative=self.gate_relative)
 
 
 def _check_groups(groups):

@@ -74,6 +74,8 @@ class SemiPruner(nn.Module):
         hard_phase: train the last part of the anneal on the hard, topologically consistent masks at the
             exact rate (straight-through gradients); the freeze stores the last of them unchanged.
         mask_bias: mask each conv bias with its output row (a pruned channel emits exactly 0).
+        gate_relative: scale the gate temperature by each tensor's mean |γ| (default), so annealing decides
+            every gate before the freeze (see :mod:`.gate`); False: the logits' raw scale.
         target_macs: optional compute budget, a fraction of the dense MACs: hard masks (hard phase and
             freeze) remove whole channels, weakest per freed MAC first, until the MACs left after channel
             removal are ≤ target_macs·dense (:func:`~.compute.project_macs`), the parameter rate being met
@@ -84,7 +86,7 @@ class SemiPruner(nn.Module):
                  budget_weight: float = 5.0, layer_floor: float = 0.01, schedule=None, channel_sets=None,
                  normalize: bool = True, group_stat: str = 'rms', gate_init=0.0, gate_price: float = 1.0,
                  gate_price_by: str = 'both', hard_phase: bool = True, mask_bias: bool = True,
-                 target_macs: Optional[float] = None):
+                 target_macs: Optional[float] = None, gate_relative: bool = True):
         super().__init__()
         # one validation path: the same dataclass that validates prune_cfg (core/config.py)
         if isinstance(schedule, dict):
@@ -96,7 +98,7 @@ class SemiPruner(nn.Module):
         cfg = PruneConfig(target_rate=target_rate, mode=mode, cost=cost, budget_weight=budget_weight,
                           layer_floor=layer_floor, normalize=normalize, group_stat=group_stat, gate_init=gate_init,
                           gate_price=gate_price, gate_price_by=gate_price_by, hard_phase=bool(hard_phase),
-                          mask_bias=bool(mask_bias), target_macs=target_macs)
+                          mask_bias=bool(mask_bias), target_macs=target_macs, gate_relative=gate_relative)
         cfg.validate()
         if cfg.target_macs is not None and not channel_sets:
             raise ValueError('target_macs needs channel sets (physical channel removal): they are declared for '
@@ -138,7 +140,8 @@ class SemiPruner(nn.Module):
                 raise ValueError(f'{spec.module}.{spec.param} is listed twice or already masked')
             mask = SemiMask(p.shape, spec.groups, mode, name=f'{spec.module}.{spec.param}', normalize=normalize,
                             group_stat=group_stat, gate_init=0.0 if gate_init == 'score' else gate_init,
-                            mask_bias=mask_bias and spec.param == 'weight')
+                            mask_bias=mask_bias and spec.param == 'weight',
+                            gate_relative=cfg.gate_relative)
             resolved.append((mod, spec, mask.to(p.device)))
         for mod, spec, mask in resolved:
             install_mask(mod, spec.param, mask, spec.module)

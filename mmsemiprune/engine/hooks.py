@@ -62,12 +62,17 @@ class SemiPruneHook(Hook):
             masks are frozen lr 0 with the momentum buffers cleared, so nothing carries the logits on past the
             freeze (their decisions are frozen in buffers anyway). The group is added before checkpoints are
             loaded, so ``--resume`` restores its state; MMEngine's LR schedulers leave it alone.
+        reset_momentum: when the masks become hard (hard phase or freeze), clear the optimizer state of the
+            masked tensors once (ours): a fine-tune with fresh momentum, like the one-shot baselines get.
     """
     priority = 'NORMAL'
 
     def __init__(self, log_interval: int = 10, bn_batches: int = 20, save_pruned: bool = True,
-                 check_finite: bool = True, reseed_epochs: bool = True, gate_group: bool = True):
+                 check_finite: bool = True, reseed_epochs: bool = True, gate_group: bool = True,
+                 reset_momentum: bool = True):
         self.gate_group = gate_group
+        self.reset_momentum = reset_momentum
+        self._momentum_reset = False
         self._gates_stopped = False
         self.reseed_epochs = reseed_epochs
         self.log_interval = log_interval
@@ -109,6 +114,22 @@ class SemiPruneHook(Hook):
                 opt.add_param_group(new)
                 runner.logger.info(f'SemiPruneHook: {len(moved)} gate logit tensors in their own parameter group '
                                    '(weight_decay 0; lr 0 and momentum cleared once the masks freeze)')
+
+    def _reset_momentum(self, runner, model):
+        """Clear the optimizer state (momentum) of every masked latent once the masks are hard: it was built
+        from the soft masks' gradients, whose band-stop term grows like 1/τ near the threshold, and would
+        keep pushing the kept weights for tens of steps into the fine-tune."""
+        latents = {id(w) for _, _, w in model.pruner.items()}
+        latents |= {id(m.gate.logit) for m in model.pruner.masks if m.mode == 'semi'}
+        n = 0
+        for opt in self._optimizers(runner):
+            for group in opt.param_groups:
+                for p in group['params']:
+                    if id(p) in latents and opt.state.pop(p, None) is not None:
+                        n += 1
+        self._momentum_reset = True
+        runner.logger.info(f'SemiPruneHook: masks are hard from now on; cleared the optimizer state of {n} '
+                           'masked tensors')
 
     def _stop_gates(self, runner):
         for opt in self._optimizers(runner):
@@ -191,6 +212,9 @@ class SemiPruneHook(Hook):
                     f'Last good checkpoint: {last or "none saved yet"}. Lower the learning rate or '
                     'budget_weight, check the data for NaN/inf, then resume with --resume.')
         model = _pruned_model(runner)
+        if model is not None and self.reset_momentum and not self._momentum_reset \
+                and (model.pruner.in_hard_phase or model.pruner.frozen) and float(model.pruner.progress) > 0:
+            self._reset_momentum(runner, model)
         if model is not None and self.gate_group and not self._gates_stopped and model.pruner.frozen:
             self._stop_gates(runner)
         if model is None or not self.every_n_train_iters(runner, self.log_interval):

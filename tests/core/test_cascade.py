@@ -31,7 +31,7 @@ def _reference(w, mode, te, tg, tau, logits=None, gate_tau=1.0):
         return pg
     if mode == 'ctf':
         return pg * pe
-    g = torch.sigmoid(logits / gate_tau)[:, None, None, None]
+    g = torch.sigmoid(logits / (gate_tau * logits.abs().mean()))[:, None, None, None]  # relative gate temperature
     return g * pg + (1 - g) * pe
 
 
