@@ -360,16 +360,27 @@ def _err(a: torch.Tensor, b: torch.Tensor) -> float:
 def export_pruned(cfg, checkpoint: str, out_dir: str, onnx: bool = False, torch_export: bool = False,
                   shape: Optional[Sequence[int]] = None, inputs: str = 'auto', trust: bool = False,
                   cfg_name: str = 'the config', num_check: int = 8, log=print) -> Dict:
-    """Export (see module docstring). Writes into ``out_dir`` only after every check passed; returns the
-    report dict (also written as ``report.json``)."""
+    """Export (see module docstring): load and check, compact and verify, count, write. Writes into
+    ``out_dir`` only after every check passed; returns the report dict (also written as ``report.json``)."""
     t0 = time.time()
     masked = load_pruned_model(cfg, checkpoint, trust=trust, cfg_name=cfg_name)
-    rep_pr = masked.pruner.report()
     x, x_source = example_inputs(cfg, masked, num_check, shape, inputs)
     if x.dim() != 5:
         raise ExportError(f'check inputs must be (N, M, T, V, C), got shape {tuple(x.shape)}')
-    ref = logits(masked, x)
+    c = _compact_and_verify(cfg, masked, x, checkpoint, cfg_name, out_dir)
+    report = _count_report(c, masked, x, x_source, checkpoint, cfg_name)
+    _write_export(c, report, out_dir, checkpoint, cfg_name, onnx, torch_export, x)
+    report['seconds'] = round(time.time() - t0, 1)
+    with open(osp.join(out_dir, 'report.json'), 'w', encoding='utf-8') as f:
+        json.dump(report, f, indent=1)
+    return report
 
+
+def _compact_and_verify(cfg, masked, x, checkpoint, cfg_name, out_dir) -> Dict:
+    """Compact state dict, exported config and compact model; raises if its class scores on ``x`` differ
+    from the masked model's by more than the tolerance. Returns the pieces as a dict."""
+    rep_pr = masked.pruner.report()
+    ref = logits(masked, x)
     compact_sd, info = compact_state_dict(masked)
     dense_sd = info['dense_sd']
     compact_shapes = {k: format_shape(v.shape) for k, v in compact_sd.items()
@@ -382,19 +393,24 @@ def export_pruned(cfg, checkpoint: str, out_dir: str, onnx: bool = False, torch_
         warnings.simplefilter('ignore')
         stored = sparse_state_dict(compact_sd)
     model = build_compact(out_cfg.model, stored, out_cfg.get('default_scope', 'mmaction'))
-    out = logits(model, x)
-    err_pt = _err(out, ref)
+    err_pt = _err(logits(model, x), ref)
     scale = max(1.0, float(ref.abs().max()))
     if not err_pt <= TOL * scale:
         raise ExportError(f'the compact model differs from the masked model by {err_pt:.3g} (tolerance '
                           f'{TOL * scale:.3g}); this is a bug in the export, please report it with the config')
+    return dict(rep_pr=rep_pr, ref=ref, compact_sd=compact_sd, info=info, dense_sd=dense_sd, meta=meta,
+                out_cfg=out_cfg, stored=stored, model=model, err_pt=err_pt, scale=scale)
 
-    # counts
+
+def _count_report(c: Dict, masked, x, x_source, checkpoint, cfg_name) -> Dict:
+    """The report dict: parameters, MACs (mmengine.analysis) dense / masked / exported, structural share,
+    exactness."""
+    info, dense_sd, rep_pr, out_cfg = c['info'], c['dense_sd'], c['rep_pr'], c['out_cfg']
     x1 = x[:1]
-    dense_cfg = dict(out_cfg.model, compact_shapes=None)
-    dense_model = build_compact(dense_cfg, dense_sd, out_cfg.get('default_scope', 'mmaction'))
+    dense_model = build_compact(dict(out_cfg.model, compact_shapes=None), dense_sd,
+                                out_cfg.get('default_scope', 'mmaction'))
     flops_dense = count_flops(dense_model, x1)
-    flops_exp = count_flops(model, x1)
+    flops_exp = count_flops(c['model'], x1)
     pos = conv_positions(dense_model, x1)
     conv_dense = sum(dense_sd[f'{n}.weight'].numel() * p for n, p in pos.items())
     zero_macs = 0
@@ -404,8 +420,7 @@ def export_pruned(cfg, checkpoint: str, out_dir: str, onnx: bool = False, torch_
             zero_macs += z * pos[mod]
     masked_zeros = sum(info['masked_zeros'].values())
     pruned_removed = masked_zeros - sum(info['remaining_zeros'].values())
-    dense_params = info['dense_params']
-    exp_params = info['compact_params']
+    dense_params, exp_params = info['dense_params'], info['compact_params']
     report = dict(
         config=cfg_name, checkpoint=checkpoint, seconds=None,
         mode=rep_pr['mode'], target_rate=float(rep_pr['target_rate']),
@@ -426,33 +441,37 @@ def export_pruned(cfg, checkpoint: str, out_dir: str, onnx: bool = False, torch_
                         pruned_entries=masked_zeros, pruned_entries_removed=pruned_removed,
                         channels={k: v for k, v in info['channels'].items()},
                         channel_sets=len(info['channels'])),
-        exactness=dict(tolerance=TOL * scale, tolerance_rule='1e-4 * max(1, max |class score|)',
-                       logits_max_abs=float(ref.abs().max()), pytorch_max_abs_err=err_pt),
+        exactness=dict(tolerance=TOL * c['scale'], tolerance_rule='1e-4 * max(1, max |class score|)',
+                       logits_max_abs=float(c['ref'].abs().max()), pytorch_max_abs_err=c['err_pt']),
         files={})
     if not info['channels']:
         report['structural']['note'] = (f'{type(masked.backbone).__name__} declares no channel sets: masks are baked, '
                                         'no channel is physically removed (entry-wise zeros stored sparsely)')
+    return report
 
-    # write (only now)
+
+def _write_export(c: Dict, report: Dict, out_dir, checkpoint, cfg_name, onnx, torch_export, x) -> None:
+    """Write model.pth, config.py and (optionally) model.onnx / model.pt2, checking each against the masked
+    model's class scores; fills ``report['files']`` and ``report['exactness']``."""
     os.makedirs(out_dir, exist_ok=True)
     pth = osp.join(out_dir, 'model.pth')
-    torch.save(dict(state_dict=stored, meta=dict(mmsemiprune_export=meta)), pth)
+    torch.save(dict(state_dict=c['stored'], meta=dict(mmsemiprune_export=c['meta'])), pth)
     cfg_path = osp.join(out_dir, 'config.py')
-    out_cfg.dump(cfg_path)
+    c['out_cfg'].dump(cfg_path)
     with open(cfg_path, encoding='utf-8') as f:
         body = f.read()
     with open(cfg_path, 'w', encoding='utf-8') as f:
         f.write(f'# Compact model exported by tools/export.py from {cfg_name} + {osp.basename(checkpoint)}.\n'
                 '# python tools/test.py <this file> <model.pth next to it>\n' + body)
     files = dict(source_checkpoint=os.path.getsize(checkpoint),
-                 dense_state_dict=_nbytes(dict(state_dict=dense_sd)),
-                 exported_dense_format=_nbytes(dict(state_dict=compact_sd)),
+                 dense_state_dict=_nbytes(dict(state_dict=c['dense_sd'])),
+                 exported_dense_format=_nbytes(dict(state_dict=c['compact_sd'])),
                  model_pth=os.path.getsize(pth))
+    model, ref = c['model'], c['ref']
     if onnx:
         opath = osp.join(out_dir, 'model.onnx')
         report['onnx_exporter'] = export_onnx(model, x, opath)
-        o = run_onnx(opath, x)
-        report['exactness']['onnxruntime_max_abs_err'] = _err(o, ref)
+        report['exactness']['onnxruntime_max_abs_err'] = _err(run_onnx(opath, x), ref)
         files['model_onnx'] = sum(os.path.getsize(osp.join(out_dir, f)) for f in os.listdir(out_dir)
                                   if f.startswith('model.onnx'))
     if torch_export:
@@ -464,11 +483,8 @@ def export_pruned(cfg, checkpoint: str, out_dir: str, onnx: bool = False, torch_
         report['exactness']['torch_export_max_abs_err'] = _err(o, ref)
         files['model_pt2'] = os.path.getsize(ppath)
     report['files'] = files
-    report['exactness']['ok'] = all(v <= TOL * scale for k, v in report['exactness'].items() if k.endswith('_err'))
-    report['seconds'] = round(time.time() - t0, 1)
-    with open(osp.join(out_dir, 'report.json'), 'w', encoding='utf-8') as f:
-        json.dump(report, f, indent=1)
-    return report
+    report['exactness']['ok'] = all(v <= report['exactness']['tolerance'] for k, v in report['exactness'].items()
+                                    if k.endswith('_err'))
 
 
 def _mb(b):
