@@ -22,6 +22,7 @@ masks still prune group-wise but no channel set is declared (no physical channel
 import re
 from typing import Dict, List, Tuple
 
+from mmaction.models.utils.gcn_utils import mstcn, unit_tcn
 from torch import nn
 
 from ..core.pruner import PruneSpec
@@ -88,6 +89,8 @@ def _g(groups, role, default):
 
 # -- ST-GCN / ST-GCN++ (mmaction.models.STGCN) ---------------------------------------------------------
 class _UF:
+    """Union-find over channel-set keys (residual identities merge the sets they connect)."""
+
     def __init__(self):
         self.parent = {}
 
@@ -102,112 +105,129 @@ class _UF:
         self.parent[self.find(a)] = self.find(b)
 
 
-def _stgcn(bb, prefix, roles, groups):
-    specs, raw = [], {}
-    uf = _UF()
+class _STGCNDeclaration:
+    """Prunable tensors and channel sets of an MMAction2 ``STGCN``, block by block: per block ``i`` three
+    activations, ``in{i}`` (block input), ``mid{i}`` (gcn output) and ``out{i}`` (block output); the gcn
+    unit, the temporal unit (``unit_tcn`` or ``mstcn``) and the residual each add their producers /
+    consumers / norms; identities merge activations."""
 
-    def cs(key, size):
-        raw.setdefault(key, dict(size=size, producers=[], consumers=[], norms=[], fp=False, fc=False))
-        uf.find(key)
-        return raw[key]
+    def __init__(self, prefix, roles, groups):
+        self.prefix, self.roles, self.groups = prefix, roles, groups
+        self.specs, self.raw, self.uf = [], {}, _UF()
 
-    n = len(bb.gcn)
-    for i, blk in enumerate(bb.gcn):
-        b = f'{prefix}gcn.{i}'
+    def cs(self, key, size):
+        self.raw.setdefault(key, dict(size=size, producers=[], consumers=[], norms=[], fp=False, fc=False))
+        self.uf.find(key)
+        return self.raw[key]
+
+    def prune(self, role, module, default, param='weight'):
+        if self.roles[role]:
+            self.specs.append(PruneSpec(module, param, _g(self.groups, role, default)))
+
+    def block(self, i, blk, last):
+        b = f'{self.prefix}gcn.{i}'
         g = blk.gcn
-        K = g.num_subsets
-        cin, cout = g.in_channels, g.out_channels
         IN, MID, OUT = f'in{i}', f'mid{i}', f'out{i}'
         if i > 0:
-            uf.union(IN, f'out{i - 1}')
-        cs(IN, cin)
+            self.uf.union(IN, f'out{i - 1}')
+        self.cs(IN, g.in_channels)
         if i == 0:
-            raw[IN]['fp'] = raw[IN]['fc'] = True  # the input coordinates are never removed
-        cs(MID, cout)
-        cs(OUT, cout)
+            self.raw[IN]['fp'] = self.raw[IN]['fc'] = True  # the input coordinates are never removed
+        self.cs(MID, g.out_channels)
+        self.cs(OUT, g.out_channels)
+        self.gcn_unit(b, g, IN, MID)
+        self.temporal_unit(i, b, blk.tcn, MID, OUT)
+        self.residual(b, blk.residual, g.in_channels, IN, OUT)
+        if last:
+            self.raw[OUT]['fc'] = True  # read by the classifier head
+
+    def gcn_unit(self, b, g, IN, MID):
+        K, raw = g.num_subsets, self.raw
         pre = g.conv_pos == 'pre'
-        if roles['gcn']:
-            specs.append(PruneSpec(f'{b}.gcn.conv', 'weight', _g(groups, 'gcn', [f'out:fold={K}' if pre else 'out'])))
+        self.prune('gcn', f'{b}.gcn.conv', [f'out:fold={K}' if pre else 'out'])
         if pre:
             raw[MID]['producers'].append(Slot(f'{b}.gcn.conv', dim=0, fold=K))
             raw[IN]['consumers'].append(Slot(f'{b}.gcn.conv', dim=1))
+            # adjacency aggregation Σ_k Σ_v x[k, c, t, v]·A[k, v, w]: K·V MACs per gcn-conv output position
+            raw[MID]['agg'] = (f'{b}.gcn.conv.weight', float(K * g.A.shape[-1]))
         else:
             raw[MID]['producers'].append(Slot(f'{b}.gcn.conv', dim=0))
             raw[IN]['consumers'].append(Slot(f'{b}.gcn.conv', dim=1, fold=K))
         raw[MID]['norms'].append(f'{b}.gcn.bn')
-        if pre:  # adjacency aggregation Σ_k Σ_v x[k, c, t, v]·A[k, v, w]: K·V MACs per gcn-conv output position
-            raw[MID]['agg'] = (f'{b}.gcn.conv.weight', float(K * g.A.shape[-1]))
-        if roles['adjacency']:
-            pname = 'PA' if 'PA' in g._parameters else ('A' if 'A' in g._parameters else None)
-            if pname:
-                specs.append(PruneSpec(f'{b}.gcn', pname, _g(groups, 'adjacency', ['col'])))
+        pname = 'PA' if 'PA' in g._parameters else ('A' if 'A' in g._parameters else None)
+        if pname:
+            self.prune('adjacency', f'{b}.gcn', ['col'], param=pname)
         if g.with_res:
             if isinstance(getattr(g, 'down', None), nn.Sequential):
-                if roles['residual']:
-                    specs.append(PruneSpec(f'{b}.gcn.down.0', 'weight', _g(groups, 'residual', ['out'])))
+                self.prune('residual', f'{b}.gcn.down.0', ['out'])
                 raw[MID]['producers'].append(Slot(f'{b}.gcn.down.0', dim=0))
                 raw[MID]['norms'].append(f'{b}.gcn.down.1')
                 raw[IN]['consumers'].append(Slot(f'{b}.gcn.down.0', dim=1))
             else:
-                uf.union(MID, IN)
-        t = blk.tcn
-        tname = type(t).__name__
-        if tname == 'unit_tcn':
-            if roles['tcn']:
-                specs.append(PruneSpec(f'{b}.tcn.conv', 'weight', _g(groups, 'tcn', ['out'])))
+                self.uf.union(MID, IN)
+
+    def temporal_unit(self, i, b, t, MID, OUT):
+        raw = self.raw
+        if isinstance(t, unit_tcn):
+            self.prune('tcn', f'{b}.tcn.conv', ['out'])
             raw[MID]['consumers'].append(Slot(f'{b}.tcn.conv', dim=1))
             raw[OUT]['producers'].append(Slot(f'{b}.tcn.conv', dim=0))
             raw[OUT]['norms'].append(f'{b}.tcn.bn')
-        elif tname == 'mstcn':
+        elif isinstance(t, mstcn):
             for j, br in enumerate(t.branches):
                 first = f'{b}.tcn.branches.{j}' + ('.0' if isinstance(br, nn.Sequential) else '')
                 raw[MID]['consumers'].append(Slot(first, dim=1))
-                if roles['tcn']:
-                    specs.append(PruneSpec(first, 'weight', _g(groups, 'tcn', ['out'])))
+                self.prune('tcn', first, ['out'])
                 if isinstance(br, nn.Sequential) and len(br) >= 4 and hasattr(br[3], 'conv'):
-                    if roles['tcn']:
-                        specs.append(PruneSpec(f'{b}.tcn.branches.{j}.3.conv', 'weight', _g(groups, 'tcn', ['out'])))
+                    self.prune('tcn', f'{b}.tcn.branches.{j}.3.conv', ['out'])
                     key = f'br{i}_{j}'
-                    cs(key, br[0].out_channels)
+                    self.cs(key, br[0].out_channels)
                     raw[key]['producers'].append(Slot(first, dim=0))
                     raw[key]['norms'].append(f'{b}.tcn.branches.{j}.1')
                     raw[key]['consumers'].append(Slot(f'{b}.tcn.branches.{j}.3.conv', dim=1))
-            if roles['tcn']:
-                specs.append(PruneSpec(f'{b}.tcn.transform.2', 'weight', _g(groups, 'tcn', ['out'])))
+            self.prune('tcn', f'{b}.tcn.transform.2', ['out'])
             raw[OUT]['producers'].append(Slot(f'{b}.tcn.transform.2', dim=0))
             raw[OUT]['norms'].append(f'{b}.tcn.bn')
         else:
-            raise ValueError(f'{b}.tcn: unsupported temporal unit {tname}; expected unit_tcn or mstcn')
-        res = blk.residual
+            raise ValueError(f'{b}.tcn: unsupported temporal unit {type(t).__name__}; expected unit_tcn or mstcn')
+
+    def residual(self, b, res, cin, IN, OUT):
         if isinstance(res, nn.Module) and hasattr(res, 'conv'):
-            if roles['residual']:
-                specs.append(PruneSpec(f'{b}.residual.conv', 'weight', _g(groups, 'residual', ['out'])))
-            raw[OUT]['producers'].append(Slot(f'{b}.residual.conv', dim=0))
-            raw[OUT]['norms'].append(f'{b}.residual.bn')
-            raw[IN]['consumers'].append(Slot(f'{b}.residual.conv', dim=1))
+            self.prune('residual', f'{b}.residual.conv', ['out'])
+            self.raw[OUT]['producers'].append(Slot(f'{b}.residual.conv', dim=0))
+            self.raw[OUT]['norms'].append(f'{b}.residual.bn')
+            self.raw[IN]['consumers'].append(Slot(f'{b}.residual.conv', dim=1))
         elif _is_identity(res, cin):
-            uf.union(OUT, IN)
-        if i == n - 1:
-            raw[OUT]['fc'] = True  # read by the classifier head
-    merged: Dict[str, ChannelSet] = {}
-    for key, d in raw.items():
-        root = uf.find(key)
-        if root not in merged:
-            merged[root] = ChannelSet(name=root, size=d['size'])
-        m = merged[root]
-        if m.size != d['size']:
-            raise RuntimeError(f'channel set {key} merges sizes {m.size} and {d["size"]}')
-        m.producers += d['producers']
-        m.consumers += d['consumers']
-        m.norms += d['norms']
-        m.fixed_producer |= d['fp']
-        m.fixed_consumer |= d['fc']
-        if 'agg' in d:
-            m.agg_ref, m.agg_factor = d['agg']
-    sets = [s for s in merged.values() if s.producers or s.consumers]
-    for s in sets:
-        s.name = '+'.join(sorted({k for k in raw if uf.find(k) == s.name}))
-    return specs, sets
+            self.uf.union(OUT, IN)
+
+    def channel_sets(self) -> List[ChannelSet]:
+        """Merge the activations joined by identities into channel sets."""
+        merged: Dict[str, ChannelSet] = {}
+        for key, d in self.raw.items():
+            root = self.uf.find(key)
+            if root not in merged:
+                merged[root] = ChannelSet(name=root, size=d['size'])
+            m = merged[root]
+            if m.size != d['size']:
+                raise RuntimeError(f'channel set {key} merges sizes {m.size} and {d["size"]}')
+            m.producers += d['producers']
+            m.consumers += d['consumers']
+            m.norms += d['norms']
+            m.fixed_producer |= d['fp']
+            m.fixed_consumer |= d['fc']
+            if 'agg' in d:
+                m.agg_ref, m.agg_factor = d['agg']
+        sets = [s for s in merged.values() if s.producers or s.consumers]
+        for s in sets:
+            s.name = '+'.join(sorted({k for k in self.raw if self.uf.find(k) == s.name}))
+        return sets
+
+
+def _stgcn(bb, prefix, roles, groups):
+    d = _STGCNDeclaration(prefix, roles, groups)
+    for i, blk in enumerate(bb.gcn):
+        d.block(i, blk, last=i == len(bb.gcn) - 1)
+    return d.specs, d.channel_sets()
 
 
 def _is_identity(res, cin):
