@@ -230,3 +230,32 @@ def test_gate_logits_get_their_own_group_and_stop_at_the_freeze(one_thread):
         step()
     for g, b in zip(gates, before):
         assert torch.equal(g.detach(), b)
+
+
+def test_momentum_of_masked_tensors_cleared_once_masks_are_hard(one_thread):
+    """reset_momentum: the optimizer state built from soft-mask gradients is dropped when masks become hard."""
+    import types
+
+    from mmengine.logging import MMLogger
+    from mmengine.optim import OptimWrapper
+
+    from mmsemiprune.engine import SemiPruneHook
+    from tests.models.test_recognizer import batch, build
+
+    model = build('stgcn', 'semi', 0.8)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    runner = types.SimpleNamespace(optim_wrapper=OptimWrapper(opt), logger=MMLogger.get_instance('momentum-test'))
+    x, ds = batch()
+    model.train()
+    model.pruner.set_progress(0.5)
+    sum(v for k, v in model.loss(x, ds).items() if k.startswith('loss')).backward()
+    opt.step()
+    latents = [w for _, _, w in model.pruner.items()]
+    gates = [m.gate.logit for m in model.pruner.masks]
+    others = [p for p in model.parameters() if all(p is not w for w in latents + gates) and p.grad is not None]
+    assert others
+    assert all('momentum_buffer' in opt.state[w] for w in latents)
+    hook = SemiPruneHook()
+    hook._reset_momentum(runner, model)
+    assert all(w not in opt.state for w in latents + gates)
+    assert all(p in opt.state for p in others)  # BatchNorm, head, biases keep theirs
