@@ -55,7 +55,8 @@ class SemiMask(nn.Module):
         super().__init__()
         self.mask_bias = bool(mask_bias)
         self._is_frozen = False  # host-side mirror of the ``frozen`` buffer (no device sync per step)
-        self._hard_on = False  # hard straight-through phase (set by the pruner every step)
+        self._hard_on = False  # hard phase (set by the pruner every step)
+        self._mask_f = self._row_f = None  # float caches of the stored mask (see _cache_hard)
         if group_stat not in ('rms', 'l1'):
             raise ValueError(f"unknown group_stat {group_stat!r}; choose 'rms' (default) or 'l1' (mean |w|, "
                              'the L1-norm channel criterion of Li et al. 2017)')
@@ -133,20 +134,34 @@ class SemiMask(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._is_frozen = bool(self.frozen)
+        self._cache_hard()
+
+    @torch.no_grad()
+    def _cache_hard(self) -> None:
+        """Float copies of the stored mask and of its rows' bias factors, so that a frozen / hard-phase step
+        costs one multiply per tensor (and one for its bias) instead of casts and reductions."""
+        self._mask_f = self.mask.to(torch.float32)
+        self._row_f = self.row_keep(self._mask_f)
 
     def row_keep(self, psi: torch.Tensor) -> torch.Tensor:
         """β (shape[0],): max_i ψ[o, i] per output row, the factor of that row's bias (1 when any entry of
         the row survives, 0 when the whole row is masked)."""
+        if psi is self.last_psi and self._is_stored(psi):
+            return self._row_f if self._row_f.dtype == psi.dtype else self._row_f.to(psi.dtype)
         return psi.reshape(psi.shape[0], -1).amax(dim=1)
+
+    def _is_stored(self, psi) -> bool:
+        return (self._is_frozen or self._hard_on) and getattr(self, '_mask_f', None) is not None \
+            and self._mask_f.device == psi.device
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         self._check(latent)
-        if self._is_frozen:
-            psi = self.mask.to(latent.dtype) + self.gate.zero_touch().to(latent.dtype)
-            self.last_psi = psi
-            return psi
-        if self._hard_on:  # the hard mask (gates stay in the graph with zero gradient, as DDP expects)
-            psi = self.mask.to(latent.dtype) + self.gate.zero_touch().to(latent.dtype)
+        if self._is_frozen or self._hard_on:  # the stored mask, exactly
+            if getattr(self, '_mask_f', None) is None or self._mask_f.device != latent.device:
+                self._cache_hard()
+            psi = self._mask_f  # constant: the gates take part through the pruner's budget_loss
+            if psi.dtype != latent.dtype:
+                psi = psi.to(latent.dtype)
             self.last_psi = psi
             return psi
         soft = self._soft(latent)
@@ -254,6 +269,7 @@ class SemiMask(nn.Module):
         self.mask.copy_(mask.to(torch.bool))
         self.gate.snapshot()
         self._hard_on = True
+        self._cache_hard()
 
     @torch.no_grad()
     def freeze(self, mask: Optional[torch.Tensor] = None) -> None:
@@ -271,6 +287,7 @@ class SemiMask(nn.Module):
         self.frozen.fill_(True)
         self._is_frozen = True
         self._hard_on = False
+        self._cache_hard()
 
     def extra_repr(self):
         gs = ', '.join(str(g) for g in self.groupings) or 'entry'

@@ -218,11 +218,19 @@ class SemiPruner(nn.Module):
     def budget_loss(self) -> torch.Tensor:
         """R = λ((Σ c·ψ − (1 − r_now)N)/N)² on the soft masks of the last forward; 0 once frozen."""
         if self.frozen or self.in_hard_phase:  # hard masks at the exact rate: nothing to regularize
-            return torch.zeros(())
+            return self._gate_touch()
         loss = self.regularizer(self.masks, self.rate_now)  # a tensor: no host sync
         if self.gate_price > 0:
             loss = loss + self.gate_price * self._gate_price_term()
         return loss
+
+    def _gate_touch(self) -> torch.Tensor:
+        """0·Σγ over all learned gates (one cat, one sum): once the masks are stored the forward no longer reads
+        the gates, but DDP (find_unused_parameters=False) expects every parameter in the graph."""
+        logits = [m.gate.logit for m in self.masks if m.gate.mode == 'learned']
+        if not logits:
+            return torch.zeros(())
+        return torch.cat([g.reshape(-1) for g in logits]).sum() * 0.0
 
     def _gate_price_term(self) -> torch.Tensor:
         """P of ``gate_price_by`` (see the class docstring) over the semi masks of the last forward."""
