@@ -268,7 +268,7 @@ def solve_thresholds(items: Sequence, rate: float, floor: float = 0.0, stats: bo
     masks = [m for m, _ in live]
     latents = [w for _, w in live]
     for m, w in live:
-        m._check(w)
+        m.check_latent(w)
     dev = latents[0].device
     flat = _flat_for(masks, dev)
     x, gstats, coarse = flat_scores(flat, masks, latents)

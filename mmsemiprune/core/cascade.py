@@ -103,7 +103,8 @@ class SemiMask(nn.Module):
     def uses_groups(self) -> bool:
         return self.mode in ('semi', 'structured', 'ctf')
 
-    def _check(self, latent):
+    def check_latent(self, latent):
+        """Raise a ValueError when ``latent`` is not of the shape this mask was built for."""
         if tuple(latent.shape) != self.shape:
             raise ValueError(f'{self.name or "mask"}: latent has shape {tuple(latent.shape)} but the mask '
                              f'was built for {self.shape}; re-create the pruner after changing the model')
@@ -124,6 +125,12 @@ class SemiMask(nn.Module):
             psi = band_stop(s, self.thr_group, tau * spread)[gid]
             out = psi if out is None else out * psi
         return out
+
+    @torch.no_grad()
+    def first_group_scores(self, latent: torch.Tensor) -> torch.Tensor:
+        """(G,) statistic of the first grouping (the gate's groups) of the normalised |latent|."""
+        self.check_latent(latent)
+        return self._group_stat(self.normalise(latent.detach()).abs(), self.gid0, 0)
 
     def _group_stat(self, x, gid, k):
         size = getattr(self, f'gsize{k}')
@@ -155,7 +162,7 @@ class SemiMask(nn.Module):
             and self._mask_f.device == psi.device
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
-        self._check(latent)
+        self.check_latent(latent)
         if self._is_frozen or self._hard_on:  # the stored mask, exactly
             if getattr(self, '_mask_f', None) is None or self._mask_f.device != latent.device:
                 self._cache_hard()
@@ -191,7 +198,7 @@ class SemiMask(nn.Module):
     @torch.no_grad()
     def scores(self, latent: torch.Tensor):
         """(entry score |x|, coarse score min_k s_k[gid_k] or None), both of the latent's shape."""
-        self._check(latent)
+        self.check_latent(latent)
         x = self.normalise(latent.detach()).abs()
         coarse = None
         for k, g in enumerate(self.groupings):
@@ -210,7 +217,7 @@ class SemiMask(nn.Module):
         """(|x| of the latent's shape, coarse scores, their sizes): per group of the first grouping
         ((G,), (G,)) when there is one grouping, else per entry ((numel,), ones); (None, None) without
         groupings."""
-        self._check(latent)
+        self.check_latent(latent)
         x = self.normalise(latent.detach()).abs()
         if not self.groupings:
             return x, None, None

@@ -209,8 +209,7 @@ class SemiPruner(nn.Module):
         for _, m, w in self.items():
             if m.mode != 'semi':
                 continue
-            x = m.normalise(w.detach()).abs()
-            s = m._group_stat(x, m.gid0, 0)
+            s = m.first_group_scores(w)
             spread = s.std().clamp_min(1e-6) if s.numel() > 1 else s.new_tensor(1.0)
             m.gate.init_logits((s.median() - s) / spread)
         self.gates_initialised.fill_(True)
