@@ -173,11 +173,11 @@ class SemiPruner(nn.Module):
         if self.frozen:
             self.rate_now.fill_(self.target_rate)
             return
+        if not bool(self.gates_initialised):  # before a one-shot freeze too (semi one-shot: gates from scores)
+            self._init_gates_from_scores()
         if self.schedule.frozen(p):
             self.freeze()
             return
-        if not bool(self.gates_initialised):
-            self._init_gates_from_scores()
         tau = self.schedule.tau(p)
         _fill_all([m.temperature for m in self.masks], tau)  # one operator per list, no host sync
         _fill_all([m.gate_temperature for m in self.masks], tau / self.schedule.tau_start)

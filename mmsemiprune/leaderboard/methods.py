@@ -10,6 +10,10 @@ magnitude      classic one-shot global magnitude pruning of the dense checkpoint
                mode='unstructured', oneshot=True, normalize=False
 l1_channel     L1-norm channel pruning of the dense checkpoint + fine-tuning:
                mode='structured', oneshot=True, group_stat='l1'
+semi_oneshot   one-shot semi-structured pruning of the dense checkpoint + fine-tuning: global raw magnitude
+               like ``magnitude``, gates decided from the group scores (weak half of each tensor's groups
+               pruned or kept whole, the rest entry-wise), ``target_macs`` met by whole channels:
+               mode='semi', oneshot=True, normalize=False, gate_init='score'
 =============  ===================================================================================
 
 Every pruning method starts from the dense checkpoint of its own dataset/backbone/fold/seed
@@ -40,6 +44,7 @@ METHODS: Dict[str, Dict[str, Any]] = {
     'ctf': dict(mode='ctf'),
     'magnitude': dict(mode='unstructured', oneshot=True, normalize=False),
     'l1_channel': dict(mode='structured', oneshot=True, group_stat='l1'),
+    'semi_oneshot': dict(mode='semi', oneshot=True, normalize=False, gate_init='score'),
 }
 
 # keys of RunSpec.prune that are not prune_cfg keys

@@ -38,7 +38,7 @@ from typing import Any, Dict, List, Optional
 
 __all__ = ['RunSpec', 'load_sweep', 'expand_sweep', 'METHOD_ORDER']
 
-METHOD_ORDER = ['dense', 'semi', 'structured', 'unstructured', 'magnitude', 'l1_channel', 'ctf']
+METHOD_ORDER = ['dense', 'semi', 'semi_oneshot', 'structured', 'unstructured', 'magnitude', 'l1_channel', 'ctf']
 
 
 @dataclass

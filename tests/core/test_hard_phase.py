@@ -204,3 +204,11 @@ def test_bias_masked_with_its_row(toy):
     out = net.c1(toy.data(2)[0])
     assert (out[:, :5] == 0).all() and (out[:, 5:] != 0).any()
     assert channel_view(mask, __import__('mmsemiprune.core.topology', fromlist=['Slot']).Slot('c1'), 96).shape[1] == 96
+
+
+def test_oneshot_semi_takes_gates_from_scores(toy):
+    net, pr = toy.make_pruner('semi', 'params', 0.8, gate_init='score', schedule=dict(warmup=0.0, freeze=0.0))
+    pr.set_progress(0.0)
+    assert pr.frozen and bool(pr.gates_initialised)
+    share = [m.gate.hard().float().mean().item() for m in pr.masks]
+    assert all(0.2 < s < 0.8 for s in share), share  # about half of each tensor's groups decided structured
