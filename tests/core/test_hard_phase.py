@@ -212,3 +212,16 @@ def test_oneshot_semi_takes_gates_from_scores(toy):
     assert pr.frozen and bool(pr.gates_initialised)
     share = [m.gate.hard().float().mean().item() for m in pr.masks]
     assert all(0.2 < s < 0.8 for s in share), share  # about half of each tensor's groups decided structured
+
+
+def test_compute_projection_never_empties_a_channel_set(toy):
+    from mmsemiprune.core.compute import min_channels, project_macs
+    from mmsemiprune.core.topology import alive
+    net, pr = toy.make_pruner('semi', 'params', 0.8)
+    items = pr.items()
+    masks = {k: torch.ones_like(w, dtype=torch.bool) for k, _, w in items}
+    project_macs(items, masks, pr.channel_sets, 0.01)  # unreachable budget
+    for cs in pr.channel_sets:
+        if not (cs.fixed_consumer or cs.fixed_producer):
+            prod, cons = alive(masks, cs)
+            assert int((prod & cons).sum()) >= min_channels(cs.size) >= 1
