@@ -138,7 +138,7 @@ class PruneConfig:
         unknown = sorted(set(d) - set(cls.keys()))
         if unknown:
             raise ValueError(f'unknown prune_cfg key(s) {unknown}; valid keys: {", ".join(cls.keys())} '
-                             '(see README "prune_cfg keys")')
+                             '(see README "Enabling pruning on an existing MMAction2 skeleton config: one line")')
         cfg = cls(**copy.deepcopy(d))
         cfg.validate()
         return cfg

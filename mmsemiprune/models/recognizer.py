@@ -6,7 +6,7 @@ One-line enabling on any MMAction2 skeleton config::
 
 The config merge keeps the stock ``backbone`` / ``cls_head`` / ``data_preprocessor``. Masks are created
 here, in ``__init__`` (before MMEngine builds the optimizer, wraps DDP, initialises weights or loads a
-checkpoint — all measured necessary, see README "Design choices"). The schedule follows the run's
+checkpoint — all measured necessary, see README "The method and our design choices"). The schedule follows the run's
 progress read from MMEngine's MessageHub (``iter`` / ``max_iters``), so no hook is required; the budget
 regularizer is added as ``loss_prune`` and the achieved rate is logged as ``prune_rate``.
 """
