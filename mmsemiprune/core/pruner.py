@@ -115,6 +115,7 @@ class SemiPruner(nn.Module):
         self.register_buffer('profiled', torch.tensor(False))
         self.register_buffer('frozen_at', torch.tensor(-1.0))  # progress at which masks were frozen
         self.register_buffer('gates_initialised', torch.tensor(gate_init != 'score'))
+        self._gates_ready = gate_init != 'score'  # host-side mirror of gates_initialised (no sync per step)
         self._hard_asked = None  # hard phase: the rate asked of the threshold search at the last step
         self.hard_stats = {}  # hard phase: asked / achieved rate and MACs of the last hard masks
         self._prices = None  # gate_price_by 'macs'/'both': per-mask (G,) MACs freed, cached after profiling
@@ -173,7 +174,7 @@ class SemiPruner(nn.Module):
         if self.frozen:
             self.rate_now.fill_(self.target_rate)
             return
-        if not bool(self.gates_initialised):  # before a one-shot freeze too (semi one-shot: gates from scores)
+        if not self._gates_ready:  # before a one-shot freeze too (semi one-shot: gates from scores)
             self._init_gates_from_scores()
         if self.schedule.frozen(p):
             self.freeze()
@@ -213,6 +214,11 @@ class SemiPruner(nn.Module):
             spread = s.std().clamp_min(1e-6) if s.numel() > 1 else s.new_tensor(1.0)
             m.gate.init_logits((s.median() - s) / spread)
         self.gates_initialised.fill_(True)
+        self._gates_ready = True
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+        self._gates_ready = bool(self.gates_initialised)
 
     def budget_loss(self) -> torch.Tensor:
         """R = λ((Σ c·ψ − (1 − r_now)N)/N)² on the soft masks of the last forward; 0 once frozen."""
