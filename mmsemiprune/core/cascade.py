@@ -158,13 +158,12 @@ class SemiMask(nn.Module):
         return psi.reshape(psi.shape[0], -1).amax(dim=1)
 
     def _is_stored(self, psi) -> bool:
-        return (self._is_frozen or self._hard_on) and getattr(self, '_mask_f', None) is not None \
-            and self._mask_f.device == psi.device
+        return (self._is_frozen or self._hard_on) and self._mask_f is not None and self._mask_f.device == psi.device
 
     def forward(self, latent: torch.Tensor) -> torch.Tensor:
         self.check_latent(latent)
         if self._is_frozen or self._hard_on:  # the stored mask, exactly
-            if getattr(self, '_mask_f', None) is None or self._mask_f.device != latent.device:
+            if self._mask_f is None or self._mask_f.device != latent.device:
                 self._cache_hard()
             psi = self._mask_f  # constant: the gates take part through the pruner's budget_loss
             if psi.dtype != latent.dtype:

@@ -85,8 +85,7 @@ def _producer_scores(items) -> Dict[str, torch.Tensor]:
     out = {}
     for key, m, w in items:
         if m.groupings and m.per_group_scores:
-            _, s, _ = m.group_scores(w)
-            out[key] = s
+            out[key] = m.first_group_scores(w)
     return out
 
 

@@ -82,11 +82,5 @@ class Gate(nn.Module):
             return self.decided.clone()
         return self.live_hard()
 
-    def zero_touch(self) -> torch.Tensor:
-        """0·Σγ: keeps γ in the autograd graph after freezing (DDP expects every parameter used)."""
-        if self.mode == 'learned':
-            return self.logit.sum() * 0.0
-        return torch.zeros(())
-
     def extra_repr(self):
         return f'num_groups={self.num_groups}, mode={self.mode}'

@@ -117,7 +117,7 @@ class SemiPruner(nn.Module):
         self.register_buffer('gates_initialised', torch.tensor(gate_init != 'score'))
         self._gates_ready = gate_init != 'score'  # host-side mirror of gates_initialised (no sync per step)
         self._hard_asked = None  # hard phase: the rate asked of the threshold search at the last step
-        self.hard_stats = {}  # hard phase: asked / achieved rate and MACs of the last hard masks
+        self.hard_stats = {}  # hard phase: asked / achieved rate of the last hard masks
         self._prices = None  # gate_price_by 'macs'/'both': per-mask (G,) MACs freed, cached after profiling
         object.__setattr__(self, '_model', model)
         self._items = []  # (key, module, pname, SemiMask)
@@ -231,7 +231,8 @@ class SemiPruner(nn.Module):
 
     def _gate_touch(self) -> torch.Tensor:
         """0·Σγ over all learned gates (one cat, one sum): once the masks are stored the forward no longer reads
-        the gates, but DDP (find_unused_parameters=False) expects every parameter in the graph."""
+        the gates, but DDP (find_unused_parameters=False) expects every parameter in the graph (the single place
+        that keeps them there)."""
         logits = [m.gate.logit for m in self.masks if m.gate.mode == 'learned']
         if not logits:
             return torch.zeros(())

@@ -28,22 +28,12 @@ def test_learned_gate_gradient():
     assert torch.allclose(g.logit.grad, expected)
 
 
-def test_zero_touch_keeps_logit_in_graph():
-    g = Gate(5)
-    z = g.zero_touch()
-    assert z.item() == 0.0
-    z.backward()
-    assert g.logit.grad is not None
-    assert torch.equal(g.logit.grad, torch.zeros(5))
-
-
 @pytest.mark.parametrize('mode, value', [('group', 1.0), ('entry', 0.0)])
 def test_fixed_gates_have_no_parameters(mode, value):
     g = Gate(3, mode)
     assert list(g.parameters()) == []
     assert torch.equal(g(0.1), torch.full((3, ), value))
     assert g.hard().tolist() == [bool(value)] * 3
-    assert g.zero_touch().item() == 0.0
 
 
 def test_invalid_mode():
