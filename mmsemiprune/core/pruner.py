@@ -21,7 +21,7 @@ from torch import nn
 
 from .budget import BudgetRegularizer, solve_thresholds
 from .config import GATE_PRICES, PruneConfig, check_fraction, check_rate  # noqa: F401  (re-exported)
-from .cascade import MODES, SemiMask
+from .cascade import SemiMask
 from .finalize import consistent_masks, harden
 from .reparam import install_mask, is_masked
 from .schedule import PruneSchedule

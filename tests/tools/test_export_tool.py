@@ -1,7 +1,6 @@
 """tools/export.py end to end on a tiny synthetic demo set: export a pruned checkpoint (in-process CLI), then
 evaluate the exported config + model.pth with tools/test.py in a fresh process (MMAction2's registry, Runner
 and checkpoint loader, weights-only)."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -10,18 +9,12 @@ import sys
 
 import pytest
 import torch
+from tests.tools._tools import load_tool
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TOOLS = osp.join(ROOT, 'tools')
 
 
-def _tool(name):
-    if TOOLS not in sys.path:
-        sys.path.insert(0, TOOLS)
-    spec = importlib.util.spec_from_file_location(f'_mmsp_tool_{name}', osp.join(TOOLS, f'{name}.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(autouse=True, scope='module')
@@ -65,7 +58,7 @@ def demo(_one_thread, tmp_path_factory):
 
 def test_export_cli_then_tools_test(demo, capsys):
     out = str(demo['dir'] / 'out')
-    rc = _tool('export').main([demo['cfg'], demo['ckpt'], out, '--onnx', '--num-check', '4'])
+    rc = load_tool('export').main([demo['cfg'], demo['ckpt'], out, '--onnx', '--num-check', '4'])
     printed = capsys.readouterr().out
     assert rc == 0
     assert 'params' in printed and 'MACs / clip' in printed and 'structural share' in printed
@@ -89,7 +82,7 @@ def test_export_cli_then_tools_test(demo, capsys):
 
 
 def test_export_cli_errors(demo, tmp_path, capsys):
-    tool = _tool('export')
+    tool = load_tool('export')
     out = str(tmp_path / 'never')
 
     def error_of(argv):

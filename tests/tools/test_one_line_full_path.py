@@ -9,11 +9,9 @@
 - ``tools/export.py WORK_DIR OUT`` exports that run; the run's own ``epoch_N.pth`` exports without
   ``--trust-checkpoint``.
 """
-import importlib.util
 import os
 import os.path as osp
 import pickle
-import sys
 
 import numpy as np
 import pytest
@@ -21,9 +19,9 @@ import torch
 
 import mmaction
 from mmengine.config import Config
+from tests.tools._tools import load_tool
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
-TOOLS = osp.join(REPO, 'tools')
 STOCK = osp.join(osp.dirname(mmaction.__file__), '.mim', 'configs', 'skeleton', 'stgcn',
                  'stgcn_8xb16-joint-u100-80e_ntu60-xsub-keypoint-3d.py')
 ONE_LINE = ['model.type=mmsemiprune.SemiPruneRecognizerGCN', 'model.prune_cfg.target_rate=0.9']
@@ -32,13 +30,6 @@ VAL_ANN = 'val_dataloader.dataset.ann_file'
 TEST_ANN = 'test_dataloader.dataset.ann_file'
 
 
-def _tool(name):
-    if TOOLS not in sys.path:
-        sys.path.insert(0, TOOLS)
-    spec = importlib.util.spec_from_file_location(f'_mmsp_full_{name}', osp.join(TOOLS, f'{name}.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture(scope='module')
@@ -160,7 +151,7 @@ def test_export_stock_config_bad_test_data(case, inputs, good_pkl, tmp_path, cap
     ckpt = tmp_path / 'any.pth'
     torch.save({}, str(ckpt))
     with pytest.raises(SystemExit) as e:
-        _tool('export').main([STOCK, str(ckpt), str(tmp_path / 'out'), '--inputs', inputs, '--cfg-options',
+        load_tool('export').main([STOCK, str(ckpt), str(tmp_path / 'out'), '--inputs', inputs, '--cfg-options',
                               *ONE_LINE, f'{TEST_ANN}={bad}'])
     assert e.value.code == 2
     err = capsys.readouterr().err.strip()
@@ -171,7 +162,7 @@ def test_export_stock_config_bad_test_data(case, inputs, good_pkl, tmp_path, cap
 
 # -- SemiPruneHook is added by tools/train.py ----------------------------------------------------------------
 def test_add_semiprune_hook_rules():
-    from _common import add_semiprune_hook  # noqa: I100  (tools/ is on sys.path via _tool)
+    from _common import add_semiprune_hook  # noqa: I100  (tools/ is on sys.path via load_tool)
     from mmsemiprune.compat import ConfigError
 
     def cfg(**kw):
@@ -194,7 +185,7 @@ def test_add_semiprune_hook_rules():
         add_semiprune_hook(cfg(semiprune_hook='yes'))
 
 
-_tool('export')  # puts tools/ on sys.path for test_add_semiprune_hook_rules
+load_tool('export')  # puts tools/ on sys.path for test_add_semiprune_hook_rules
 
 
 @pytest.fixture(scope='module')
@@ -224,7 +215,7 @@ def test_export_from_the_work_dir(one_line_run, tmp_path, capsys):
     work, _ = one_line_run
     name = osp.splitext(osp.basename(STOCK))[0]
     out = str(tmp_path / 'out')
-    rc = _tool('export').main([work, out, '--num-check', '2'])
+    rc = load_tool('export').main([work, out, '--num-check', '2'])
     printed = capsys.readouterr().out
     assert rc == 0, printed
     assert f'exporting {osp.join(work, name + "_pruned.pth")} (config {osp.join(work, name + ".py")})' in printed
@@ -237,10 +228,10 @@ def test_export_from_the_work_dir(one_line_run, tmp_path, capsys):
 def test_export_the_runs_own_epoch_checkpoint_without_flags(one_line_run, tmp_path, capsys):
     work, _ = one_line_run
     epoch = osp.join(work, 'epoch_1.pth')
-    rc = _tool('export').main([epoch, str(tmp_path / 'a'), '--inputs', 'synthetic', '--num-check', '2'])
+    rc = load_tool('export').main([epoch, str(tmp_path / 'a'), '--inputs', 'synthetic', '--num-check', '2'])
     assert rc == 0, capsys.readouterr()
     # the stock config file itself + the run's epoch_1.pth: its folder holds the dump of a run of that config
-    rc = _tool('export').main([STOCK, epoch, str(tmp_path / 'b'), '--inputs', 'synthetic', '--num-check', '2',
+    rc = load_tool('export').main([STOCK, epoch, str(tmp_path / 'b'), '--inputs', 'synthetic', '--num-check', '2',
                                '--cfg-options', *ONE_LINE])
     assert rc == 0, capsys.readouterr()
     # the same file elsewhere still needs trust
@@ -248,7 +239,7 @@ def test_export_the_runs_own_epoch_checkpoint_without_flags(one_line_run, tmp_pa
     other.parent.mkdir()
     other.write_bytes(open(epoch, 'rb').read())
     with pytest.raises(SystemExit) as e:
-        _tool('export').main([STOCK, str(other), str(tmp_path / 'c'), '--inputs', 'synthetic',
+        load_tool('export').main([STOCK, str(other), str(tmp_path / 'c'), '--inputs', 'synthetic',
                               '--cfg-options', *ONE_LINE])
     assert e.value.code == 2 and '--trust-checkpoint to tools/export.py' in capsys.readouterr().err
 
@@ -256,7 +247,7 @@ def test_export_the_runs_own_epoch_checkpoint_without_flags(one_line_run, tmp_pa
 def test_export_work_dir_errors(tmp_path, capsys):
     def error_of(argv):
         with pytest.raises(SystemExit) as e:
-            _tool('export').main(argv)
+            load_tool('export').main(argv)
         assert e.value.code == 2
         err = capsys.readouterr().err.strip()
         assert err.startswith('error: ') and '\n' not in err
