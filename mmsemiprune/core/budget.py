@@ -63,8 +63,9 @@ class BudgetRegularizer:
         total = (costs * sums.new_tensor(numels)).sum() if len(set(numels)) > 1 else costs.sum() * numels[0]
         return (sums * costs).sum() / total
 
-    def __call__(self, masks, rate) -> torch.Tensor:
-        frac = self.kept_fraction(masks)
+    def __call__(self, masks, rate, frac=None) -> torch.Tensor:
+        """``frac``: the kept fraction when already computed (the pruner's batched masks)."""
+        frac = self.kept_fraction(masks) if frac is None else frac
         if frac is None:
             return torch.zeros(())
         return self.weight * (frac - (1.0 - rate)) ** 2
@@ -216,7 +217,9 @@ def flat_scores(flat: _Flat, masks, latents):
     w = torch.cat([t.detach().reshape(-1) for t in latents])
     m0 = masks[0]
     if m0.normalize:
-        x = (w / flat_scale(latents).index_select(0, flat.lid)).abs()
+        scale = flat_scale(latents)
+        flat.scale = (scale, [(t, t._version) for t in latents])  # reused by the batched soft masks (.batch)
+        x = (w / scale.index_select(0, flat.lid)).abs()
     else:
         x = w.abs()
     stats, coarse = [], None
