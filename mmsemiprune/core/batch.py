@@ -14,7 +14,8 @@ each masked weight, and their backward):
     ψ_G = Π_k B(s_k; a_g[glid_k], τ[glid_k]·spread_k[glid_k])[gid_k],  spread_k = segment std of s_k per tensor
     g = σ(γ / (τ_g·mean|γ|_ℓ)[glid_0])            (G_0,)  γ = cat_ℓ γ_ℓ
     ψ = g[gid_0]·ψ_G + (1 − g[gid_0])·ψ_e  (semi; structured ψ_G, unstructured ψ_e, ctf ψ_G·ψ_e)
-    W = w ⊙ ψ, split back into the L shaped views;  β = segment max of ψ per output row (masked biases)
+    W = w ⊙ ψ, split back into the L shaped views;  β = segment max of ψ per output row (masked biases:
+          b ⊙ β)
 
 with the per-tensor scalars (thresholds, temperatures, costs) stacked once and expanded by static index tensors
 (built once per mask list and device, :class:`~.budget._Flat`). The formulas are those of
@@ -79,7 +80,8 @@ class _Index:
             self.slots.append(dict(gid=s['gid'], size=s['size'], G=G, gather=gather, seg=seg, cnt=cnt,
                                    multi=cnt > 1, dummy=is_dummy if dummy else None,
                                    glen=[int(v) for v in s['glen'].tolist()]))
-        # masked biases: global output-row id of every entry of a mask with a masked bias, R (a dummy row) else
+        # masked biases: global output-row id of every entry of a mask with a masked bias (rows in the order of the
+        # biases), R (a dummy row) for the others
         self.has_bias = tuple(has_bias)
         rows, self.bias_len, R = [], [], 0
         for m, n, hb in zip(masks, self.sizes, has_bias):
@@ -95,6 +97,10 @@ class _Index:
         if R:
             rows = torch.cat(rows)
             self.rowid = torch.where(rows < 0, R, rows)
+        # static per-tensor factors of the segment std (spread_k): 1/n_ℓ and 1/max(n_ℓ − 1, 1)
+        for s in self.slots:
+            s['inv_cnt'] = 1.0 / s['cnt']
+            s['inv_cnt1'] = 1.0 / (s['cnt'] - 1).clamp_min(1)
 
 
 class _Cache:
@@ -229,10 +235,10 @@ class SoftBatch:
                     st = st.clamp_min(1e-30).sqrt()  # as groups.group_rms
                 with torch.no_grad():  # spread_k = std of s_k per tensor (unbiased, as Tensor.std), 1 for one group
                     sd = st.detach()
-                    cnt = _as(s['cnt'], dt)
-                    mean = torch.zeros(L + 1, dtype=dt, device=dev).index_add_(0, s['seg'], sd) / cnt
+                    mean = torch.zeros(L + 1, dtype=dt, device=dev).index_add_(0, s['seg'], sd) * _as(s['inv_cnt'], dt)
                     d = sd - mean.index_select(0, s['seg'])
-                    var = torch.zeros(L + 1, dtype=dt, device=dev).index_add_(0, s['seg'], d * d) / (cnt - 1).clamp_min(1)
+                    var = torch.zeros(L + 1, dtype=dt, device=dev).index_add_(0, s['seg'], d * d) \
+                        * _as(s['inv_cnt1'], dt)
                     spread = torch.where(s['multi'], var.sqrt().clamp_min(1e-3), 1.0)[:L]
                     t_g = (tau * spread).index_select(0, s['gather'])
                 b = band_stop(st, tg.index_select(0, s['gather']), t_g)
@@ -270,6 +276,8 @@ class SoftBatch:
         c.W = (w * psi).split(ix.sizes)
         c.bias = None
         if ix.R:  # β_o = max_i ψ[o, i] per output row (SemiMask.row_keep), then b ⊙ β
+            # (torch.segment_reduce would be cheaper but syncs with lengths= and, measured in torch 2.13, its max
+            # backward with offsets= is wrong on long tied rows; scatter_reduce's shares ties as amax does)
             beta = torch.zeros(ix.R + 1, dtype=dt, device=dev).scatter_reduce_(0, ix.rowid, psi, 'amax',
                                                                               include_self=False)
             bb = torch.cat([b for b in biases if b is not None])
@@ -291,17 +299,24 @@ class SoftBatch:
 
     # -- losses over the batch -------------------------------------------------------------------------------
     def _stacked_costs(self, c):
+        """(versions, c_ℓ (L,), N = Σ c_ℓ·numel_ℓ, c_ℓ·n_g/N per group of the first grouping): recomputed only
+        when a cost buffer changes (profiling)."""
         masks = c.masks
         ver = tuple(m.cost._version for m in masks)
         if self._costs is None or self._costs[0] != ver or self._costs[1].device != c.psi.device:
             with torch.no_grad():
                 costs = torch.stack([m.cost for m in masks]).to(device=c.psi.device, dtype=torch.float32)
-                self._costs = (ver, costs, (costs * c.ix.numel).sum())
-        return self._costs[1], self._costs[2]
+                total = (costs * c.ix.numel).sum()
+                weight = None
+                if c.ix.slots:
+                    s0 = c.ix.slots[0]
+                    weight = (costs / total).index_select(0, s0['gather'][:-1]) * s0['size'][:s0['G']]
+                self._costs = (ver, costs, total, weight)
+        return self._costs
 
     def kept_fraction(self, c) -> torch.Tensor:
         """Σ_ℓ c_ℓ Σ_i ψ_ℓ,i / Σ_ℓ c_ℓ·numel_ℓ over the batch (BudgetRegularizer.kept_fraction)."""
-        costs, total = self._stacked_costs(c)
+        _, costs, total, _ = self._stacked_costs(c)
         sums = torch.zeros(c.ix.L, dtype=c.psi.dtype, device=c.psi.device).index_add_(0, c.ix.lid, c.psi)
         return (sums * _as(costs, sums.dtype)).sum() / _as(total, sums.dtype)
 
@@ -314,8 +329,7 @@ class SoftBatch:
         g, delta, group = c.gate, c.delta[:G], c.group[:G]
         term = 0.0
         if by in ('params', 'both'):
-            costs, total = self._stacked_costs(c)
-            weight = (costs / total).index_select(0, s0['gather'][:-1]) * s0['size'][:G]  # c_ℓ·n_g / N
+            weight = self._stacked_costs(c)[3]  # c_ℓ·n_g / N per group of the first grouping
             term = term + (g * delta * _as(weight, g.dtype)).sum()
         if by in ('macs', 'both') and mac_prices is not None:
             prices, dense = mac_prices

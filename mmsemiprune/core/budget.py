@@ -214,7 +214,7 @@ def flat_scale(latents) -> torch.Tensor:
 def flat_scores(flat: _Flat, masks, latents):
     """(|x| (N,), per slot the group statistics (G_k,), coarse score per entry (N,) or None): the scores
     :meth:`~.cascade.SemiMask.group_scores` gives, for all masks at once (no grad)."""
-    w = torch.cat([t.detach().reshape(-1) for t in latents])
+    w = torch.cat([(t.detach() if t.requires_grad and torch.is_grad_enabled() else t).reshape(-1) for t in latents])
     m0 = masks[0]
     if m0.normalize:
         scale = flat_scale(latents)
@@ -239,7 +239,7 @@ def _gate_hard(flat: _Flat, masks, device):
     """Hard gate decision per group of slot 0 (True: the group mask decides), (G_0 + 1,) with the dummy."""
     gates = [m.gate for m in masks]
     if all(g.mode == 'learned' and not getattr(g, '_is_frozen', False) for g in gates):
-        hard = torch.cat([g.logit.detach() for g in gates]) > 0
+        hard = torch.cat([g.logit.detach() if torch.is_grad_enabled() else g.logit for g in gates]) > 0
     else:
         hard = torch.cat([g.hard().to(device) for g in gates])
     return torch.cat([hard, hard.new_zeros(1)])
