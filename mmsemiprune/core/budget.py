@@ -63,8 +63,9 @@ class BudgetRegularizer:
         total = (costs * sums.new_tensor(numels)).sum() if len(set(numels)) > 1 else costs.sum() * numels[0]
         return (sums * costs).sum() / total
 
-    def __call__(self, masks, rate) -> torch.Tensor:
-        frac = self.kept_fraction(masks)
+    def __call__(self, masks, rate, frac=None) -> torch.Tensor:
+        """``frac``: the kept fraction when already computed (the pruner's batched masks)."""
+        frac = self.kept_fraction(masks) if frac is None else frac
         if frac is None:
             return torch.zeros(())
         return self.weight * (frac - (1.0 - rate)) ** 2
@@ -213,10 +214,12 @@ def flat_scale(latents) -> torch.Tensor:
 def flat_scores(flat: _Flat, masks, latents):
     """(|x| (N,), per slot the group statistics (G_k,), coarse score per entry (N,) or None): the scores
     :meth:`~.cascade.SemiMask.group_scores` gives, for all masks at once (no grad)."""
-    w = torch.cat([t.detach().reshape(-1) for t in latents])
+    w = torch.cat([(t.detach() if t.requires_grad and torch.is_grad_enabled() else t).reshape(-1) for t in latents])
     m0 = masks[0]
     if m0.normalize:
-        x = (w / flat_scale(latents).index_select(0, flat.lid)).abs()
+        scale = flat_scale(latents)
+        flat.scale = (scale, [(t, t._version) for t in latents])  # reused by the batched soft masks (.batch)
+        x = (w / scale.index_select(0, flat.lid)).abs()
     else:
         x = w.abs()
     stats, coarse = [], None
@@ -236,7 +239,7 @@ def _gate_hard(flat: _Flat, masks, device):
     """Hard gate decision per group of slot 0 (True: the group mask decides), (G_0 + 1,) with the dummy."""
     gates = [m.gate for m in masks]
     if all(g.mode == 'learned' and not getattr(g, '_is_frozen', False) for g in gates):
-        hard = torch.cat([g.logit.detach() for g in gates]) > 0
+        hard = torch.cat([g.logit.detach() if torch.is_grad_enabled() else g.logit for g in gates]) > 0
     else:
         hard = torch.cat([g.hard().to(device) for g in gates])
     return torch.cat([hard, hard.new_zeros(1)])

@@ -91,9 +91,58 @@ class SemiMask(nn.Module):
         self.register_buffer('macs', torch.tensor(0.0))   # MACs per entry per sample (0 = not profiled)
         self.register_buffer('frozen', torch.tensor(False))
         self.register_buffer('mask', torch.ones(self.shape, dtype=torch.bool))
+        self._batch = None  # the pruner's SoftBatch (all soft masks in one pass, .batch), if any
+        self._lazy = None  # (batch cache, index): last_* are views of it, made when first read
         self.last_psi = None  # ψ of the last forward, reused by the budget loss
         self.last_delta = None  # semi: per-group mean(ψ_G − ψ_e) of the last forward (detached)
         self.last_group = None  # semi: per-group mean ψ_G of the last forward (detached)
+
+    # ψ, Δ and ψ̄_G of the last forward: tensors, or views of the batched evaluation made when first read
+    def _unlazy(self):
+        lz = self.__dict__.get('_lazy')
+        if lz is not None:
+            c, i = lz
+            self.__dict__['_lazy'] = None
+            self._last_psi = c.psi_view(i)
+            self._last_delta, self._last_group = c.group_views(i)
+
+    def _last(name):  # noqa: N805  (property factory)
+        def get(self):
+            self._unlazy()
+            return self.__dict__.get(name)
+
+        def set_(self, value):  # the per-tensor path writes all three: a pending batch view is dropped
+            if self.__dict__.get('_lazy') is not None:
+                self.__dict__.update(_lazy=None, _last_psi=None, _last_delta=None, _last_group=None)
+            self.__dict__[name] = value
+        return property(get, set_)
+
+    last_psi, last_delta, last_group = _last('_last_psi'), _last('_last_delta'), _last('_last_group')
+    del _last
+
+    def __getstate__(self):  # copies and pickles carry no link to the pruner's batch nor graph views
+        self._unlazy()
+        state = super().__getstate__()
+        state['_batch'] = None
+        return state
+
+    def batched(self, latent: torch.Tensor, bias: Optional[torch.Tensor] = None):
+        """(Ŵ ⊙ ψ, b ⊙ β) from the pruner's batched soft masks (:mod:`.batch`), or None where they do not
+        apply (no pruner, frozen / hard phase, stale or foreign inputs): then use ``latent * self(latent)``.
+        ``bias``: the conv bias to mask (``mask_bias``), or None."""
+        b = self.__dict__.get('_batch')
+        if b is None or self._is_frozen or self._hard_on:
+            return None
+        c, i = b.take(self, latent)
+        if c is None:
+            return None
+        self.__dict__['_lazy'] = (c, i)
+        W = c.W[i].view(self.shape)
+        if bias is None:
+            return W, None
+        if c.bias is not None and c.biases[i] is bias:
+            return W, c.bias[i]
+        return W, bias * self.row_keep(self.last_psi)
 
     @property
     def uses_entries(self) -> bool:
@@ -170,6 +219,12 @@ class SemiMask(nn.Module):
                 psi = psi.to(latent.dtype)
             self.last_psi = psi
             return psi
+        b = self.__dict__.get('_batch')
+        if b is not None:
+            c, i = b.take(self, latent)
+            if c is not None:
+                self.__dict__['_lazy'] = (c, i)
+                return self.last_psi
         soft = self._soft(latent)
         self.last_psi = soft
         return soft

@@ -23,7 +23,7 @@ __all__ = ['harden', 'consistent_masks', 'recalibrate_bn']
 
 @torch.no_grad()
 def _hard_masks(items, rate, floor, sets, target_macs=None, scores=None):
-    solve_thresholds([(m, w) for _, m, w in items], rate, floor)
+    solve_thresholds([(m, w) for _, m, w in items], rate, floor, stats=False)  # stats unused: no host reads
     masks = {key: m.hard(w) for key, m, w in items}
     if sets:
         make_consistent(masks, sets)
@@ -34,9 +34,11 @@ def _hard_masks(items, rate, floor, sets, target_macs=None, scores=None):
 
 
 def _pruned_fraction(items, masks) -> float:
-    tot = sum(float(m.cost) * w.numel() for _, m, w in items)
-    kept = sum(float(m.cost) * float(masks[k].sum()) for k, m, w in items)
-    return 1.0 - kept / tot
+    """1 − Σ c_ℓ·kept_ℓ / Σ c_ℓ·numel_ℓ, in float64 on the device, read back once (one host sync, not 2L)."""
+    costs = torch.stack([m.cost for _, m, _ in items]).double()
+    kept = torch.stack([masks[k].sum() for k, _, _ in items]).double()
+    numel = torch.tensor([w.numel() for _, _, w in items], dtype=torch.float64, device=costs.device)
+    return float(1.0 - (costs * kept.to(costs.device)).sum() / (costs * numel).sum())
 
 
 @torch.no_grad()

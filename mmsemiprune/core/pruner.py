@@ -21,6 +21,7 @@ from torch import nn
 
 from .budget import BudgetRegularizer, solve_thresholds
 from .config import GATE_PRICES, PruneConfig, check_fraction, check_rate  # noqa: F401  (re-exported)
+from .batch import SoftBatch
 from .cascade import SemiMask
 from .finalize import consistent_masks, harden
 from .reparam import install_mask, is_masked
@@ -147,6 +148,15 @@ class SemiPruner(nn.Module):
         for mod, spec, mask in resolved:
             install_mask(mod, spec.param, mask, spec.module)
             self._items.append((f'{spec.module}.{spec.param}', mod, spec.param, mask))
+        self._batch = None
+        self._link_batch()
+
+    def _link_batch(self):
+        """All soft masks in one pass (:class:`~.batch.SoftBatch`): link every mask to this pruner's batch
+        (again after a deep copy, which drops the link)."""
+        self._batch = SoftBatch(self)
+        for m in self.masks:
+            m._batch = self._batch
 
     # -- access ---------------------------------------------------------------------------------------
     @property
@@ -171,6 +181,9 @@ class SemiPruner(nn.Module):
         """Move to progress p ∈ [0, 1]: temperature, scheduled rate, thresholds; freeze when due."""
         p = float(min(max(p, 0.0), 1.0))
         self.progress.fill_(p)
+        if self._batch is None:
+            self._link_batch()
+        self._batch.clear()  # thresholds and temperatures move: the next forward recomputes ψ
         if self.frozen:
             self.rate_now.fill_(self.target_rate)
             return
@@ -224,9 +237,13 @@ class SemiPruner(nn.Module):
         """R = λ((Σ c·ψ − (1 − r_now)N)/N)² on the soft masks of the last forward; 0 once frozen."""
         if self.frozen or self.in_hard_phase:  # hard masks at the exact rate: nothing to regularize
             return self._gate_touch()
-        loss = self.regularizer(self.masks, self.rate_now)  # a tensor: no host sync
+        c = self._batch.current(self.masks) if self._batch is not None else None
+        if c is not None:  # every mask's ψ of the last forward is a slice of one batched evaluation
+            loss = self.regularizer(self.masks, self.rate_now, frac=self._batch.kept_fraction(c))
+        else:
+            loss = self.regularizer(self.masks, self.rate_now)  # a tensor: no host sync
         if self.gate_price > 0:
-            loss = loss + self.gate_price * self._gate_price_term()
+            loss = loss + self.gate_price * self._gate_price_term(c)
         return loss
 
     def _gate_touch(self) -> torch.Tensor:
@@ -238,8 +255,13 @@ class SemiPruner(nn.Module):
             return torch.zeros(())
         return torch.cat([g.reshape(-1) for g in logits]).sum() * 0.0
 
-    def _gate_price_term(self) -> torch.Tensor:
-        """P of ``gate_price_by`` (see the class docstring) over the semi masks of the last forward."""
+    def _gate_price_term(self, batch=None) -> torch.Tensor:
+        """P of ``gate_price_by`` (see the class docstring) over the semi masks of the last forward (``batch``:
+        their batched evaluation, :meth:`~.batch.SoftBatch.current`)."""
+        if batch is not None and batch.gate is not None:
+            return self._batch.gate_price(batch, self.gate_price_by,
+                                          self._mac_prices() if self.gate_price_by in ('macs', 'both')
+                                          and bool(self.profiled) else None)
         semi = [(k, m) for k, m in zip([k for k, *_ in self._items], self.masks)
                 if m.mode == 'semi' and m.last_delta is not None]
         if not semi:

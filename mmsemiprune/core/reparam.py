@@ -31,7 +31,11 @@ _PSI = '_psi'
 def masked_tensor(module: nn.Module, pname: str) -> torch.Tensor:
     """Ŵ ⊙ ψ(Ŵ) for ``module.<pname>``."""
     latent = module._parameters[pname]
-    return latent * getattr(module, pname + _PSI)(latent)
+    mask = getattr(module, pname + _PSI)
+    hit = mask.batched(latent)  # soft masks: the slice of the pruner's batched Ŵ ⊙ ψ (core/batch.py)
+    if hit is not None:
+        return hit[0]
+    return latent * mask(latent)
 
 
 class _MaskedConvMixin:
@@ -46,8 +50,11 @@ class _MaskedConvMixin:
         that BatchNorm and the adjacency turn into a signal the next layer learns to read)."""
         latent = self._parameters['weight']
         mask = getattr(self, 'weight' + _PSI)
-        psi = mask(latent)
         bias = self.bias
+        hit = mask.batched(latent, bias if mask.mask_bias else None)  # soft masks, batched (core/batch.py)
+        if hit is not None:
+            return hit[0], (hit[1] if mask.mask_bias else bias)
+        psi = mask(latent)
         if bias is not None and mask.mask_bias:
             bias = bias * mask.row_keep(psi)
         return latent * psi, bias

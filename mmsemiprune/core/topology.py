@@ -63,8 +63,8 @@ def channel_any(t: torch.Tensor, slot: Slot, size: int) -> torch.Tensor:
 
 def zero_channels(t: torch.Tensor, slot: Slot, size: int, dead: torch.Tensor, fill=0) -> torch.Tensor:
     """Copy of ``t`` with channel slices where ``dead`` set to ``fill`` (zeroed by default)."""
-    v = channel_view(t.clone(), slot, size)
-    v[:, dead, :] = fill
+    v = channel_view(t, slot, size)
+    v = torch.where(dead.view(1, -1, 1), torch.as_tensor(fill, dtype=t.dtype, device=t.device), v)  # no boolean indexing
     out = v.reshape((slot.fold * size, ) + tuple(t.movedim(slot.dim, 0).shape[1:])).movedim(0, slot.dim)
     return out.contiguous()
 
@@ -94,8 +94,9 @@ def make_consistent(masks: Dict[str, torch.Tensor], sets: List[ChannelSet], max_
     removed_total = 0
     dev = next(iter(masks.values())).device if masks else None
     done = [torch.zeros(cs.size, dtype=torch.bool, device=dev) for cs in sets]
+    # one host read per round (did any set change?), not one per set: zeroing with no dead channel is a no-op
     for _ in range(max_rounds):
-        changed = False
+        removed = []
         for i, cs in enumerate(sets):
             prod, cons = alive(masks, cs)
             live = torch.zeros(cs.size, dtype=torch.bool, device=dev)  # some masked slice still non-zero
@@ -103,14 +104,15 @@ def make_consistent(masks: Dict[str, torch.Tensor], sets: List[ChannelSet], max_
                 if s.key() in masks:
                     live |= channel_any(masks[s.key()], s, cs.size)
             dead = ~(prod & cons) & live & ~done[i]
-            if not dead.any():
-                continue
             for s in cs.producers + cs.consumers:
                 if s.key() in masks:
                     masks[s.key()] = zero_channels(masks[s.key()], s, cs.size, dead)
             done[i] |= dead
-            removed_total += int(dead.sum())
-            changed = True
-        if not changed:
+            removed.append(dead.sum())
+        if not removed:
+            break
+        n = int(torch.stack(removed).sum())
+        removed_total += n
+        if n == 0:
             break
     return removed_total

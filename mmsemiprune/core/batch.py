@@ -1,0 +1,341 @@
+"""All soft masks of a pruner in one pass over one flat vector (issue "pruning at GPU speed").
+
+Per tensor, the soft cascade of :class:`~.cascade.SemiMask` costs ~40 forward + backward operators, the bias
+mask, the budget sum and the gate prices another ~25: O(L) small kernels per step for L masked tensors.
+:class:`SoftBatch` computes the same quantities for all L masks at once, with a number of operators that does
+not grow with L except for the unavoidable per-tensor views (flatten for the concatenation, the shaped view of
+each masked weight, and their backward):
+
+    w = cat_ℓ vec(Ŵ_ℓ)                           (N,)    N = Σ_ℓ numel_ℓ; lid (N,) the tensor of each entry
+    x = w / rms_ℓ[lid]                            (N,)    (x = w when normalize=False)
+    ψ_e = B(x; a_e[lid], τ[lid])                  (N,)
+    s_k = RMS (or mean |x|) of x over the global groups gid_k (G_k + 1,) via one index_add (+1: a dummy group
+          for the entries of tensors without a k-th grouping, whose factor is set to 1)
+    ψ_G = Π_k B(s_k; a_g[glid_k], τ[glid_k]·spread_k[glid_k])[gid_k],  spread_k = segment std of s_k per tensor
+    g = σ(γ / (τ_g·mean|γ|_ℓ)[glid_0])            (G_0,)  γ = cat_ℓ γ_ℓ
+    ψ = g[gid_0]·ψ_G + (1 − g[gid_0])·ψ_e  (semi; structured ψ_G, unstructured ψ_e, ctf ψ_G·ψ_e)
+    W = w ⊙ ψ, split back into the L shaped views;  β = segment max of ψ per output row (masked biases:
+          b ⊙ β)
+
+with the per-tensor scalars (thresholds, temperatures, costs) stacked once and expanded by static index tensors
+(built once per mask list and device, :class:`~.budget._Flat`). The formulas are those of
+:meth:`~.cascade.SemiMask._soft` entry by entry; only the order of float reductions differs (segment sums instead
+of per-tensor sums), so ψ agrees to float rounding (tests/core/test_batch.py).
+
+When it applies: every mask of the pruner soft (not frozen, not in the hard phase), one dtype and device, one mode,
+normalisation and group statistic (what :class:`~.pruner.SemiPruner` builds). The first masked tensor read in a
+forward computes the whole batch; every mask then takes its entry once. A mask that finds its entry already taken
+(a second forward, gradient accumulation, a weight read twice) or stale (its latent, thresholds, temperatures or
+gate logits changed in place since: the tensors' version counters) recomputes the batch. Anything else falls
+back to the per-tensor path, which stays the reference.
+"""
+import math
+import weakref
+
+import torch
+
+from .bandstop import band_stop
+from .budget import _flat_for
+
+__all__ = ['SoftBatch']
+
+_EPS = 1e-12
+
+
+def _as(t, dtype):
+    """``t`` in ``dtype`` without an operator when it already is."""
+    return t if t.dtype == dtype else t.to(dtype)
+
+
+def _state(m, latent):
+    """Version counters of everything ψ of mask ``m`` depends on (no device work)."""
+    v = (latent._version, m.thr_entry._version, m.thr_group._version, m.temperature._version,
+         m.gate_temperature._version)
+    logit = getattr(m.gate, 'logit', None)
+    return v if logit is None else v + (logit._version, )
+
+
+class _Index:
+    """Static index tensors of one list of masks (and of which of them carry a masked bias) on one device."""
+
+    def __init__(self, masks, has_bias, device):
+        flat = _flat_for(masks, device)
+        self.flat = flat
+        self.L, self.N, self.sizes = flat.L, flat.N, flat.sizes
+        self.lid = flat.lid
+        self.numel = flat.numel.to(torch.float32)
+        self.inv_sqrt_n = (1.0 / flat.numel.sqrt()).to(torch.float32)
+        self.slots = []
+        for s in flat.slots:
+            G = s['G']
+            glid = s['glid']
+            dummy = any(len(m.groupings) <= len(self.slots) for m in masks)
+            # per group (G + 1,): the tensor id for gathering per-tensor scalars (dummy → 0, overwritten later) and
+            # for the segment std (dummy → L, an extra segment that is dropped)
+            gather = torch.cat([glid, glid.new_zeros(1)])
+            seg = torch.cat([glid, glid.new_full((1, ), self.L)])
+            cnt = torch.cat([s['glen'], s['glen'].new_ones(1)]).to(torch.float32)
+            is_dummy = torch.zeros(G + 1, dtype=torch.bool, device=device)
+            is_dummy[G] = True
+            self.slots.append(dict(gid=s['gid'], size=s['size'], G=G, gather=gather, seg=seg, cnt=cnt,
+                                   multi=cnt > 1, dummy=is_dummy if dummy else None,
+                                   glen=[int(v) for v in s['glen'].tolist()]))
+        # masked biases: global output-row id of every entry of a mask with a masked bias (rows in the order of the
+        # biases), R (a dummy row) for the others
+        self.has_bias = tuple(has_bias)
+        rows, self.bias_len, R = [], [], 0
+        for m, n, hb in zip(masks, self.sizes, has_bias):
+            if hb:
+                r = m.shape[0]
+                rows.append(torch.arange(n, device=device) // (n // r) + R)
+                self.bias_len.append(r)
+                R += r
+            else:
+                rows.append(torch.full((n, ), -1, dtype=torch.long, device=device))
+        self.R = R
+        self.rowid = None
+        if R:
+            rows = torch.cat(rows)
+            self.rowid = torch.where(rows < 0, R, rows)
+        # static per-tensor factors of the segment std (spread_k): 1/n_ℓ and 1/max(n_ℓ − 1, 1)
+        for s in self.slots:
+            s['inv_cnt'] = 1.0 / s['cnt']
+            s['inv_cnt1'] = 1.0 / (s['cnt'] - 1).clamp_min(1)
+
+
+class _Cache:
+    """One batched evaluation: the flat tensors and, per mask, whether its entry was taken."""
+
+    def __init__(self, masks, latents, biases, grad):
+        self.masks, self.latents, self.biases, self.grad = masks, latents, biases, grad
+        self.states = [_state(m, w) for m, w in zip(masks, latents)]
+        self.taken = [False] * len(masks)
+        self._psi_views = self._group_views = None
+
+    def fresh(self, i, latent) -> bool:
+        return (not self.taken[i] and self.latents[i] is latent and self.grad == torch.is_grad_enabled()
+                and self.states[i] == _state(self.masks[i], latent))
+
+    def psi_view(self, i):
+        if self._psi_views is None:
+            self._psi_views = self.psi.split(self.ix.sizes)
+        return self._psi_views[i].view(self.masks[i].shape)
+
+    def group_views(self, i):
+        """(last_delta, last_group) of mask i: (G_ℓ,) views, or (None, None) outside semi."""
+        if self.delta is None:
+            return None, None
+        if self._group_views is None:
+            lens = self.ix.slots[0]['glen'] + [1]
+            self._group_views = (self.delta.split(lens), self.group.split(lens))
+        return self._group_views[0][i], self._group_views[1][i]
+
+    def __deepcopy__(self, memo):  # graph tensors of one step: never copied with a model
+        return None
+
+    def __reduce__(self):
+        return type(None), ()
+
+
+class SoftBatch:
+    """The batched soft masks of one :class:`~.pruner.SemiPruner` (see the module docstring)."""
+
+    def __init__(self, pruner):
+        self._pruner = weakref.ref(pruner)
+        self._pos = {id(m): i for i, (*_, m) in enumerate(pruner._items)}
+        masks = pruner.masks
+        m0 = masks[0]
+        self.mode = m0.mode
+        # one formula for all: what SemiPruner builds (else the per-tensor path)
+        self.ok = all(m.mode == m0.mode and m.normalize == m0.normalize and m.group_stat == m0.group_stat
+                      and m.gate.mode == m0.gate.mode and m.gate.relative == m0.gate.relative
+                      and (m.mode == 'unstructured' or m.groupings) for m in masks)
+        self._index = {}
+        self._cache = None
+        self._costs = None  # (cost buffers' versions, stacked costs)
+        self._prices = None  # (pruner._prices object, flat MAC prices)
+
+    def __deepcopy__(self, memo):  # a copied pruner links a new batch at its next set_progress
+        return None
+
+    def __reduce__(self):
+        return type(None), ()
+
+    def clear(self) -> None:
+        """Drop the cached evaluation (called at every set_progress: the thresholds move)."""
+        self._cache = None
+
+    # -- entries ---------------------------------------------------------------------------------------------
+    def take(self, mask, latent):
+        """The cache holding mask's entry (computing the batch if needed), marked taken; None: per-tensor path."""
+        i = self._pos.get(id(mask))
+        if i is None or not self.ok:
+            return None, None
+        c = self._cache
+        if c is None or not c.fresh(i, latent):
+            c = self._compute()
+            if c is None or not c.fresh(i, latent):
+                return None, None
+        c.taken[i] = True
+        return c, i
+
+    def current(self, masks):
+        """The cache every mask of ``masks`` (the pruner's list) took its ψ from in its last forward, or None."""
+        c = self._cache
+        if c is None or len(masks) != len(c.masks):
+            return None
+        for m in masks:
+            lz = m.__dict__.get('_lazy')
+            if lz is None or lz[0] is not c:
+                return None
+        return c
+
+    # -- the batched cascade ---------------------------------------------------------------------------------
+    def _compute(self):
+        pr = self._pruner()
+        if pr is None:
+            return None
+        items = pr._items
+        masks = [m for *_, m in items]
+        if any(m._is_frozen or m._hard_on for m in masks):
+            return None
+        latents = [mod._parameters[p] for _, mod, p, _ in items]
+        dev, dt = latents[0].device, latents[0].dtype
+        if any(w.device != dev or w.dtype != dt for w in latents) or not dt.is_floating_point:
+            return None
+        biases = [mod._parameters.get('bias') if m.mask_bias else None for _, mod, _, m in items]
+        has_bias = tuple(b is not None for b in biases)
+        key = (str(dev), has_bias)
+        ix = self._index.get(key)
+        if ix is None or not ix.flat.alive(masks):
+            ix = self._index[key] = _Index(masks, has_bias, dev)
+        c = _Cache(masks, latents, biases, torch.is_grad_enabled())
+        c.ix = ix
+        m0 = masks[0]
+        mode, L = self.mode, ix.L
+        lid = ix.lid
+        w = torch.cat([t.reshape(-1) for t in latents])
+        with torch.no_grad():
+            # per-tensor scalars, one stack: thr_entry, thr_group, τ, τ_g (rows of (4, L))
+            te = torch.stack([m.thr_entry for m in masks] + [m.thr_group for m in masks]
+                                            + [m.temperature for m in masks]
+                                            + [m.gate_temperature for m in masks])
+            te, tg, tau, gtau = _as(te, dt).view(4, L).unbind(0)
+        if m0.normalize:
+            x = w / _as(self._scale(ix, latents), dt).index_select(0, lid)
+        else:
+            x = w
+        psi_e = band_stop(x, te.index_select(0, lid), tau.index_select(0, lid)) if mode != 'structured' else None
+        psi_g = None
+        if mode != 'unstructured':
+            for s in ix.slots:
+                v = x.abs() if m0.group_stat == 'l1' else x ** 2
+                st = torch.zeros(s['G'] + 1, dtype=dt, device=dev).index_add_(0, s['gid'], v) / _as(s['size'], dt)
+                if m0.group_stat != 'l1':
+                    st = st.clamp_min(1e-30).sqrt()  # as groups.group_rms
+                with torch.no_grad():  # spread_k = std of s_k per tensor (unbiased, as Tensor.std), 1 for one group
+                    sd = st.detach()
+                    mean = torch.zeros(L + 1, dtype=dt, device=dev).index_add_(0, s['seg'], sd) * _as(s['inv_cnt'], dt)
+                    d = sd - mean.index_select(0, s['seg'])
+                    var = torch.zeros(L + 1, dtype=dt, device=dev).index_add_(0, s['seg'], d * d) \
+                        * _as(s['inv_cnt1'], dt)
+                    spread = torch.where(s['multi'], var.sqrt().clamp_min(1e-3), 1.0)[:L]
+                    t_g = (tau * spread).index_select(0, s['gather'])
+                b = band_stop(st, tg.index_select(0, s['gather']), t_g)
+                if s['dummy'] is not None:
+                    b = torch.where(s['dummy'], 1.0, b)
+                b = b.index_select(0, s['gid'])
+                psi_g = b if psi_g is None else psi_g * b
+        c.gate = c.delta = c.group = None
+        if mode == 'unstructured':
+            psi = psi_e
+        elif mode == 'structured':
+            psi = psi_g
+        elif mode == 'ctf':
+            psi = psi_g * psi_e
+        else:
+            s0 = ix.slots[0]
+            logit = torch.cat([m.gate.logit for m in masks])
+            glid0 = s0['gather'][:-1]
+            if m0.gate.relative:  # τ_g · mean|γ| per tensor, detached (Gate.forward)
+                with torch.no_grad():
+                    a = torch.zeros(L + 1, dtype=logit.dtype, device=dev).index_add_(0, s0['seg'][:-1], logit.abs())
+                    t = (gtau * (a[:L] / _as(s0['cnt'][:L], a.dtype)).clamp_min(1e-6)).index_select(0, glid0)
+            else:
+                t = gtau.index_select(0, glid0)
+            g = torch.sigmoid(logit / t)
+            ge = torch.cat([g, g.new_zeros(1)]).index_select(0, s0['gid']) if s0['dummy'] is not None else \
+                g.index_select(0, s0['gid'])
+            psi = ge * psi_g + (1 - ge) * psi_e
+            with torch.no_grad():  # per group of the first grouping: mean(ψ_G − ψ_e), mean ψ_G (the gate prices)
+                size = _as(s0['size'], dt)
+                c.delta = torch.zeros(s0['G'] + 1, dtype=dt, device=dev).index_add_(0, s0['gid'], psi_g - psi_e) / size
+                c.group = torch.zeros(s0['G'] + 1, dtype=dt, device=dev).index_add_(0, s0['gid'], psi_g) / size
+            c.gate = g
+        c.psi = psi
+        c.W = (w * psi).split(ix.sizes)
+        c.bias = None
+        if ix.R:  # β_o = max_i ψ[o, i] per output row (SemiMask.row_keep), then b ⊙ β
+            # (torch.segment_reduce would be cheaper but syncs with lengths= and, measured in torch 2.13, its max
+            # backward with offsets= is wrong on long tied rows; scatter_reduce's shares ties as amax does)
+            beta = torch.zeros(ix.R + 1, dtype=dt, device=dev).scatter_reduce_(0, ix.rowid, psi, 'amax',
+                                                                              include_self=False)
+            bb = torch.cat([b for b in biases if b is not None])
+            parts = iter((bb * _as(beta[:ix.R], bb.dtype)).split(ix.bias_len))
+            c.bias = [next(parts) if hb else None for hb in has_bias]
+        self._cache = c
+        return c
+
+    @staticmethod
+    def _scale(ix, latents):
+        """rms(Ŵ_ℓ) (L,), detached: the one the threshold search computed this step (same latents, same
+        versions: :func:`~.budget.flat_scores` leaves it on the index), else recomputed the same way."""
+        from .budget import flat_scale
+        cached = getattr(ix.flat, 'scale', None)
+        if cached is not None and len(cached[1]) == len(latents) and all(
+                a is b and a._version == v for a, (b, v) in zip(latents, cached[1])):
+            return cached[0]
+        return flat_scale(latents)
+
+    # -- losses over the batch -------------------------------------------------------------------------------
+    def _stacked_costs(self, c):
+        """(versions, c_ℓ (L,), N = Σ c_ℓ·numel_ℓ, c_ℓ·n_g/N per group of the first grouping): recomputed only
+        when a cost buffer changes (profiling)."""
+        masks = c.masks
+        ver = tuple(m.cost._version for m in masks)
+        if self._costs is None or self._costs[0] != ver or self._costs[1].device != c.psi.device:
+            with torch.no_grad():
+                costs = torch.stack([m.cost for m in masks]).to(device=c.psi.device, dtype=torch.float32)
+                total = (costs * c.ix.numel).sum()
+                weight = None
+                if c.ix.slots:
+                    s0 = c.ix.slots[0]
+                    weight = (costs / total).index_select(0, s0['gather'][:-1]) * s0['size'][:s0['G']]
+                self._costs = (ver, costs, total, weight)
+        return self._costs
+
+    def kept_fraction(self, c) -> torch.Tensor:
+        """Σ_ℓ c_ℓ Σ_i ψ_ℓ,i / Σ_ℓ c_ℓ·numel_ℓ over the batch (BudgetRegularizer.kept_fraction)."""
+        _, costs, total, _ = self._stacked_costs(c)
+        sums = torch.zeros(c.ix.L, dtype=c.psi.dtype, device=c.psi.device).index_add_(0, c.ix.lid, c.psi)
+        return (sums * _as(costs, sums.dtype)).sum() / _as(total, sums.dtype)
+
+    def gate_price(self, c, by: str, mac_prices=None) -> torch.Tensor:
+        """The pruner's gate price P (SemiPruner._gate_price_term) over the batch; ``mac_prices``: the pruner's
+        (dict key → (G,) MACs freed, dense MACs) when profiled."""
+        pr = self._pruner()
+        s0 = c.ix.slots[0]
+        G = s0['G']
+        g, delta, group = c.gate, c.delta[:G], c.group[:G]
+        term = 0.0
+        if by in ('params', 'both'):
+            weight = self._stacked_costs(c)[3]  # c_ℓ·n_g / N per group of the first grouping
+            term = term + (g * delta * _as(weight, g.dtype)).sum()
+        if by in ('macs', 'both') and mac_prices is not None:
+            prices, dense = mac_prices
+            if self._prices is None or self._prices[0] is not prices or self._prices[1].device != g.device:
+                keys = [k for k, *_ in pr._items]
+                self._prices = (prices, torch.cat([prices[k].reshape(-1) for k in keys]).to(g.device))
+            f = _as(self._prices[1], g.dtype)
+            term = term + (g * (group - 1.0) * f).sum() / dense
+        return term if torch.is_tensor(term) else torch.zeros(())

@@ -1,0 +1,121 @@
+"""The batched soft masks (core/batch.py) are the per-tensor cascade (SemiMask._soft) over all tensors at once:
+same ψ, same masked weights and biases, same budget loss, same gradients to the latents and gate logits, for every
+mode, two groupings on a tensor (the toy's c2: out + in; fc: in only), normalize False and the l1 statistic."""
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmsemiprune.core.cascade import MODES
+
+
+def _per_tensor(pr):
+    """Context: the pruner's masks use the per-tensor path (the reference)."""
+    class _Ctx:
+        def __enter__(self):
+            for m in pr.masks:
+                m._batch = None
+
+        def __exit__(self, *exc):
+            for m in pr.masks:
+                m._batch = pr._batch
+    return _Ctx()
+
+
+def _setup(toy, mode, **kw):
+    net, pr = toy.make_pruner(mode, 'params', 0.8, **kw)
+    pr.set_progress(0.5)  # thresholds placed, τ annealed part-way
+    g = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for m in pr.masks:  # distinct gate logits and biases, so the gates and the bias masks are not trivial
+            if m.gate.mode == 'learned':
+                m.gate.logit.copy_(torch.randn(m.gate.logit.shape, generator=g))
+        net.c1.bias.copy_(torch.randn(net.c1.bias.shape, generator=g))
+    return net, pr
+
+
+def _grads(net, pr, loss):
+    params = [w for _, _, w in pr.items()] + [m.gate.logit for m in pr.masks if m.gate.mode == 'learned'] \
+        + [net.c1.bias, net.c2.bias]
+    return torch.autograd.grad(loss, params, allow_unused=True)
+
+
+@pytest.mark.parametrize('mode', MODES)
+@pytest.mark.parametrize('normalize,group_stat', [(True, 'rms'), (False, 'rms'), (True, 'l1')])
+def test_batched_masks_equal_per_tensor(toy, mode, normalize, group_stat):
+    net, pr = _setup(toy, mode, normalize=normalize, group_stat=group_stat, gate_price_by='params')
+    items = pr.items()
+    # ψ, masked weight and masked bias: batched vs SemiMask._soft
+    for key, m, w in items:
+        mod = dict(net.named_modules())[key.rsplit('.', 1)[0]]
+        W, b = mod.masked_params()
+        assert m.__dict__['_lazy'] is not None, key  # the batch was used
+        psi = m.last_psi
+        ref = m._soft(w)
+        assert torch.allclose(psi, ref, rtol=1e-5, atol=1e-6), (key, (psi - ref).abs().max())
+        assert torch.allclose(W, w * ref, rtol=1e-5, atol=1e-7)
+        if mod.bias is not None:
+            assert torch.allclose(b, mod.bias * ref.reshape(ref.shape[0], -1).amax(1), rtol=1e-5, atol=1e-7)
+    # training loss (task + budget with the gate price) and its gradients
+    x, y = toy.data(8)
+    loss_b = F.cross_entropy(net(x), y) + pr.budget_loss()
+    assert pr._batch.current(pr.masks) is not None  # the budget loss read the batch
+    gb = _grads(net, pr, loss_b)
+    with _per_tensor(pr):
+        loss_r = F.cross_entropy(net(x), y) + pr.budget_loss()
+        assert pr._batch.current(pr.masks) is None
+        gr = _grads(net, pr, loss_r)
+    assert torch.allclose(loss_b, loss_r, rtol=1e-5, atol=1e-7), (loss_b, loss_r)
+    for a, r in zip(gb, gr):
+        assert (a is None) == (r is None)
+        if a is not None:
+            assert torch.allclose(a, r, rtol=1e-4, atol=1e-6), (a - r).abs().max()
+
+
+def test_batched_budget_loss_with_mac_prices(toy):
+    """gate_price_by='both' (the default) after profiling: the MAC price over the batch equals the per-tensor one."""
+    net, pr = _setup(toy, 'semi')
+    assert bool(pr.profiled) and pr.gate_price_by == 'both'
+    x, _ = toy.data(8)
+    net(x)
+    lb = pr.budget_loss()
+    gb = torch.autograd.grad(lb, [m.gate.logit for m in pr.masks])
+    with _per_tensor(pr):
+        net(x)
+        lr = pr.budget_loss()
+        gr = torch.autograd.grad(lr, [m.gate.logit for m in pr.masks])
+    assert torch.allclose(lb, lr, rtol=1e-5, atol=1e-8)
+    for a, r in zip(gb, gr):
+        assert torch.allclose(a, r, rtol=1e-4, atol=1e-7)
+
+
+def test_second_forward_and_stale_entries_recompute(toy):
+    """Each mask takes its entry once: a second forward (gradient accumulation) builds a new graph, and a latent
+    changed in place in between is seen (its version counter)."""
+    net, pr = _setup(toy, 'semi')
+    x, y = toy.data(8)
+    F.cross_entropy(net(x), y).backward()
+    c1 = pr._batch._cache
+    F.cross_entropy(net(x), y).backward()  # would fail on a freed graph if the first evaluation were reused
+    assert pr._batch._cache is not c1
+    with torch.no_grad():
+        net.c2.weight.mul_(2.0)
+        net.c2.weight[0].zero_()
+    W, _ = net.c2.masked_params()
+    W2, _ = net.c2.masked_params()  # a second read in the same forward: recomputed, same value
+    m = net.c2.weight_psi
+    ref = net.c2.weight * m._soft(net.c2.weight)
+    assert torch.allclose(W, ref, rtol=1e-5, atol=1e-7) and torch.allclose(W2, ref, rtol=1e-5, atol=1e-7)
+
+
+def test_frozen_hard_and_copies_use_per_tensor_path(toy):
+    net, pr = toy.train('semi', 'params', 0.8, iters=30)
+    assert pr.frozen
+    x, _ = toy.data(4)
+    net(x)
+    assert all(m.__dict__['_lazy'] is None for m in pr.masks)
+    net2, pr2 = _setup(toy, 'semi')
+    net3 = copy.deepcopy(net2)  # the copy drops the link to the original's batch ...
+    assert all(m._batch is None for m in net3.modules() if hasattr(m, 'gate'))
+    assert torch.allclose(net3(x), net2(x), atol=1e-6)
