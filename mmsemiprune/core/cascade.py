@@ -121,9 +121,10 @@ class SemiMask(nn.Module):
     del _last
 
     def __getstate__(self):  # copies and pickles carry no link to the pruner's batch nor graph views
-        self._unlazy()
         state = super().__getstate__()
-        state['_batch'] = None
+        # ψ / Δ / ψ̄_G of the last forward are per-step caches (graph views that deepcopy refuses): a copy
+        # recomputes them at its own next forward
+        state.update(_batch=None, _lazy=None, _last_psi=None, _last_delta=None, _last_group=None)
         return state
 
     def batched(self, latent: torch.Tensor, bias: Optional[torch.Tensor] = None):

@@ -119,3 +119,19 @@ def test_frozen_hard_and_copies_use_per_tensor_path(toy):
     net3 = copy.deepcopy(net2)  # the copy drops the link to the original's batch ...
     assert all(m._batch is None for m in net3.modules() if hasattr(m, 'gate'))
     assert torch.allclose(net3(x), net2(x), atol=1e-6)
+
+
+@pytest.mark.parametrize('read_first', [False, True])
+def test_deepcopy_after_a_soft_step(toy, read_first):
+    """A model copied between steps (EMA / SWA hooks, a diagnostic copy) after a soft forward + backward:
+    the per-step caches (graph views, which deepcopy refuses) are dropped, the copy computes its own."""
+    net, pr = _setup(toy, 'semi')
+    x, y = toy.data(8)
+    F.cross_entropy(net(x), y).backward()
+    if read_first:  # the budget loss materialises the lazy views
+        pr.budget_loss()
+    net2, pr2 = copy.deepcopy((net, pr))
+    assert all(m.__dict__.get('_last_psi') is None for m in pr2.masks)
+    loss = F.cross_entropy(net2(x), y) + pr2.budget_loss()
+    loss.backward()
+    assert torch.allclose(net2(x), net(x), atol=1e-6)
