@@ -57,6 +57,7 @@ class SemiMask(nn.Module):
         self._is_frozen = False  # host-side mirror of the ``frozen`` buffer (no device sync per step)
         self._hard_on = False  # hard phase (set by the pruner every step)
         self._mask_f = self._row_f = None  # float caches of the stored mask (see _cache_hard)
+        self._keep = None  # soft projection (pruner): constant K multiplying the soft mask, or None
         if group_stat not in ('rms', 'l1'):
             raise ValueError(f"unknown group_stat {group_stat!r}; choose 'rms' (default) or 'l1' (mean |w|, "
                              'the L1-norm channel criterion of Li et al. 2017)')
@@ -230,8 +231,22 @@ class SemiMask(nn.Module):
         self.last_psi = soft
         return soft
 
+    @torch.no_grad()
+    def set_keep(self, keep: Optional[torch.Tensor]) -> None:
+        """Soft phase: multiply the soft mask by the constant ``keep`` (float, latent shape; the live region of
+        the projected hard masks, see ``SemiPruner(soft_projection=True)``); None removes it."""
+        if keep is not None and tuple(keep.shape) != self.shape:
+            raise ValueError(f'{self.name}: keep has shape {tuple(keep.shape)}, expected {self.shape}')
+        self._keep = None if keep is None else keep.to(torch.float32)
+
     def _soft(self, latent: torch.Tensor) -> torch.Tensor:
-        """The soft cascade at the annealed temperatures."""
+        """The soft cascade at the annealed temperatures (⊙ K under the soft projection)."""
+        psi = self._cascade(latent)
+        if self._keep is not None:
+            psi = psi * (self._keep if self._keep.dtype == psi.dtype else self._keep.to(psi.dtype))
+        return psi
+
+    def _cascade(self, latent: torch.Tensor) -> torch.Tensor:
         x = self.normalise(latent)
         tau, gate_tau = self.temperature, self.gate_temperature
         if self.mode == 'unstructured':
@@ -311,7 +326,8 @@ class SemiMask(nn.Module):
         :meth:`hard` at the current thresholds (what the report counts)."""
         if self._is_frozen or self._hard_on:
             return self.mask.clone()
-        return self.hard(latent)
+        h = self.hard(latent)
+        return h if self._keep is None else h & self._keep.to(h.device).bool()
 
     def current_gates(self) -> torch.Tensor:
         """Boolean (G,) gate decisions of :meth:`current` (the snapshot in the hard phase)."""

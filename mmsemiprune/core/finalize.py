@@ -18,7 +18,20 @@ from .budget import solve_thresholds
 from .compute import project_macs
 from .topology import make_consistent
 
-__all__ = ['harden', 'consistent_masks', 'recalibrate_bn']
+__all__ = ['harden', 'consistent_masks', 'recalibrate_bn', 'live_region']
+
+
+@torch.no_grad()
+def live_region(mask: torch.Tensor) -> torch.Tensor:
+    """K (float, mask's shape): 1 on entries whose output row (dim 0) and input column (dim 1) both keep at
+    least one entry of ``mask``, 0 on all-zero rows and columns (the channels the masks remove whole)."""
+    m = mask.to(torch.bool)
+    rows = m.reshape(m.shape[0], -1).any(1)
+    k = rows.view((-1, ) + (1, ) * (m.dim() - 1))
+    if m.dim() >= 2:
+        cols = m.transpose(0, 1).reshape(m.shape[1], -1).any(1)
+        k = k & cols.view((1, -1) + (1, ) * (m.dim() - 2))
+    return k.expand(m.shape).to(torch.float32)
 
 
 @torch.no_grad()

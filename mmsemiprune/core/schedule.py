@@ -7,8 +7,8 @@ Our choice (the paper's schedule is not public):
   is still moving freezes the rate before it is met).
 - ``[warmup, freeze)``: τ decays geometrically from τ₀ to τ₁ (masks become binary).
 - ``[hard, freeze)`` (our choice, issue "the trained mask is the frozen mask"): the forward pass uses
-  the *hard*, topologically consistent masks at the exact rate, with straight-through gradients from
-  the soft masks, so the network trains on the mask it will keep; the freeze then stores the last of
+  the *hard*, topologically consistent masks at the exact rate (no surrogate gradient through the mask,
+  see :mod:`.cascade`), so the network trains on the mask it will keep; the freeze then stores the last of
   these masks unchanged. ``hard=None`` places it at the last quarter of the anneal,
   ``warmup + 0.75·(freeze − warmup)``; ``hard=freeze`` switches the phase off.
 - ``[freeze, 1]``: masks are frozen binary at exactly r; the remaining iterations fine-tune the kept
@@ -50,7 +50,7 @@ class PruneSchedule:
 
     @property
     def hard_start(self) -> float:
-        """Progress at which the hard straight-through phase starts."""
+        """Progress at which the hard phase starts."""
         if self.hard is not None:
             return float(self.hard)
         return self.warmup + 0.75 * (self.freeze - self.warmup)

@@ -225,3 +225,64 @@ def test_compute_projection_never_empties_a_channel_set(toy):
         if not (cs.fixed_consumer or cs.fixed_producer):
             prod, cons = alive(masks, cs)
             assert int((prod & cons).sum()) >= min_channels(cs.size) >= 1
+
+
+def test_live_region():
+    from mmsemiprune.core.finalize import live_region
+    m = torch.ones(4, 3, 2, dtype=torch.bool)
+    m[1] = False  # a dead output row
+    m[:, 2] = False  # a dead input column
+    m[0, 0, 0] = False  # a single pruned entry stays live
+    k = live_region(m)
+    assert k.shape == m.shape and k.dtype == torch.float32
+    assert k[1].sum() == 0 and k[:, 2].sum() == 0 and k[0, 0, 0] == 1
+    assert k.sum() == 3 * 2 * 2
+    assert torch.equal(live_region(torch.tensor([True, False])), torch.tensor([1.0, 0.0]))
+
+
+def _soft_state(toy, projection, stop=0.6):
+    net, pr, opt, it = _train_until(toy, stop, target_macs=0.3, soft_projection=projection)
+    assert not pr.in_hard_phase and not pr.frozen
+    return net, pr, opt, it
+
+
+@pytest.mark.parametrize('projection', [True, False])
+def test_soft_projection_trains_without_the_projected_channels(toy, projection):
+    """soft_projection: after the rate warm-up, the soft phase's hard masks (what the report counts) already
+    meet the compute target and the rate, and the soft forward gives exactly zero weights on the removed
+    channels; without it the soft phase keeps most of the compute the hard phase then removes at once."""
+    net, pr, _, it = _soft_state(toy, projection)
+    items = pr.items()
+    cur = {k: m.current(w) for k, m, w in items}
+    ratio = masked_macs(items, cur, pr.channel_sets) / dense_macs(items, pr.channel_sets)
+    kept = sum(int(c.sum()) for c in cur.values()) / sum(c.numel() for c in cur.values())
+    if projection:
+        assert 0.3 - 0.02 <= ratio <= 0.3 + 1e-6 and kept == pytest.approx(0.2, abs=0.01), (ratio, kept)
+        W = net.c1.masked_params()[0] if hasattr(net.c1, 'masked_params') else None
+        dead = cur['c1.weight'].reshape(cur['c1.weight'].shape[0], -1).sum(1) == 0
+        assert dead.any()
+        x = toy.data(4)[0]
+        net(x)
+        psi = net.c1.weight_psi.last_psi
+        assert torch.all(psi[dead] == 0)  # removed channels are exactly dead in the soft forward too
+        assert W is None or torch.all(W[dead] == 0)
+    else:
+        assert ratio > 0.3 + 0.1, ratio
+
+
+def test_soft_projection_makes_the_hard_step_smooth(toy):
+    """Loss on one batch (same weights) with the masks of the last soft step vs the first hard step: with
+    the projection the hard phase changes little; without it, it removes the projected channels at once."""
+    changes = {}
+    for projection in (True, False):
+        net, pr, _, it = _train_until(toy, 0.675, target_macs=0.3, soft_projection=projection)
+        assert not pr.in_hard_phase
+        x, y = toy.data(64, seed=5)
+        net.eval()
+        with torch.no_grad():
+            before = F.cross_entropy(net(x), y).item()
+            pr.set_progress(0.675)
+            assert pr.in_hard_phase
+            after = F.cross_entropy(net(x), y).item()
+        changes[projection] = abs(after / before - 1)
+    assert changes[True] < 0.05 and changes[True] < changes[False], changes  # measured 0.019 vs 0.46
