@@ -121,6 +121,7 @@ class SemiPruner(nn.Module):
         self.register_buffer('progress', torch.tensor(0.0))
         self.register_buffer('rate_now', torch.tensor(0.0))
         self.register_buffer('profiled', torch.tensor(False))
+        self._is_profiled = False  # host-side mirror of ``profiled`` (no device sync per step)
         self.register_buffer('frozen_at', torch.tensor(-1.0))  # progress at which masks were frozen
         self.register_buffer('gates_initialised', torch.tensor(gate_init != 'score'))
         self._gates_ready = gate_init != 'score'  # host-side mirror of gates_initialised (no sync per step)
@@ -222,7 +223,7 @@ class SemiPruner(nn.Module):
             return
         for m in self.masks:
             m.set_hard(None)
-        if rate > 0 and self.soft_projection and bool(self.profiled):
+        if rate > 0 and self.soft_projection and self._is_profiled:
             self._project_soft(rate)
             return
         self._set_keep(None)
@@ -270,6 +271,7 @@ class SemiPruner(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._gates_ready = bool(self.gates_initialised)
+        self._is_profiled = bool(self.profiled)
 
     def budget_loss(self) -> torch.Tensor:
         """R = λ((Σ c·ψ − (1 − r_now)N)/N)² on the soft masks of the last forward; 0 once frozen."""
@@ -299,7 +301,7 @@ class SemiPruner(nn.Module):
         if batch is not None and batch.gate is not None:
             return self._batch.gate_price(batch, self.gate_price_by,
                                           self._mac_prices() if self.gate_price_by in ('macs', 'both')
-                                          and bool(self.profiled) else None)
+                                          and self._is_profiled else None)
         semi = [(k, m) for k, m in zip([k for k, *_ in self._items], self.masks)
                 if m.mode == 'semi' and m.last_delta is not None]
         if not semi:
@@ -312,7 +314,7 @@ class SemiPruner(nn.Module):
             for _, m in semi:
                 n_g = m.gsize0.to(m.last_delta.dtype)
                 term = term + (m.gate(m.gate_temperature) * m.last_delta * n_g).sum() * share[id(m)]
-        if self.gate_price_by in ('macs', 'both') and bool(self.profiled):
+        if self.gate_price_by in ('macs', 'both') and self._is_profiled:
             prices, total = self._mac_prices()
             for k, m in semi:
                 f = prices[k].to(m.last_group.dtype)
@@ -374,6 +376,7 @@ class SemiPruner(nn.Module):
             if self.cost == 'flops':
                 m.cost.fill_(float(seen[key]))
         self.profiled.fill_(True)
+        self._is_profiled = True
         return seen
 
     def report(self):

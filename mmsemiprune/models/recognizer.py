@@ -99,7 +99,7 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
         """Read the run's progress from the MessageHub and move the pruner there (called in ``loss``)."""
         hub = MessageHub.get_current_instance()
         it, max_iters = hub.get_info('iter'), hub.get_info('max_iters')
-        if not bool(self.pruner.profiled) and inputs is not None:
+        if not self.pruner._is_profiled and inputs is not None:
             self.profile(inputs)
         if it is None or not max_iters:
             if not self._warned_no_progress:
@@ -190,7 +190,7 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
         loss_prune = self.pruner.budget_loss().to(inputs.device)
         losses['loss_prune'] = loss_prune
         dev = inputs.device
-        losses['prune_rate'] = torch.tensor(float(self.pruner.rate_now), device=dev)
+        losses['prune_rate'] = self.pruner.rate_now.detach().clone().to(dev)  # no host read (sync) per step
         losses['prune_tau'] = self.pruner.masks[0].temperature.detach().clone().to(dev)
         return losses
 

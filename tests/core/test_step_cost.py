@@ -97,14 +97,15 @@ def costs():
 
 
 def test_soft_step_syncs_are_o1(costs):
-    """The soft step adds at most a constant number of syncs to the stock step's, the same for 12 and 22
-    masked tensors (before: ~4,400 per step on the NTU ST-GCN, growing with the number of tensors)."""
+    """The soft step adds no host synchronisation to the stock step's, for 9 and 15 masked tensors alike
+    (before: ~4,400 per step on the NTU ST-GCN, growing with the number of tensors)."""
     (s_small, nz_small, _, _, L_small), (s_big, nz_big, _, _, L_big) = costs[(4, True)], costs[(7, True)]
     stock_small, stock_big = costs[(4, False)][0], costs[(7, False)][0]
     assert L_big > L_small + 5
     assert nz_small == nz_big == 0  # no boolean indexing in the step
-    assert s_small - stock_small <= 4 and s_big - stock_big <= 4, (s_small, stock_small, s_big, stock_big)
-    assert s_small - stock_small == s_big - stock_big  # independent of the number of masked tensors
+    # measured: none added (host mirrors of the profiled / gates-initialised flags, prune_rate logged as a
+    # tensor); before the batched masks 3, before the on-device threshold search ~4,400 on the NTU ST-GCN
+    assert s_small == stock_small and s_big == stock_big, (s_small, stock_small, s_big, stock_big)
 
 
 def test_threshold_search_has_no_sync_and_constant_operators():
@@ -156,7 +157,7 @@ def test_frozen_step_operators_close_to_stock():
     torch.set_num_threads(1)
     s_stock, _, ops_stock, _, _ = step_cost(4, False)
     s_frozen, nz, ops_frozen, names, L = step_cost(4, True, progress=1.0)
-    assert nz == 0 and s_frozen - s_stock <= 3, (s_frozen, s_stock)
+    assert nz == 0 and s_frozen == s_stock, (s_frozen, s_stock)
     assert ops_frozen <= 1.35 * ops_stock, (ops_frozen, ops_stock, L)
 
 
