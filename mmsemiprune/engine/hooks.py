@@ -4,6 +4,7 @@ weights-only export of the final pruned weights. Masks and the schedule live in 
 
 Add it with ``custom_hooks = [dict(type='mmsemiprune.SemiPruneHook')]`` (our configs do).
 """
+import copy
 import math
 import os.path as osp
 import random
@@ -64,13 +65,20 @@ class SemiPruneHook(Hook):
             loaded, so ``--resume`` restores its state; MMEngine's LR schedulers leave it alone.
         reset_momentum: when the masks become hard (hard phase or freeze), clear the optimizer state of the
             masked tensors once (ours): a fine-tune with fresh momentum, like the one-shot baselines get.
+        log_transitions: before each step at which the masks change kind (soft → hard phase, soft or hard →
+            frozen), log ``loss_cls`` of that step's batch with the current masks and with the next ones, on a
+            copy of the model with the same weights (train-mode BatchNorm), and the structural share of both:
+            the check that the trained mask is the mask that is kept (a jump means the network trained on a
+            mask it does not get). Also stored in the MessageHub info ``prune_transitions``.
     """
     priority = 'NORMAL'
 
     def __init__(self, log_interval: int = 10, bn_batches: int = 20, save_pruned: bool = True,
                  check_finite: bool = True, reseed_epochs: bool = True, gate_group: bool = True,
-                 reset_momentum: bool = True):
+                 reset_momentum: bool = True, log_transitions: bool = True):
         self.gate_group = gate_group
+        self.log_transitions = log_transitions
+        self.transitions = []
         self.reset_momentum = reset_momentum
         self._momentum_reset = False
         self._gates_stopped = False
@@ -200,6 +208,59 @@ class SemiPruneHook(Hook):
             random.seed(seed)
             np.random.seed(seed)
             torch.manual_seed(seed)
+
+    # -- phase transitions ---------------------------------------------------------------------------------
+    @staticmethod
+    def _phase(pr, p=None) -> str:
+        """'soft' / 'hard' / 'frozen': the masks now (p None) or after set_progress(p)."""
+        if p is None:
+            return 'frozen' if pr.frozen else 'hard' if pr.in_hard_phase else 'soft'
+        s = pr.schedule
+        if s.frozen(p):
+            return 'frozen'
+        return 'hard' if pr.hard_phase and s.in_hard_phase(p) and s.rate(p, pr.target_rate) > 0 else 'soft'
+
+    @staticmethod
+    def _share(pr) -> float:
+        semi = [m for m in pr.masks if m.mode == 'semi']
+        return sum(float(m.current_gates().float().mean()) for m in semi) / len(semi) if semi else float('nan')
+
+    def before_train_iter(self, runner, batch_idx, data_batch=None):
+        if not self.log_transitions or data_batch is None or runner.iter == 0:
+            return  # at the first step a one-shot freeze is the pruning itself, not a transition
+        model = _pruned_model(runner)
+        if model is None or model.pruner.frozen:
+            return
+        it, n = runner.iter, runner.max_iters
+        p = 1.0 if it >= n - 1 else it / n  # as SemiPruneRecognizerGCN.update_schedule
+        now, nxt = self._phase(model.pruner), self._phase(model.pruner, p)
+        if now != nxt:
+            self._probe(runner, model, data_batch, p, now, nxt)
+
+    def _probe(self, runner, model, data_batch, p, now, nxt):
+        from ..models.recognizer import SemiPruneRecognizerGCN
+        try:
+            c = copy.deepcopy(model)
+            c.train()
+            with torch.no_grad():
+                data = c.data_preprocessor(copy.copy(data_batch), True)
+                base = super(SemiPruneRecognizerGCN, c).loss  # the stock loss: no schedule step, no distillation
+                before, share_before = float(base(data['inputs'], data['data_samples'])['loss_cls']), self._share(c.pruner)
+                c.pruner.set_progress(p)
+                after, share_after = float(base(data['inputs'], data['data_samples'])['loss_cls']), self._share(c.pruner)
+        except Exception as e:  # a diagnostic: never stops training
+            runner.logger.warning(f'SemiPruneHook: transition check skipped ({type(e).__name__}: {e})')
+            return
+        finally:
+            c = None
+        change = after / before - 1.0 if before > 0 else float('nan')
+        rec = dict(iter=runner.iter + 1, transition=f'{now}->{nxt}', loss_cls_before=before, loss_cls_after=after,
+                   change=change, share_before=share_before, share_after=share_after)
+        self.transitions.append(rec)
+        runner.message_hub.update_info('prune_transitions', list(self.transitions))
+        runner.logger.info(f'SemiPruneHook: masks {now} -> {nxt} at iteration {runner.iter + 1}: loss_cls of this '
+                           f'batch with the same weights {before:.4f} -> {after:.4f} ({change:+.1%}), structural '
+                           f'share {share_before:.3f} -> {share_after:.3f}')
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         if self.check_finite and outputs:

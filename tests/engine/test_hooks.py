@@ -44,6 +44,20 @@ def test_log_line_has_prune_terms(demo_run):
     assert 'pruning report' in demo_run.log and 'weights-only pruned checkpoint' in demo_run.log
 
 
+def test_mask_transitions_are_logged(demo_run):
+    """The hook logs loss_cls of the step's batch with the masks before and after each change of kind (same
+    weights): soft -> hard phase, then hard -> frozen, which must change nothing (the freeze keeps the
+    hard-phase masks)."""
+    import re
+    pat = re.compile(r'masks (\w+) -> (\w+) at iteration (\d+): loss_cls of this batch with the same weights '
+                     r'([\d.]+) -> ([\d.]+) \(([-+][\d.]+)%\), structural share ([\d.]+) -> ([\d.]+)')
+    found = [m.groups() for m in pat.finditer(demo_run.log)]
+    assert [f[:3] for f in found] == [('soft', 'hard', '7'), ('hard', 'frozen', '8')], found
+    _, _, _, before, after, _, sb, sa = found[1]
+    assert before == after and sb == sa  # frozen forward == last hard-phase forward, same gate decisions
+    assert float(found[0][3]) > 0 and float(found[0][4]) > 0
+
+
 def test_scalars_loss_rate_and_temperature(demo_run):
     entries = train_entries(demo_run)
     sched, target = demo_schedule(demo_run)
