@@ -150,8 +150,8 @@ def test_main_sweep_file_expands():
 def test_v2_sweep_every_method_every_dataset():
     from mmsemiprune.leaderboard import run_epochs
     runs = expand_sweep(load_sweep(osp.join(ROOT, 'configs/leaderboard/sweep_v2.yaml')))
-    assert len(runs) == 3 * (5 * (1 + 5 * 4) + 2 * (1 + 5 * 3))
-    methods = {'dense', 'semi', 'structured', 'unstructured', 'magnitude', 'l1_channel'}
+    assert len(runs) == 3 * (5 * (1 + 6 * 4) + 2 * (1 + 6 * 3))
+    methods = {'dense', 'semi', 'semi_oneshot', 'structured', 'unstructured', 'magnitude', 'l1_channel'}
     for ds in ('sbu', 'fpha', 'msr3d'):
         sub = [r for r in runs if r.dataset == ds]
         assert {r.method for r in sub} == methods and {r.seed for r in sub} == {0, 1, 2}
