@@ -272,7 +272,7 @@ class SoftBatch:
                 c.delta = torch.zeros(s0['G'] + 1, dtype=dt, device=dev).index_add_(0, s0['gid'], psi_g - psi_e) / size
                 c.group = torch.zeros(s0['G'] + 1, dtype=dt, device=dev).index_add_(0, s0['gid'], psi_g) / size
             c.gate = g
-        keep = getattr(pr, '_keep_flat', None)
+        keep = pr._keep_flat
         if keep is not None:  # soft projection: ψ ⊙ K (K constant, one flat vector)
             psi = psi * (keep if keep.dtype == dt and keep.device == dev else keep.to(device=dev, dtype=dt))
         c.psi = psi

@@ -186,6 +186,18 @@ class SemiPruner(nn.Module):
     def in_hard_phase(self) -> bool:
         return any(m._hard_on for m in self.masks)
 
+    @property
+    def phase(self) -> str:
+        """Kind of the masks now: 'soft', 'hard' (hard phase) or 'frozen'."""
+        return 'frozen' if self.frozen else 'hard' if self.in_hard_phase else 'soft'
+
+    def phase_at(self, p: float) -> str:
+        """Kind of the masks that :meth:`set_progress` (p) gives."""
+        s = self.schedule
+        if self.frozen or s.frozen(p):
+            return 'frozen'
+        return 'hard' if self.hard_phase and s.in_hard_phase(p) and s.rate(p, self.target_rate) > 0 else 'soft'
+
     # -- schedule --------------------------------------------------------------------------------------
     @torch.no_grad()
     def set_progress(self, p: float):
@@ -200,7 +212,8 @@ class SemiPruner(nn.Module):
             return
         if not self._gates_ready:  # before a one-shot freeze too (semi one-shot: gates from scores)
             self._init_gates_from_scores()
-        if self.schedule.frozen(p):
+        phase = self.phase_at(p)
+        if phase == 'frozen':
             self.freeze()
             return
         tau = self.schedule.tau(p)
@@ -208,7 +221,7 @@ class SemiPruner(nn.Module):
         _fill_all([m.gate_temperature for m in self.masks], tau / self.schedule.tau_start)
         rate = self.schedule.rate(p, self.target_rate)
         self.rate_now.fill_(rate)
-        if self.hard_phase and rate > 0 and self.schedule.in_hard_phase(p):
+        if phase == 'hard':
             for m in self.masks:  # gate decisions are final from the start of the hard phase
                 m.gate.snapshot()
                 m.gate.freeze()
@@ -248,11 +261,10 @@ class SemiPruner(nn.Module):
                     m.set_keep(None)
                 self._keep_flat = None
             return
-        flat = []
-        for key, m, _ in self.items():
-            m.set_keep(keeps[key])
-            flat.append(m._keep.reshape(-1))
-        self._keep_flat = torch.cat(flat)
+        items = self.items()
+        self._keep_flat = torch.cat([keeps[key].reshape(-1).to(torch.float32) for key, _, _ in items])
+        for (_, m, _), k in zip(items, self._keep_flat.split([m.mask.numel() for _, m, _ in items])):
+            m.set_keep(k.view(m.shape))  # a view of the flat vector the batched masks read
 
     @torch.no_grad()
     def _init_gates_from_scores(self):

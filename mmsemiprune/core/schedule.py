@@ -17,7 +17,13 @@ Our choice (the paper's schedule is not public):
 from dataclasses import asdict, dataclass
 from typing import Optional
 
-__all__ = ['PruneSchedule']
+__all__ = ['PruneSchedule', 'run_progress']
+
+
+def run_progress(it: int, max_iters: int) -> float:
+    """Progress p of training step ``it`` (0-based) of ``max_iters``: it / max_iters, and 1 at the last step
+    (a run always ends with frozen masks)."""
+    return 1.0 if it >= max_iters - 1 else it / max_iters
 
 
 @dataclass

@@ -19,6 +19,7 @@ from mmengine.model import is_model_wrapper
 from ..compat import CheckpointError, checkpoint_source, trust_path
 from ..core.finalize import recalibrate_bn
 from ..core.report import format_report
+from ..core.schedule import run_progress
 from ..registry import HOOKS
 
 __all__ = ['SemiPruneHook', 'NonFiniteError', 'NonFiniteLossError', 'NonFiniteGradientError']
@@ -211,17 +212,8 @@ class SemiPruneHook(Hook):
 
     # -- phase transitions ---------------------------------------------------------------------------------
     @staticmethod
-    def _phase(pr, p=None) -> str:
-        """'soft' / 'hard' / 'frozen': the masks now (p None) or after set_progress(p)."""
-        if p is None:
-            return 'frozen' if pr.frozen else 'hard' if pr.in_hard_phase else 'soft'
-        s = pr.schedule
-        if s.frozen(p):
-            return 'frozen'
-        return 'hard' if pr.hard_phase and s.in_hard_phase(p) and s.rate(p, pr.target_rate) > 0 else 'soft'
-
-    @staticmethod
     def _share(pr) -> float:
+        """Mean share of group-decided gates over the semi masks (NaN without semi masks)."""
         semi = [m for m in pr.masks if m.mode == 'semi']
         return sum(float(m.current_gates().float().mean()) for m in semi) / len(semi) if semi else float('nan')
 
@@ -231,9 +223,8 @@ class SemiPruneHook(Hook):
         model = _pruned_model(runner)
         if model is None or model.pruner.frozen:
             return
-        it, n = runner.iter, runner.max_iters
-        p = 1.0 if it >= n - 1 else it / n  # as SemiPruneRecognizerGCN.update_schedule
-        now, nxt = self._phase(model.pruner), self._phase(model.pruner, p)
+        p = run_progress(runner.iter, runner.max_iters)  # what the recognizer's set_progress will get
+        now, nxt = model.pruner.phase, model.pruner.phase_at(p)
         if now != nxt:
             self._probe(runner, model, data_batch, p, now, nxt)
 
@@ -251,8 +242,6 @@ class SemiPruneHook(Hook):
         except Exception as e:  # a diagnostic: never stops training
             runner.logger.warning(f'SemiPruneHook: transition check skipped ({type(e).__name__}: {e})')
             return
-        finally:
-            c = None
         change = after / before - 1.0 if before > 0 else float('nan')
         rec = dict(iter=runner.iter + 1, transition=f'{now}->{nxt}', loss_cls_before=before, loss_cls_after=after,
                    change=change, share_before=share_before, share_after=share_after)
@@ -280,10 +269,8 @@ class SemiPruneHook(Hook):
             self._stop_gates(runner)
         if model is None or not self.every_n_train_iters(runner, self.log_interval):
             return
-        masks = model.pruner.masks
-        semi = [m for m in masks if m.mode == 'semi']
-        if semi:
-            share = sum(float(m.gate.hard().float().mean()) for m in semi) / len(semi)
+        share = self._share(model.pruner)
+        if not math.isnan(share):
             runner.message_hub.update_scalar('train/prune_gate_group_share', share)
 
     def after_train_epoch(self, runner):

@@ -21,6 +21,7 @@ from mmengine.logging import MessageHub
 from ..compat import ConfigError, check_state_dict
 from ..core.config import PruneConfig
 from ..core.pruner import SemiPruner
+from ..core.schedule import run_progress
 from ..registry import MODELS
 from .prunable import declare
 
@@ -108,10 +109,7 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
                 self._warned_no_progress = True
             return
         self._resolve_schedule(max_iters)
-        p = it / max_iters
-        if it >= max_iters - 1:
-            p = 1.0  # the last step always ends frozen
-        self.pruner.set_progress(p)
+        self.pruner.set_progress(run_progress(it, max_iters))
 
     @torch.no_grad()
     def profile(self, inputs: torch.Tensor):
