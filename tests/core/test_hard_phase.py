@@ -286,3 +286,62 @@ def test_soft_projection_makes_the_hard_step_smooth(toy):
             after = F.cross_entropy(net(x), y).item()
         changes[projection] = abs(after / before - 1)
     assert changes[True] < 0.05 and changes[True] < changes[False], changes  # measured 0.019 vs 0.46
+
+
+# -- consistency_every: the host-side consistent masks every N steps (issue "pruning at GPU speed") ----------
+def _syncs(fn):
+    from torch.profiler import ProfilerActivity, profile
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return sum(e.name in ('aten::_local_scalar_dense', 'aten::nonzero') for e in prof.events())
+
+
+def test_consistency_every_soft_projection_skips_the_host_search(toy):
+    """Between recomputations the soft projection keeps K and re-places the thresholds on the device: no host
+    sync, the live region unchanged, and the hard masks still meet the scheduled rate; every N-th step
+    recomputes (syncs again, K may move)."""
+    net, pr, _, it = _train_until(toy, 0.6, target_macs=0.3, consistency_every=4)
+    assert pr.consistency_every == 4 and not pr.in_hard_phase
+    # align on a recomputation: the counter restarts there
+    while pr._consistent_at[2] != 0:
+        pr.set_progress(it / 40)
+    keep = pr._keep_flat.clone()
+    syncs = []
+    for k in range(1, 5):
+        with torch.no_grad():  # move the latents so that a recomputation would change the masks
+            for _, _, w in pr.items():
+                w.mul_(1 + 0.05 * torch.randn_like(w))
+        syncs.append(_syncs(lambda: pr.set_progress(it / 40)))
+        if k < 4:
+            assert torch.equal(pr._keep_flat, keep)
+            items = pr.items()
+            cur = {key: m.current(w) for key, m, w in items}
+            kept = sum(int(c.sum()) for c in cur.values()) / sum(c.numel() for c in cur.values())
+            assert kept == pytest.approx(0.2, abs=0.02), kept
+    assert syncs[:3] == [0, 0, 0] and syncs[3] > 0, syncs  # step 4: recomputed on the host
+    assert pr._consistent_at[2] == 0
+
+
+def test_consistency_every_hard_phase_keeps_its_masks(toy):
+    """In the hard phase the consistent masks are kept for N − 1 steps and recomputed at the N-th; with N = 1
+    (default) they follow the latents every step."""
+    net, pr, _, it = _train_until(toy, 0.7, consistency_every=3)
+    assert pr.in_hard_phase
+    while pr._consistent_at[2] != 0:
+        pr.set_progress(it / 40)
+    masks = {k: m.mask.clone() for k, m, _ in pr.items()}
+    for step in (1, 2, 3):
+        with torch.no_grad():
+            for _, _, w in pr.items():
+                w.copy_(torch.randn_like(w))  # a recomputation would give different masks
+        pr.set_progress(it / 40)
+        same = all(torch.equal(m.mask, masks[k]) for k, m, _ in pr.items())
+        assert same == (step < 3), step
+
+
+def test_consistency_every_one_is_the_default_and_validated(toy):
+    net, pr = toy.make_pruner('semi', 'params', 0.8, schedule=dict(SCHED))
+    assert pr.consistency_every == 1
+    for bad in (0, 2.5, True, '4'):
+        with pytest.raises(ValueError, match='consistency_every'):
+            toy.make_pruner('semi', 'params', 0.8, schedule=dict(SCHED), consistency_every=bad)
