@@ -41,6 +41,10 @@ def parse_args(argv=None):
     p.add_argument('--warmup', type=int, default=3)
     p.add_argument('--threads', type=int, default=1)
     p.add_argument('--rate', type=float, default=0.9)
+    p.add_argument('--target-macs', type=float, default=None,
+                   help='compute target of the pruned model (soft projection on; what the leaderboard semi uses)')
+    p.add_argument('--update-every', type=int, default=1,
+                   help='prune_cfg.update_every (mask update interval); counts are averaged over that many steps')
     p.add_argument('--no-profile', action='store_true')
     return p.parse_args(argv)
 
@@ -68,12 +72,12 @@ def count(fn):
     return syncs, ops
 
 
-def build(cfg_model, pruned, rate):
+def build(cfg_model, pruned, rate, **prune):
     from mmsemiprune.export.exporter import build_model
     d = copy.deepcopy(dict(cfg_model))
     if pruned:
         d['type'] = 'mmsemiprune.SemiPruneRecognizerGCN'
-        d['prune_cfg'] = dict(d.get('prune_cfg') or {}, target_rate=rate, mode='semi')
+        d['prune_cfg'] = dict(d.get('prune_cfg') or {}, target_rate=rate, mode='semi', **prune)
     else:
         d.pop('prune_cfg', None)
         d['type'] = 'RecognizerGCN'
@@ -92,7 +96,10 @@ def bench(name, args):
     dev = torch.device(args.device)
     stock = build(cfg.model, False, args.rate)
     stock.init_weights()
-    soft = build(cfg.model, True, args.rate)
+    extra = dict(update_every=args.update_every)
+    if args.target_macs is not None:
+        extra['target_macs'] = args.target_macs
+    soft = build(cfg.model, True, args.rate, **extra)
     soft.load_state_dict(stock.state_dict(), strict=False)
     frozen = copy.deepcopy(soft)
     B = args.batch
@@ -129,11 +136,18 @@ def bench(name, args):
                 times[vname].append(time.perf_counter() - t)
     assert not soft.pruner.frozen and frozen.pruner.frozen
     med = {k: 1000 * statistics.median(v) for k, v in times.items()}
+    mean = {k: 1000 * statistics.fmean(v) for k, v in times.items()}
     counts = {}
-    if not args.no_profile:
+    if not args.no_profile:  # per step, averaged over one mask update interval
+        n = max(args.update_every, 1)
         for vname, model, ow, it in variants:
-            counts[vname] = count(lambda: step(model, ow, it))
-    return med, counts, len(soft.pruner.masks)
+            tot = [0, 0]
+            for _ in range(n):
+                s, o = count(lambda: step(model, ow, it))
+                tot[0] += s
+                tot[1] += o
+            counts[vname] = (tot[0] / n, tot[1] / n)
+    return med, mean, counts, len(soft.pruner.masks)
 
 
 def main(argv=None):
@@ -145,17 +159,20 @@ def main(argv=None):
     logging.getLogger().setLevel(logging.ERROR)
     dev = torch.cuda.get_device_name() if args.device == 'cuda' else 'cpu'
     print(f'device {dev}, torch {torch.__version__}, threads {args.threads}, batch {args.batch} clips of '
-          f'2x{args.frames}x25x3, amp {args.amp or "off (fp32)"}, medians of {args.reps} interleaved steps')
-    print('| model | step | ms | ratio to stock | syncs/step | operators/step | ops ratio |')
-    print('|---|---|---|---|---|---|---|')
+          f'2x{args.frames}x25x3, amp {args.amp or "off (fp32)"}, {args.reps} interleaved steps; pruned: '
+          f'target_macs {args.target_macs}, update_every {args.update_every} (syncs / operators averaged over '
+          f'{args.update_every} step(s))')
+    print('| model | step | median ms | ratio to stock | mean ms | ratio | syncs/step | operators/step | ops ratio |')
+    print('|---|---|---|---|---|---|---|---|---|')
     for name in args.models:
-        med, counts, L = bench(name, args)
+        med, mean, counts, L = bench(name, args)
         for v in ('stock', 'soft', 'frozen'):
             s, o = counts.get(v, ('-', '-'))
             so = counts.get('stock', (0, 0))[1]
             ratio_o = f'{o / so:.2f}' if counts else '-'
-            print(f'| {name} ({L} masks) | {v} | {med[v]:.0f} | {med[v] / med["stock"]:.2f} | {s} | {o} | {ratio_o} |',
-                  flush=True)
+            s, o = (f'{s:g}', f'{o:g}') if counts else (s, o)
+            print(f'| {name} ({L} masks) | {v} | {med[v]:.0f} | {med[v] / med["stock"]:.2f} | {mean[v]:.0f} | '
+                  f'{mean[v] / mean["stock"]:.2f} | {s} | {o} | {ratio_o} |', flush=True)
 
 
 if __name__ == '__main__':

@@ -105,11 +105,11 @@ class PruneConfig:
         'with `target_macs`: the soft phase already trains without the channels the compute target removes '
         '(projected every step, the budget ramped with the rate), so the hard phase does not remove them at once '
         '(measured on SBU: loss_cls on one batch ×6.4 at the soft→hard step without it)'))
-    consistency_every: int = field(default=1, metadata=_doc(
-        'recompute the topologically consistent (and, with `target_macs`, projected) hard masks every N steps of the '
-        'hard phase and of the soft projection, and whenever the scheduled rate moved by >= 0.01 since; between, the '
-        'hard phase keeps its masks and the soft phase re-places only the thresholds, on the device (no host sync). '
-        '1: every step'))
+    update_every: int = field(default=1, metadata=_doc(
+        'mask update interval N (steps): the thresholds (soft phase) and the topologically consistent, projected '
+        'hard masks (hard phase, soft projection) are recomputed at the first step of a phase, every N-th step and '
+        'whenever the scheduled rate moved by >= 0.01 since; in between the masks keep their thresholds / hard '
+        'masks (the soft projection re-places only its thresholds, on the device). 1: every step'))
     distill: Optional[Dict[str, Any]] = field(default=None, metadata=_doc(
         '`dict(weight=1.0, temperature=4.0, checkpoint=None)`: knowledge distillation from the dense model (the '
         'weights at the first training step, or `checkpoint`), any mode'))
@@ -177,10 +177,9 @@ class PruneConfig:
         _choice(self.group_stat, 'group_stat', ('rms', 'l1'))
         if self.target_macs is not None:
             self.target_macs = check_fraction(self.target_macs, 'prune_cfg.target_macs')
-        if isinstance(self.consistency_every, bool) or not isinstance(self.consistency_every, int) \
-                or self.consistency_every < 1:
-            raise ValueError(f'prune_cfg.consistency_every must be an integer >= 1 (steps), got '
-                             f'{self.consistency_every!r}; 1 recomputes the consistent masks every step')
+        if isinstance(self.update_every, bool) or not isinstance(self.update_every, int) or self.update_every < 1:
+            raise ValueError(f'prune_cfg.update_every must be an integer >= 1 (steps), got {self.update_every!r}; '
+                             '1 recomputes the masks every step')
         self.distill = _check_distill(self.distill)
         _check_groups(self.groups)
         if self.oneshot and self.schedule:
@@ -232,7 +231,7 @@ class PruneConfig:
                     group_stat=self.group_stat, gate_init=self.gate_init, gate_price=self.gate_price,
                     gate_price_by=self.gate_price_by, hard_phase=self.hard_phase, mask_bias=self.mask_bias,
                     target_macs=self.target_macs, gate_relative=self.gate_relative,
-                    soft_projection=self.soft_projection, consistency_every=self.consistency_every)
+                    soft_projection=self.soft_projection, update_every=self.update_every)
 
 
 def _check_groups(groups):

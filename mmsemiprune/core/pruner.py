@@ -87,12 +87,14 @@ class SemiPruner(nn.Module):
             are left where that meets the rate, and the soft mask is multiplied by the live region K of those
             masks (0 on their all-zero rows and columns): ψ ← ψ ⊙ K. Measured on SBU without it: the hard
             phase removed the projected channels at once and loss_cls on one batch rose ×6.4 at that step.
-        consistency_every: N ≥ 1. The consistent (projected) hard masks cost a host-side search (consistency
-            pass and rate bisection: ~4,000 operators and ~120 host syncs on the NTU ST-GCN); they are recomputed
-            at the first step of a phase, every N-th step after it, and whenever the scheduled rate moved by
-            ≥ 0.01 since the last recomputation (the warm-up). Between recomputations the hard phase keeps its
-            masks (as RigL / GMP update masks every ΔT steps) and the soft projection keeps K and re-places the
-            thresholds on the device at rate − (rate − asked) of the last recomputation. 1: every step.
+        update_every: N ≥ 1, the mask update interval (ours; as RigL / GMP update masks every ΔT steps). The
+            threshold search is ~230 operators per step on the NTU ST-GCN, the consistent (projected) hard masks a
+            host-side search of ~4,000 operators and ~120 host syncs. Both are recomputed at the first step of a
+            phase, every N-th step after it, and whenever the scheduled rate moved by ≥ 0.01 since the last
+            recomputation (so the warm-up ramp is followed step by step). In between, the soft masks keep their
+            thresholds (ψ still follows the latents and the temperature), the hard phase keeps its masks, and
+            the soft projection keeps K and re-places the thresholds on the device at rate − (rate − asked) of
+            the last recomputation. 1: every step.
     """
 
     def __init__(self, model: nn.Module, specs, target_rate: float, mode: str = 'semi', cost: str = 'params',
@@ -100,7 +102,7 @@ class SemiPruner(nn.Module):
                  normalize: bool = True, group_stat: str = 'rms', gate_init=0.0, gate_price: float = 1.0,
                  gate_price_by: str = 'both', hard_phase: bool = True, mask_bias: bool = True,
                  target_macs: Optional[float] = None, gate_relative: bool = True, soft_projection: bool = True,
-                 consistency_every: int = 1):
+                 update_every: int = 1):
         super().__init__()
         # one validation path: the same dataclass that validates prune_cfg (core/config.py)
         if isinstance(schedule, dict):
@@ -113,7 +115,7 @@ class SemiPruner(nn.Module):
                           layer_floor=layer_floor, normalize=normalize, group_stat=group_stat, gate_init=gate_init,
                           gate_price=gate_price, gate_price_by=gate_price_by, hard_phase=bool(hard_phase),
                           mask_bias=bool(mask_bias), target_macs=target_macs, gate_relative=gate_relative,
-                          soft_projection=soft_projection, consistency_every=consistency_every)
+                          soft_projection=soft_projection, update_every=update_every)
         cfg.validate()
         if cfg.target_macs is not None and not channel_sets:
             raise ValueError('target_macs needs channel sets (physical channel removal): they are declared for '
@@ -135,8 +137,8 @@ class SemiPruner(nn.Module):
         self.soft_projection = cfg.soft_projection and cfg.target_macs is not None
         self._hard_asked = None  # hard phase: the rate asked of the threshold search at the last step
         self._soft_asked = None  # soft projection: the same, in the soft phase
-        self.consistency_every = cfg.consistency_every
-        self._consistent_at = None  # (phase, scheduled rate, steps since) of the last consistent masks
+        self.update_every = cfg.update_every
+        self._updated_at = None  # (phase, scheduled rate, steps since) of the last mask recomputation
         self._keep_flat = None  # soft projection: K of every mask, flattened and concatenated (SoftBatch)
         self.hard_stats = {}  # hard phase: asked / achieved rate of the last hard masks
         self._prices = None  # gate_price_by 'macs'/'both': per-mask (G,) MACs freed, cached after profiling
@@ -231,7 +233,7 @@ class SemiPruner(nn.Module):
         rate = self.schedule.rate(p, self.target_rate)
         self.rate_now.fill_(rate)
         if phase == 'hard':
-            if not self._consistency_due('hard', rate):  # keep the last consistent hard masks
+            if not self._update_due('hard', rate):  # keep the last consistent hard masks
                 return
             for m in self.masks:  # gate decisions are final from the start of the hard phase
                 m.gate.snapshot()
@@ -248,25 +250,26 @@ class SemiPruner(nn.Module):
         for m in self.masks:
             m.set_hard(None)
         if rate > 0 and self.soft_projection and self._is_profiled:
-            if self._consistency_due('soft', rate) or self._keep_flat is None:
+            if self._update_due('projection', rate) or self._keep_flat is None:
                 self._project_soft(rate)
             else:  # K kept; thresholds re-placed on the device at the last recomputation's offset
-                asked = min(max(rate - (self._consistent_at[1] - self._soft_asked), 0.0), rate)
+                asked = min(max(rate - (self._updated_at[1] - self._soft_asked), 0.0), rate)
                 solve_thresholds([(m, w) for _, m, w in self.items()], asked, self.layer_floor, stats=False)
             return
-        self._consistent_at = None
         self._set_keep(None)
         if rate > 0:
-            solve_thresholds([(m, w) for _, m, w in self.items()], rate, self.layer_floor, stats=False)
+            if self._update_due('soft', rate):  # else: the thresholds of the last search
+                solve_thresholds([(m, w) for _, m, w in self.items()], rate, self.layer_floor, stats=False)
         else:
+            self._updated_at = None
             torch._foreach_zero_([m.thr_entry for m in self.masks] + [m.thr_group for m in self.masks])
 
-    def _consistency_due(self, phase: str, rate: float) -> bool:
-        """Whether this step recomputes the consistent masks (see ``consistency_every``); counts the step."""
-        last = self._consistent_at
-        due = (last is None or last[0] != phase or last[2] + 1 >= self.consistency_every
+    def _update_due(self, phase: str, rate: float) -> bool:
+        """Whether this step recomputes the masks of ``phase`` (see ``update_every``); counts the step."""
+        last = self._updated_at
+        due = (last is None or last[0] != phase or last[2] + 1 >= self.update_every
                or abs(rate - last[1]) >= 0.01)
-        self._consistent_at = (phase, rate, 0) if due else (phase, last[1], last[2] + 1)
+        self._updated_at = (phase, rate, 0) if due else (phase, last[1], last[2] + 1)
         return due
 
     @torch.no_grad()

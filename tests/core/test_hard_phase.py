@@ -288,7 +288,7 @@ def test_soft_projection_makes_the_hard_step_smooth(toy):
     assert changes[True] < 0.05 and changes[True] < changes[False], changes  # measured 0.019 vs 0.46
 
 
-# -- consistency_every: the host-side consistent masks every N steps (issue "pruning at GPU speed") ----------
+# -- update_every: the host-side consistent masks every N steps (issue "pruning at GPU speed") ----------
 def _syncs(fn):
     from torch.profiler import ProfilerActivity, profile
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -296,14 +296,14 @@ def _syncs(fn):
     return sum(e.name in ('aten::_local_scalar_dense', 'aten::nonzero') for e in prof.events())
 
 
-def test_consistency_every_soft_projection_skips_the_host_search(toy):
+def test_update_every_soft_projection_skips_the_host_search(toy):
     """Between recomputations the soft projection keeps K and re-places the thresholds on the device: no host
     sync, the live region unchanged, and the hard masks still meet the scheduled rate; every N-th step
     recomputes (syncs again, K may move)."""
-    net, pr, _, it = _train_until(toy, 0.6, target_macs=0.3, consistency_every=4)
-    assert pr.consistency_every == 4 and not pr.in_hard_phase
+    net, pr, _, it = _train_until(toy, 0.6, target_macs=0.3, update_every=4)
+    assert pr.update_every == 4 and not pr.in_hard_phase
     # align on a recomputation: the counter restarts there
-    while pr._consistent_at[2] != 0:
+    while pr._updated_at[2] != 0:
         pr.set_progress(it / 40)
     keep = pr._keep_flat.clone()
     syncs = []
@@ -319,15 +319,15 @@ def test_consistency_every_soft_projection_skips_the_host_search(toy):
             kept = sum(int(c.sum()) for c in cur.values()) / sum(c.numel() for c in cur.values())
             assert kept == pytest.approx(0.2, abs=0.02), kept
     assert syncs[:3] == [0, 0, 0] and syncs[3] > 0, syncs  # step 4: recomputed on the host
-    assert pr._consistent_at[2] == 0
+    assert pr._updated_at[2] == 0
 
 
-def test_consistency_every_hard_phase_keeps_its_masks(toy):
+def test_update_every_hard_phase_keeps_its_masks(toy):
     """In the hard phase the consistent masks are kept for N − 1 steps and recomputed at the N-th; with N = 1
     (default) they follow the latents every step."""
-    net, pr, _, it = _train_until(toy, 0.7, consistency_every=3)
+    net, pr, _, it = _train_until(toy, 0.7, update_every=3)
     assert pr.in_hard_phase
-    while pr._consistent_at[2] != 0:
+    while pr._updated_at[2] != 0:
         pr.set_progress(it / 40)
     masks = {k: m.mask.clone() for k, m, _ in pr.items()}
     for step in (1, 2, 3):
@@ -339,9 +339,33 @@ def test_consistency_every_hard_phase_keeps_its_masks(toy):
         assert same == (step < 3), step
 
 
-def test_consistency_every_one_is_the_default_and_validated(toy):
+def test_update_every_one_is_the_default_and_validated(toy):
     net, pr = toy.make_pruner('semi', 'params', 0.8, schedule=dict(SCHED))
-    assert pr.consistency_every == 1
+    assert pr.update_every == 1
     for bad in (0, 2.5, True, '4'):
-        with pytest.raises(ValueError, match='consistency_every'):
-            toy.make_pruner('semi', 'params', 0.8, schedule=dict(SCHED), consistency_every=bad)
+        with pytest.raises(ValueError, match='update_every'):
+            toy.make_pruner('semi', 'params', 0.8, schedule=dict(SCHED), update_every=bad)
+
+
+def test_update_every_soft_thresholds_kept_between_searches(toy):
+    """Plain soft phase: the threshold search runs at every N-th step (and at every step of the warm-up, where
+    the scheduled rate moves by >= 0.01 per step); in between the thresholds stay where the last search put them
+    while ψ still follows the latents."""
+    net, pr = toy.make_pruner('semi', 'params', 0.8, schedule=dict(SCHED), update_every=4)
+    thr = lambda: torch.stack([m.thr_entry for m in pr.masks] + [m.thr_group for m in pr.masks]).clone()  # noqa
+    # warm-up (rate 0 -> 0.8 over progress 0 -> 0.3): the rate moves by >= 0.01 per step at 1/100 progress steps
+    pr.set_progress(0.01)
+    for p in (0.02, 0.03):
+        before = thr()
+        pr.set_progress(p)
+        assert not torch.equal(thr(), before)
+    pr.set_progress(0.5)  # after the warm-up: rate constant, a search now
+    ref = thr()
+    changed = []
+    for _ in range(4):
+        with torch.no_grad():
+            for _, _, w in pr.items():
+                w.copy_(torch.randn_like(w))
+        pr.set_progress(0.5)
+        changed.append(not torch.equal(thr(), ref))
+    assert changed == [False, False, False, True], changed
