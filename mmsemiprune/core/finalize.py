@@ -61,26 +61,48 @@ def consistent_masks(items: List, rate: float, floor: float = 0.0, sets=None, it
     topological consistency (and, with ``target_macs``, after :func:`~.compute.project_macs`).
 
     Consistency and the MAC projection prune a little more than asked, so the rate passed to the
-    threshold search is lowered by bisection until the consistent masks meet the target (``start``: a
-    rate to try first, e.g. the previous step's). The thresholds of the chosen probe are left in the
+    threshold search is lowered until the consistent masks meet the target: ``start`` (a rate to try first,
+    e.g. the previous recomputation's) and one secant step from it, else the rate itself and a bisection
+    below it. The thresholds of the chosen probe are left in the
     masks' buffers. Returns (masks, asked, achieved)."""
     scores = _producer_scores(items) if target_macs is not None else None
     probe = lambda r: _hard_masks(items, r, floor, sets, target_macs, scores)  # noqa: E731
+    lo, hi, best, last = 0.0, rate, None, None
     if start is not None and 0.0 <= start <= rate:
-        masks = probe(start)
+        # warm start (the previous recomputation's asked rate), then one secant step: the rate consistency adds
+        # varies little between nearby latents (measured on the NTU ST-GCN after 16 steps: 1-2 probes instead of a
+        # 9-probe bisection from [0, rate])
+        guess = start
+        for _ in range(2):
+            mk = probe(guess)
+            a = _pruned_fraction(items, mk)
+            last = guess
+            if best is None or abs(a - rate) < best[0]:
+                best = (abs(a - rate), guess, mk, a)
+            if abs(a - rate) < 1e-3:
+                return mk, guess, a
+            if a > rate:
+                hi = min(hi, guess)
+            else:
+                lo = max(lo, guess)
+            nxt = min(max(guess - (a - rate), lo), hi)
+            if nxt == guess:
+                break
+            guess = nxt
+    if best is None or hi >= rate:  # the rate itself (no consistency loss: done)
+        masks = probe(rate)
         achieved = _pruned_fraction(items, masks)
-        if abs(achieved - rate) < 1e-3:
-            return masks, start, achieved
-    masks = probe(rate)
-    achieved = _pruned_fraction(items, masks)
-    asked = rate
-    if sets and achieved > rate + 1e-4:
-        lo, hi = 0.0, rate
-        best = (abs(achieved - rate), rate, masks, achieved)
+        last = rate
+        if best is None or abs(achieved - rate) < best[0]:
+            best = (abs(achieved - rate), rate, masks, achieved)
+        if not (sets and achieved > rate + 1e-4):
+            return masks, rate, achieved
+    if sets and best[0] >= 1e-3:
         for _ in range(iters):
             mid = 0.5 * (lo + hi)
             mk = probe(mid)
             a = _pruned_fraction(items, mk)
+            last = mid
             if abs(a - rate) < best[0]:
                 best = (abs(a - rate), mid, mk, a)
             if a > rate:
@@ -89,9 +111,9 @@ def consistent_masks(items: List, rate: float, floor: float = 0.0, sets=None, it
                 lo = mid
             if best[0] < 1e-3:
                 break
-        _, asked, masks, achieved = best
-        if asked != mid:  # leave the thresholds of the chosen probe, not of the last one, in the buffers
-            solve_thresholds([(m, w) for _, m, w in items], asked, floor)
+    _, asked, masks, achieved = best
+    if asked != last:  # leave the thresholds of the chosen probe, not of the last one, in the buffers
+        solve_thresholds([(m, w) for _, m, w in items], asked, floor)
     return masks, asked, achieved
 
 

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .budget import BudgetRegularizer, solve_thresholds
-from .config import GATE_PRICES, PruneConfig, check_fraction, check_rate  # noqa: F401  (re-exported)
+from .config import GATE_PRICES, PruneConfig, auto_update_every, check_fraction, check_rate  # noqa: F401
 from .batch import SoftBatch
 from .cascade import SemiMask
 from .finalize import consistent_masks, harden, live_region
@@ -94,7 +94,9 @@ class SemiPruner(nn.Module):
             recomputation (so the warm-up ramp is followed step by step). In between, the soft masks keep their
             thresholds (ψ still follows the latents and the temperature), the hard phase keeps its masks, and
             the soft projection keeps K and re-places the thresholds on the device at rate − (rate − asked) of
-            the last recomputation. 1: every step.
+            the last recomputation. 1: every step. 'auto' (default): 1 until :meth:`set_run_length` gives the run's
+            length, then max(1, freeze·max_iters // 1000), about 1,000 updates per mask phase (the recognizer
+            calls it at the first step; on SBU's 60-step mask phases N = 16 cost 2-4 points, so short runs keep 1).
     """
 
     def __init__(self, model: nn.Module, specs, target_rate: float, mode: str = 'semi', cost: str = 'params',
@@ -102,7 +104,7 @@ class SemiPruner(nn.Module):
                  normalize: bool = True, group_stat: str = 'rms', gate_init=0.0, gate_price: float = 1.0,
                  gate_price_by: str = 'both', hard_phase: bool = True, mask_bias: bool = True,
                  target_macs: Optional[float] = None, gate_relative: bool = True, soft_projection: bool = True,
-                 update_every: int = 1):
+                 update_every='auto'):
         super().__init__()
         # one validation path: the same dataclass that validates prune_cfg (core/config.py)
         if isinstance(schedule, dict):
@@ -137,7 +139,8 @@ class SemiPruner(nn.Module):
         self.soft_projection = cfg.soft_projection and cfg.target_macs is not None
         self._hard_asked = None  # hard phase: the rate asked of the threshold search at the last step
         self._soft_asked = None  # soft projection: the same, in the soft phase
-        self.update_every = cfg.update_every
+        self._update_auto = cfg.update_every == 'auto'
+        self.update_every = 1 if self._update_auto else cfg.update_every
         self._updated_at = None  # (phase, scheduled rate, steps since) of the last mask recomputation
         self._keep_flat = None  # soft projection: K of every mask, flattened and concatenated (SoftBatch)
         self.hard_stats = {}  # hard phase: asked / achieved rate of the last hard masks
@@ -263,6 +266,12 @@ class SemiPruner(nn.Module):
         else:
             self._updated_at = None
             torch._foreach_zero_([m.thr_entry for m in self.masks] + [m.thr_group for m in self.masks])
+
+    def set_run_length(self, max_iters: int) -> int:
+        """update_every='auto': the interval for a run of ``max_iters`` steps (see the class docstring)."""
+        if self._update_auto:
+            self.update_every = auto_update_every(self.schedule.freeze, int(max_iters))
+        return self.update_every
 
     def _update_due(self, phase: str, rate: float) -> bool:
         """Whether this step recomputes the masks of ``phase`` (see ``update_every``); counts the step."""

@@ -94,6 +94,7 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
         if not self._schedule_checked:
             self.config.resolve_schedule(self.pruner.schedule, max_iters,
                                          MessageHub.get_current_instance().get_info('max_epochs'))
+            self.pruner.set_run_length(max_iters)  # update_every='auto'
             self._schedule_checked = True
 
     def update_schedule(self, inputs: Optional[torch.Tensor] = None):

@@ -339,10 +339,14 @@ def test_update_every_hard_phase_keeps_its_masks(toy):
         assert same == (step < 3), step
 
 
-def test_update_every_one_is_the_default_and_validated(toy):
+def test_update_every_auto_is_the_default_and_validated(toy):
+    """'auto' (default): every step until the run length is known, then about 1,000 updates per mask phase."""
     net, pr = toy.make_pruner('semi', 'params', 0.8, schedule=dict(SCHED))
     assert pr.update_every == 1
-    for bad in (0, 2.5, True, '4'):
+    assert pr.set_run_length(1000) == 1 and pr.set_run_length(20000) == 16  # freeze 0.8: 16,000 // 1,000
+    net, pr = toy.make_pruner('semi', 'params', 0.8, schedule=dict(SCHED), update_every=3)
+    assert pr.set_run_length(20000) == 3  # an explicit interval is kept
+    for bad in (0, 2.5, True, '4', 'fast'):
         with pytest.raises(ValueError, match='update_every'):
             toy.make_pruner('semi', 'params', 0.8, schedule=dict(SCHED), update_every=bad)
 

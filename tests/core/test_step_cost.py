@@ -127,11 +127,12 @@ def test_threshold_search_has_no_sync_and_constant_operators():
     assert ops_s <= 6 * L_s + 250, out  # measured: 224 + 4 per mask
 
 
-@pytest.mark.xfail(strict=True, reason='open (issue "pruning at GPU speed"): with the batched soft masks '
-                   '(core/batch.py) the soft step costs 985 / 1,294 operators against stock 438 / 669 (2.25x / 1.93x); '
-                   'the on-device threshold search alone is ~240 operators per step (four radix selects), more than '
-                   'the 219 the bound leaves at depth 4, and the latents, gate logits and biases still cost ~13 '
-                   'operators per masked tensor (views, cat backward, SGD on the gate logits)')
+@pytest.mark.xfail(strict=True, reason='open (issue "pruning at GPU speed"): on these small models with the '
+                   'threshold search at every step (update_every=1) the soft step costs 985 / 1,294 operators against '
+                   'stock 438 / 669 (2.25x / 1.93x): the on-device search alone is ~240 operators (four radix '
+                   'selects), more than the 219 the bound leaves at depth 4, and the latents, gate logits and biases '
+                   'still cost ~13 operators per masked tensor (views, cat backward, SGD on the gate logits). On the '
+                   'NTU ST-GCN with update_every=16 the bound holds (test below)')
 def test_soft_step_operators_within_1_5x_stock(costs):
     for s in (4, 7):
         ops_soft, ops_stock = costs[(s, True)][2], costs[(s, False)][2]
@@ -177,3 +178,50 @@ def test_hard_phase_progress_syncs_are_o1():
         out[stages] = (syncs, len(pr.masks))
         assert nz == 0, names
     assert out[4][0] == out[7][0] <= 4, out
+
+
+def _ntu_step_ops(pruned, steps, max_iters=100, **prune):
+    """Average (syncs, operators) per train_step over ``steps`` steps at progress 0.5 of the stock NTU-60 ST-GCN
+    of configs/stgcn_semiprune_ntu60.py (3.1 M parameters, 22 masked tensors), input 1 clip of 2 x 20 x 25 x 3."""
+    import os.path as osp
+    from mmengine.config import Config
+    root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+    cfg = copy.deepcopy(dict(Config.fromfile(osp.join(root, 'configs/stgcn_semiprune_ntu60.py')).model))
+    if pruned:
+        cfg['prune_cfg'] = dict(cfg['prune_cfg'], **prune)
+    else:
+        cfg.pop('prune_cfg')
+        cfg['type'] = 'RecognizerGCN'
+    torch.manual_seed(0)
+    model = MODELS.build(cfg)
+    model.train()
+    ow = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True))
+    hub = MessageHub.get_current_instance()
+    hub.update_info('max_iters', max_iters)
+    hub.update_info('iter', max_iters // 2)
+    g = torch.Generator().manual_seed(0)
+    data = dict(inputs=[torch.randn(1, 2, 20, 25, 3, generator=g)],
+                data_samples=[ActionDataSample().set_gt_labels(torch.tensor([0]))])
+    for _ in range(2):
+        model.train_step(copy.copy(data), ow)
+    tot = [0, 0]
+    for _ in range(steps):
+        s, _, o, _ = count_step(lambda: model.train_step(copy.copy(data), ow))
+        tot[0] += s
+        tot[1] += o
+    if pruned:
+        assert not model.pruner.frozen and not model.pruner.in_hard_phase
+        assert model.pruner.update_every == steps
+    return tot[0] / steps, tot[1] / steps
+
+
+def test_ntu_soft_step_operators_within_1_5x_stock_with_update_interval():
+    """The issue's bound on the issue's model: the NTU-60 ST-GCN soft step (semi 0.9, its shipped config) in a run of
+    20,000 steps, where update_every='auto' updates the masks every 16 steps, costs <= 1.5x stock's operators per
+    step, averaged over one interval (measured 1,654 vs 1,125: 1.47x; 1,881 = 1.67x with the search at every
+    step), and no host sync more than stock's."""
+    torch.set_num_threads(1)
+    s_stock, o_stock = _ntu_step_ops(False, 1)
+    s_soft, o_soft = _ntu_step_ops(True, 16, max_iters=20000)
+    assert s_soft == s_stock, (s_soft, s_stock)
+    assert o_soft <= 1.5 * o_stock, (o_soft, o_stock, o_soft / o_stock)
