@@ -96,7 +96,8 @@ class SemiPruner(nn.Module):
             the soft projection keeps K and re-places the thresholds on the device at rate − (rate − asked) of
             the last recomputation. 1: every step. 'auto' (default): 1 until :meth:`set_run_length` gives the run's
             length, then max(1, freeze·max_iters // 1000), about 1,000 updates per mask phase (the recognizer
-            calls it at the first step; on SBU's 60-step mask phases N = 16 cost 2-4 points, so short runs keep 1).
+            calls it at the first step). Measured on SBU (60-step mask phases, 5 folds, seed 0, rate 0.9): N = 16 moved
+            top-1 by −0.9 [−4.0, +2.3] points (paired t-interval), not resolved; short runs keep N = 1.
     """
 
     def __init__(self, model: nn.Module, specs, target_rate: float, mode: str = 'semi', cost: str = 'params',
