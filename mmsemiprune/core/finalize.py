@@ -56,7 +56,7 @@ def _pruned_fraction(items, masks) -> float:
 
 @torch.no_grad()
 def consistent_masks(items: List, rate: float, floor: float = 0.0, sets=None, iters: int = 20,
-                     target_macs: Optional[float] = None, start: Optional[float] = None):
+                     target_macs: Optional[float] = None, start: Optional[float] = None, tol: float = 1e-3):
     """Hard masks (no gradient) at the current latents and hard gates that meet ``rate`` after
     topological consistency (and, with ``target_macs``, after :func:`~.compute.project_macs`).
 
@@ -64,14 +64,13 @@ def consistent_masks(items: List, rate: float, floor: float = 0.0, sets=None, it
     threshold search is lowered until the consistent masks meet the target: ``start`` (a rate to try first,
     e.g. the previous recomputation's) and one secant step from it, else the rate itself and a bisection
     below it. The thresholds of the chosen probe are left in the
-    masks' buffers. Returns (masks, asked, achieved)."""
+    masks' buffers. ``tol``: the accepted |achieved − rate|. Returns (masks, asked, achieved)."""
     scores = _producer_scores(items) if target_macs is not None else None
     probe = lambda r: _hard_masks(items, r, floor, sets, target_macs, scores)  # noqa: E731
     lo, hi, best, last = 0.0, rate, None, None
     if start is not None and 0.0 <= start <= rate:
-        # warm start (the previous recomputation's asked rate), then one secant step: the rate consistency adds
-        # varies little between nearby latents (measured on the NTU ST-GCN after 16 steps: 1-2 probes instead of a
-        # 9-probe bisection from [0, rate])
+        # warm start (the previous recomputation's asked rate), then one secant step of slope 1 (the rate
+        # consistency adds varies little between nearby latents), before the bisection
         guess = start
         for _ in range(2):
             mk = probe(guess)
@@ -79,7 +78,7 @@ def consistent_masks(items: List, rate: float, floor: float = 0.0, sets=None, it
             last = guess
             if best is None or abs(a - rate) < best[0]:
                 best = (abs(a - rate), guess, mk, a)
-            if abs(a - rate) < 1e-3:
+            if abs(a - rate) < tol:
                 return mk, guess, a
             if a > rate:
                 hi = min(hi, guess)
@@ -97,7 +96,7 @@ def consistent_masks(items: List, rate: float, floor: float = 0.0, sets=None, it
             best = (abs(achieved - rate), rate, masks, achieved)
         if not (sets and achieved > rate + 1e-4):
             return masks, rate, achieved
-    if sets and best[0] >= 1e-3:
+    if sets and best[0] >= tol:
         for _ in range(iters):
             mid = 0.5 * (lo + hi)
             mk = probe(mid)
@@ -109,7 +108,7 @@ def consistent_masks(items: List, rate: float, floor: float = 0.0, sets=None, it
                 hi = mid
             else:
                 lo = mid
-            if best[0] < 1e-3:
+            if best[0] < tol:
                 break
     _, asked, masks, achieved = best
     if asked != last:  # leave the thresholds of the chosen probe, not of the last one, in the buffers

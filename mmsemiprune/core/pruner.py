@@ -286,8 +286,11 @@ class SemiPruner(nn.Module):
     def _project_soft(self, rate: float) -> None:
         """soft_projection: thresholds and live regions K from the consistent, projected hard masks."""
         macs = 1.0 - (1.0 - self.target_macs) * rate / self.target_rate
+        # with an update interval the soft phase accepts ±0.005 of the rate (its rate is approximate anyway; the hard
+        # phase and the freeze meet it to 1e-3): measured on the NTU ST-GCN, 1e-3 took 7-11 probes per update
         masks, asked, _ = consistent_masks(self.items(), rate, self.layer_floor, self.channel_sets,
-                                           target_macs=macs, start=self._soft_asked)
+                                           target_macs=macs, start=self._soft_asked,
+                                           tol=1e-3 if self.update_every == 1 else 5e-3)
         self._soft_asked = asked
         self._set_keep({key: live_region(masks[key]) for key, _, _ in self.items()})
 
