@@ -373,3 +373,33 @@ def test_update_every_soft_thresholds_kept_between_searches(toy):
         pr.set_progress(0.5)
         changed.append(not torch.equal(thr(), ref))
     assert changed == [False, False, False, True], changed
+
+
+@pytest.mark.parametrize('start', [None, 0.0, 0.5, 0.85, 0.9])
+def test_consistent_masks_meet_the_rate_from_any_start(toy, start):
+    """Warm start + secant step + bisection: whatever the start, the consistent masks meet the rate to ``tol``
+    (or as closely as the bisection gets) and the buffers hold the thresholds of the returned masks; a start at
+    the solution costs one probe."""
+    import mmsemiprune.core.finalize as fin
+    net, pr = toy.make_pruner('semi', 'params', 0.9)
+    items = pr.items()
+    ref, asked, achieved = consistent_masks(items, 0.9, pr.layer_floor, pr.channel_sets)
+    calls = []
+    orig = fin._hard_masks
+    fin._hard_masks = lambda *a, **k: calls.append(1) or orig(*a, **k)
+    try:
+        masks, asked2, achieved2 = consistent_masks(items, 0.9, pr.layer_floor, pr.channel_sets, start=start)
+        calls_here = len(calls)
+        # the buffers hold the thresholds of the returned probe: the search at asked2 writes the same ones
+        now = {k: m.hard(w) for k, m, w in items}
+        from mmsemiprune.core.budget import solve_thresholds
+        solve_thresholds([(m, w) for _, m, w in items], asked2, pr.layer_floor, stats=False)
+        for k, m, w in items:
+            assert torch.equal(m.hard(w), now[k]) and not (masks[k] & ~now[k]).any()
+        calls.clear()
+        consistent_masks(items, 0.9, pr.layer_floor, pr.channel_sets, start=asked)
+    finally:
+        fin._hard_masks = orig
+    assert abs(achieved2 - 0.9) <= max(abs(achieved - 0.9), 1e-3) + 1e-9, (achieved2, achieved)
+    assert len(calls) == 1  # warm start at the solution
+    assert calls_here <= 23
