@@ -245,7 +245,8 @@ class SemiPruner(nn.Module):
             self._set_keep(None)
             start = self._hard_asked if self._hard_asked is not None else self._soft_asked
             masks, asked, achieved = consistent_masks(self.items(), rate, self.layer_floor, self.channel_sets,
-                                                      target_macs=self.target_macs, start=start)
+                                                      target_macs=self.target_macs, start=start,
+                                                      secant=self.update_every > 1)
             self._hard_asked = asked
             for key, m, _ in self.items():
                 m.set_hard(masks[key])
@@ -290,7 +291,7 @@ class SemiPruner(nn.Module):
         # phase and the freeze meet it to 1e-3): measured on the NTU ST-GCN, 1e-3 took 7-11 probes per update
         masks, asked, _ = consistent_masks(self.items(), rate, self.layer_floor, self.channel_sets,
                                            target_macs=macs, start=self._soft_asked,
-                                           tol=1e-3 if self.update_every == 1 else 5e-3)
+                                           tol=1e-3 if self.update_every == 1 else 5e-3, secant=self.update_every > 1)
         self._soft_asked = asked
         self._set_keep({key: live_region(masks[key]) for key, _, _ in self.items()})
 

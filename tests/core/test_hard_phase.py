@@ -375,9 +375,10 @@ def test_update_every_soft_thresholds_kept_between_searches(toy):
     assert changed == [False, False, False, True], changed
 
 
+@pytest.mark.parametrize('secant', [False, True])
 @pytest.mark.parametrize('start', [None, 0.0, 0.5, 0.85, 0.9])
-def test_consistent_masks_meet_the_rate_from_any_start(toy, start):
-    """Warm start + secant step + bisection: whatever the start, the consistent masks meet the rate to ``tol``
+def test_consistent_masks_meet_the_rate_from_any_start(toy, start, secant):
+    """Warm start (+ secant step) + bisection: whatever the start, the consistent masks meet the rate to ``tol``
     (or as closely as the bisection gets) and the buffers hold the thresholds of the returned masks; a start at
     the solution costs one probe."""
     import mmsemiprune.core.finalize as fin
@@ -388,7 +389,8 @@ def test_consistent_masks_meet_the_rate_from_any_start(toy, start):
     orig = fin._hard_masks
     fin._hard_masks = lambda *a, **k: calls.append(1) or orig(*a, **k)
     try:
-        masks, asked2, achieved2 = consistent_masks(items, 0.9, pr.layer_floor, pr.channel_sets, start=start)
+        masks, asked2, achieved2 = consistent_masks(items, 0.9, pr.layer_floor, pr.channel_sets, start=start,
+                                                    secant=secant)
         calls_here = len(calls)
         # the buffers hold the thresholds of the returned probe: the search at asked2 writes the same ones
         now = {k: m.hard(w) for k, m, w in items}
