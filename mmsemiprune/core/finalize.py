@@ -65,8 +65,8 @@ def consistent_masks(items: List, rate: float, floor: float = 0.0, sets=None, it
     threshold search is lowered until the consistent masks meet the target: ``start`` (a rate to try first,
     e.g. the previous recomputation's), with ``secant`` one secant step from it, else the rate itself and a
     bisection below it (the pruner uses the secant step with a mask update interval > 1, where the start
-    misses more often; without it the search is exactly the one the published leaderboard ran). The thresholds of the chosen probe are left in the
-    masks' buffers. ``tol``: the accepted |achieved − rate|. Returns (masks, asked, achieved)."""
+    misses more often; without it the search is exactly the one the published leaderboard ran). The
+    thresholds of the chosen probe are left in the masks' buffers. ``tol``: the accepted |achieved − rate|. Returns (masks, asked, achieved)."""
     scores = _producer_scores(items) if target_macs is not None else None
     probe = lambda r: _hard_masks(items, r, floor, sets, target_macs, scores)  # noqa: E731
     lo, hi, best, last = 0.0, rate, None, None

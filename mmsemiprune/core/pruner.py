@@ -255,7 +255,7 @@ class SemiPruner(nn.Module):
         for m in self.masks:
             m.set_hard(None)
         if rate > 0 and self.soft_projection and self._is_profiled:
-            if self._update_due('projection', rate) or self._keep_flat is None:
+            if self._update_due('projection', rate, force=self._keep_flat is None):
                 self._project_soft(rate)
             else:  # K kept; thresholds re-placed on the device at the last recomputation's offset
                 asked = min(max(rate - (self._updated_at[1] - self._soft_asked), 0.0), rate)
@@ -275,10 +275,11 @@ class SemiPruner(nn.Module):
             self.update_every = auto_update_every(self.schedule.freeze, int(max_iters))
         return self.update_every
 
-    def _update_due(self, phase: str, rate: float) -> bool:
-        """Whether this step recomputes the masks of ``phase`` (see ``update_every``); counts the step."""
+    def _update_due(self, phase: str, rate: float, force: bool = False) -> bool:
+        """Whether this step recomputes the masks of ``phase`` (see ``update_every``; ``force``: it must, e.g. no
+        live region yet); counts the step and restarts the count at a recomputation."""
         last = self._updated_at
-        due = (last is None or last[0] != phase or last[2] + 1 >= self.update_every
+        due = (force or last is None or last[0] != phase or last[2] + 1 >= self.update_every
                or abs(rate - last[1]) >= 0.01)
         self._updated_at = (phase, rate, 0) if due else (phase, last[1], last[2] + 1)
         return due
