@@ -29,7 +29,7 @@ import torch
 
 from .topology import ChannelSet, alive, channel_view, zero_channels
 
-__all__ = ['removed_entries', 'masked_macs', 'dense_macs', 'channel_freed_macs', 'group_prices', 'project_macs']
+__all__ = ['entry_macs', 'removed_entries', 'masked_macs', 'masked_macs_tensor', 'dense_macs', 'channel_freed_macs', 'group_prices', 'project_macs']
 
 
 #: the MAC projection never leaves a channel set with fewer live channels than this fraction of its size
@@ -49,45 +49,85 @@ def _agg(cs: ChannelSet, macs: Dict[str, float]) -> float:
     return float(cs.agg_factor) * float(macs.get(cs.agg_ref, 0.0))
 
 
+def entry_macs(items) -> Dict[str, float]:
+    """key → MACs of one entry per sample (the masks' ``macs`` buffers), read back in one host sync (not one
+    per tensor)."""
+    if not items:
+        return {}
+    vals = torch.stack([m.macs.detach().to(torch.float64) for _, m, _ in items]).tolist()
+    return {k: v for (k, _, _), v in zip(items, vals)}
+
+
 @torch.no_grad()
 def removed_entries(masks: Dict[str, torch.Tensor], sets: List[ChannelSet]) -> Tuple[Dict[str, torch.Tensor], set]:
     """Per masked tensor, a bool tensor of its shape: True where the entry lies in a channel slice that
     export removes (a channel nothing reads: no surviving consumer, set not read by a fixed consumer).
-    Also returns the keys covered by some channel set."""
+    Also returns the keys covered by some channel set. No host sync (a set with no dead channel is a no-op
+    ``where``)."""
     removed = {k: torch.zeros_like(v, dtype=torch.bool) for k, v in masks.items()}
     covered = set()
     for cs in sets:
+        slots = [sl for sl in cs.producers + cs.consumers if sl.key() in masks]
+        covered.update(sl.key() for sl in slots)
+        if cs.fixed_consumer:  # read by something that stays: nothing of it is removed
+            continue
         _, cons = alive(masks, cs)
-        dead = ~cons if not cs.fixed_consumer else torch.zeros_like(cons)
-        for s in cs.producers + cs.consumers:
-            if s.key() not in masks:
-                continue
-            covered.add(s.key())
-            if dead.any():
-                removed[s.key()] = removed[s.key()] | zero_channels(
-                    torch.zeros_like(removed[s.key()]), s, cs.size, dead, fill=True)
+        for sl in slots:
+            removed[sl.key()] = removed[sl.key()] | zero_channels(
+                torch.zeros_like(removed[sl.key()]), sl, cs.size, ~cons, fill=True)
     return removed, covered
 
 
-def dense_macs(items, sets: List[ChannelSet]) -> float:
-    """MACs of the unpruned tensors and aggregations (``items``: (key, SemiMask, latent))."""
-    macs = {k: float(m.macs) for k, m, _ in items}
+def dense_macs(items, sets: List[ChannelSet], macs: Optional[Dict[str, float]] = None) -> float:
+    """MACs of the unpruned tensors and aggregations (``items``: (key, SemiMask, latent); ``macs``: their
+    :func:`entry_macs`, read here when not given)."""
+    macs = entry_macs(items) if macs is None else macs
     return sum(macs[k] * w.numel() for k, m, w in items) + sum(_agg(cs, macs) * cs.size for cs in sets)
 
 
 @torch.no_grad()
-def masked_macs(items, masks: Dict[str, torch.Tensor], sets: List[ChannelSet]) -> float:
-    """MACs(M) of the module docstring: what remains after physical channel removal."""
-    removed, _ = removed_entries(masks, sets)
-    macs = {k: float(m.macs) for k, m, _ in items}
-    total = sum(macs[k] * float((~removed[k]).sum()) for k, _, _ in items)
-    for cs in sets:
+def masked_macs_tensor(items, masks: Dict[str, torch.Tensor], sets: List[ChannelSet],
+                       macs: Optional[Dict[str, float]] = None, state=None) -> torch.Tensor:
+    """MACs(M) of the module docstring as a 0-dim float64 tensor on the masks' device, without a host sync.
+
+    The entries export keeps in a tensor are a product of per-dim counts: along each dim that is a slot of a
+    removable channel set, the positions of channels that something still reads (``alive``'s consumer side,
+    tiled over the slot's fold); every other dim is kept whole. So no per-entry map is built. Summed in the same
+    order as the host version did (tensors, then aggregations), the value is the same to the last bit on CPU.
+    ``state``: the sets' ``alive`` pairs when the caller has them."""
+    macs = entry_macs(items) if macs is None else macs
+    state = [alive(masks, cs) for cs in sets] if state is None else state
+    keep: Dict[str, Dict[int, torch.Tensor]] = {}
+    for cs, (_, cons) in zip(sets, state):
+        if cs.fixed_consumer:
+            continue
+        for sl in cs.producers + cs.consumers:
+            if sl.key() in masks:
+                v = cons.repeat(sl.fold)
+                d = keep.setdefault(sl.key(), {})
+                d[sl.dim] = v & d[sl.dim] if sl.dim in d else v
+    dev = next(iter(masks.values())).device if masks else None
+    total = torch.zeros((), dtype=torch.float64, device=dev)
+    for k, _, w in items:
+        dims = keep.get(k, {})
+        whole = 1
+        for i, n in enumerate(w.shape):
+            whole *= 1 if i in dims else n
+        if dims:
+            cnt = torch.stack([v.sum() for v in dims.values()]).prod().to(torch.float64) * whole
+        else:
+            cnt = float(whole)
+        total = total + macs[k] * cnt
+    for cs, (_, cons) in zip(sets, state):
         a = _agg(cs, macs)
         if a > 0:
-            _, cons = alive(masks, cs)
-            live = cons if not cs.fixed_consumer else torch.ones_like(cons)
-            total += a * float(live.sum())
+            total = total + (a * cs.size if cs.fixed_consumer else a * cons.sum().to(torch.float64))
     return total
+
+
+def masked_macs(items, masks: Dict[str, torch.Tensor], sets: List[ChannelSet]) -> float:
+    """MACs(M) of the module docstring: what remains after physical channel removal."""
+    return float(masked_macs_tensor(items, masks, sets))
 
 
 def channel_freed_macs(cs: ChannelSet, macs: Dict[str, float], shapes: Dict[str, tuple]) -> float:
@@ -106,7 +146,7 @@ def group_prices(items, sets: List[ChannelSet]) -> Dict[str, torch.Tensor]:
     """Per masked tensor with groups, (G,) MACs freed by removing each group of its first grouping: F_c
     when that grouping is the output channel of a producer slot of a channel set (``out`` with the slot's
     fold), else the group's own entries' MACs."""
-    macs = {k: float(m.macs) for k, m, _ in items}
+    macs = entry_macs(items)
     shapes = {k: tuple(w.shape) for k, _, w in items}
     producer_of = {}
     for cs in sets:
@@ -136,71 +176,76 @@ def project_macs(items, masks: Dict[str, torch.Tensor], sets: List[ChannelSet], 
     """Remove whole channels (in place in ``masks``) until MACs(M) ≤ target·MACs(dense).
 
     Candidates are the live channels of non-fixed channel sets, taken in increasing order of
-    (producer group score / F_c) — the weakest channel per freed MAC first; ``scores``: key →
-    per-channel score (G,) of producer tensors (default: the kept fraction of the channel's slices).
+    (producer group score / F_c) — the weakest channel per freed MAC first, ties by set then channel; ``scores``:
+    key → per-channel score (G,) of producer tensors (default: the kept fraction of the channel's slices).
     Returns the number of channels removed (0 when the budget is already met or nothing can be removed).
+
+    On the device: each round is one sort of all candidates and prefix sums (:func:`_remove_round`), one host
+    read per round (did it remove anything?) plus one for the per-entry MACs — not one per channel.
     """
     if not 0.0 < target <= 1.0:
         raise ValueError(f'target_macs must be a fraction of the dense MACs in (0, 1], got {target!r}')
-    budget = target * dense_macs(items, sets)
+    macs = entry_macs(items)
+    budget = target * dense_macs(items, sets, macs)
+    shapes = {k: tuple(w.shape) for k, _, w in items}
     removed = 0
     for _ in range(10):  # F_c double-counts entries shared by two removed channels: re-count and repeat
-        now = masked_macs(items, masks, sets)
-        if now <= budget:
-            break
-        n = _remove_round(items, masks, sets, budget, now, scores)
+        state = [alive(masks, cs) for cs in sets]
+        now = masked_macs_tensor(items, masks, sets, macs, state)
+        n = int(_remove_round(masks, sets, state, budget, now, scores, macs, shapes))  # 0 when now <= budget
         if n == 0:
             break
         removed += n
     return removed
 
 
-def _remove_round(items, masks, sets, budget, now, scores) -> int:
-    macs = {k: float(m.macs) for k, m, _ in items}
-    shapes = {k: tuple(w.shape) for k, _, w in items}
-    cands = []  # (priority, set index, channel)
-    room = {}  # set index -> how many more of its channels may go
-    for i, cs in enumerate(sets):
+def _remove_round(masks, sets, state, budget: float, now: torch.Tensor, scores, macs, shapes) -> torch.Tensor:
+    """One greedy round, vectorised: candidates c of every removable set, priority p_c = score_c / F_c (∞ when not
+    live); in ascending p (stable: ties by set, then channel) take c while its set keeps ≥ :func:`min_channels`
+    live channels and the running estimate now − Σ F of the channels taken before it is still > budget. The
+    running estimate is a cumulative sum, so this takes exactly what a loop over the sorted candidates takes.
+    Zeroes the taken channels' slices in ``masks``; returns how many (a device tensor)."""
+    cand = []  # (set, F_c, live (C,), room (), score (C,))
+    for cs, (prod, cons) in zip(sets, state):
         if cs.fixed_consumer or cs.fixed_producer:
-            continue
-        prod, cons = alive(masks, cs)
-        live = prod & cons
-        room[i] = int(live.sum()) - min_channels(cs.size)
-        if room[i] <= 0:
             continue
         f = channel_freed_macs(cs, macs, shapes)
         if f <= 0:
             continue
+        live = prod & cons
+        room = live.sum() - min_channels(cs.size)
         s = None
         for sl in cs.producers:
             if scores is not None and sl.key() in scores and scores[sl.key()].numel() == cs.size:
-                v = scores[sl.key()].to(torch.float64).cpu()
+                v = scores[sl.key()].to(device=live.device, dtype=torch.float64)
                 s = v if s is None else torch.maximum(s, v)
         if s is None:  # kept fraction of the channel's producer slices
-            s = torch.zeros(cs.size, dtype=torch.float64)
+            s = torch.zeros(cs.size, dtype=torch.float64, device=live.device)
             for sl in cs.producers:
                 if sl.key() in masks:
-                    s = s + channel_view(masks[sl.key()], sl, cs.size).float().mean(dim=(0, 2)).double().cpu()
-        for c in torch.nonzero(live.cpu()).flatten().tolist():
-            cands.append((float(s[c]) / f, i, c, f))
-    cands.sort()
-    removed = 0
-    est = now
-    batch: Dict[int, List[int]] = {}
-    for _, i, c, f in cands:
-        if est <= budget:
-            break
-        if room[i] <= 0:
-            continue
-        room[i] -= 1
-        batch.setdefault(i, []).append(c)
-        est -= f
-        removed += 1
-    for i, chans in batch.items():
-        cs = sets[i]
-        dead = torch.zeros(cs.size, dtype=torch.bool)
-        dead[chans] = True
-        for s in cs.producers + cs.consumers:
-            if s.key() in masks:
-                masks[s.key()] = zero_channels(masks[s.key()], s, cs.size, dead.to(masks[s.key()].device))
-    return removed
+                    s = s + channel_view(masks[sl.key()], sl, cs.size).float().mean(dim=(0, 2)).double()
+        cand.append((cs, f, live, room, s))
+    if not cand:
+        return now.new_zeros((), dtype=torch.long)
+    dev = now.device
+    live = torch.cat([c[2] for c in cand])
+    prio = torch.cat([c[4] / c[1] for c in cand]).masked_fill(~live, float('inf'))
+    fc = torch.cat([torch.full((c[0].size, ), c[1], dtype=torch.float64, device=dev) for c in cand])
+    owner = torch.cat([torch.full((c[0].size, ), i, dtype=torch.long, device=dev) for i, c in enumerate(cand)])
+    room = torch.stack([c[3] for c in cand])
+    order = torch.sort(prio, stable=True).indices
+    live_s, owner_s, fc_s = live[order], owner[order], fc[order]
+    # rank of a live candidate among the live candidates of its set that come before it
+    onehot = (owner_s.unsqueeze(1) == torch.arange(len(cand), device=dev)) & live_s.unsqueeze(1)
+    rank = onehot.long().cumsum(0).gather(1, owner_s.unsqueeze(1)).squeeze(1) - 1
+    allowed = live_s & (rank < room[owner_s])
+    # est before candidate i: now − F_1 − … − F_{i−1} over the allowed ones, summed left to right as the loop does
+    steps = torch.cat([now.reshape(1), -(fc_s * allowed)])
+    est_before = steps.cumsum(0)[:-1]
+    take_s = allowed & (est_before > budget)
+    take = torch.zeros_like(take_s).scatter(0, order, take_s)
+    for (cs, *_), dead in zip(cand, take.split([c[0].size for c in cand])):
+        for sl in cs.producers + cs.consumers:
+            if sl.key() in masks:
+                masks[sl.key()] = zero_channels(masks[sl.key()], sl, cs.size, dead)
+    return take.sum()

@@ -89,12 +89,12 @@ class SemiPruner(nn.Module):
             phase removed the projected channels at once and loss_cls on one batch rose ×6.4 at that step.
         update_every: N ≥ 1, the mask update interval (ours; as RigL / GMP update masks every ΔT steps). The
             threshold search is ~230 operators per step on the NTU ST-GCN, the consistent (projected) hard masks a
-            host-side search of ~4,000 operators and ~120 host syncs. Both are recomputed at the first step of a
+            search of ~4,500 operators and ~5 host reads per probe of the rate (~120 before the MAC count and the
+            projection ran on the device). Both are recomputed at the first step of a
             phase, every N-th step after it, and whenever the scheduled rate moved by ≥ 0.01 since the last
             recomputation (so the warm-up ramp is followed step by step). In between, the soft masks keep their
             thresholds (ψ still follows the latents and the temperature), the hard phase keeps its masks, and
-            the soft projection keeps K and re-places the thresholds on the device at rate − (rate − asked) of
-            the last recomputation. 1: every step. 'auto' (default): 1 until :meth:`set_run_length` gives the run's
+            the soft projection keeps K and its thresholds. 1: every step. 'auto' (default): 1 until :meth:`set_run_length` gives the run's
             length, then max(1, freeze·max_iters // 1000), about 1,000 updates per mask phase (the recognizer
             calls it at the first step). Measured on SBU (60-step mask phases, 5 folds, seed 0, rate 0.9): N = 16 moved
             top-1 by −0.9 [−4.0, +2.3] points (paired t-interval), not resolved; short runs keep N = 1.
@@ -257,9 +257,8 @@ class SemiPruner(nn.Module):
         if rate > 0 and self.soft_projection and self._is_profiled:
             if self._update_due('projection', rate, force=self._keep_flat is None):
                 self._project_soft(rate)
-            else:  # K kept; thresholds re-placed on the device at the last recomputation's offset
-                asked = min(max(rate - (self._updated_at[1] - self._soft_asked), 0.0), rate)
-                solve_thresholds([(m, w) for _, m, w in self.items()], asked, self.layer_floor, stats=False)
+            # else: K and the thresholds of the last recomputation, as the plain soft phase keeps its thresholds
+            # (the rate has moved by < 0.01 since; re-solving them every step cost ~230 operators per step)
             return
         self._set_keep(None)
         if rate > 0:

@@ -297,15 +297,16 @@ def _syncs(fn):
 
 
 def test_update_every_soft_projection_skips_the_host_search(toy):
-    """Between recomputations the soft projection keeps K and re-places the thresholds on the device: no host
-    sync, the live region unchanged, and the hard masks still meet the scheduled rate; every N-th step
-    recomputes (syncs again, K may move)."""
+    """Between recomputations the soft projection keeps K and its thresholds (as the plain soft phase keeps its
+    thresholds): no host sync, no search, the live region and thresholds unchanged, and the hard masks still near
+    the scheduled rate; every N-th step recomputes (syncs again, K may move)."""
     net, pr, _, it = _train_until(toy, 0.6, target_macs=0.3, update_every=4)
     assert pr.update_every == 4 and not pr.in_hard_phase
     # align on a recomputation: the counter restarts there
     while pr._updated_at[2] != 0:
         pr.set_progress(it / 40)
     keep = pr._keep_flat.clone()
+    thr = [torch.cat([m.thr_entry.reshape(-1), m.thr_group.reshape(-1)]).clone() for m in pr.masks]
     syncs = []
     for k in range(1, 5):
         with torch.no_grad():  # move the latents so that a recomputation would change the masks
@@ -314,6 +315,8 @@ def test_update_every_soft_projection_skips_the_host_search(toy):
         syncs.append(_syncs(lambda: pr.set_progress(it / 40)))
         if k < 4:
             assert torch.equal(pr._keep_flat, keep)
+            assert all(torch.equal(torch.cat([m.thr_entry.reshape(-1), m.thr_group.reshape(-1)]), t)
+                       for m, t in zip(pr.masks, thr))
             items = pr.items()
             cur = {key: m.current(w) for key, m, w in items}
             kept = sum(int(c.sum()) for c in cur.values()) / sum(c.numel() for c in cur.values())
