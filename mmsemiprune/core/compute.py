@@ -180,23 +180,26 @@ def project_macs(items, masks: Dict[str, torch.Tensor], sets: List[ChannelSet], 
     key → per-channel score (G,) of producer tensors (default: the kept fraction of the channel's slices).
     Returns the number of channels removed (0 when the budget is already met or nothing can be removed).
 
-    On the device: each round is one sort of all candidates and prefix sums (:func:`_remove_round`), one host
-    read per round (did it remove anything?) plus one for the per-entry MACs — not one per channel.
+    On the device: each round is one sort of all candidates and prefix sums (:func:`_remove_round`); the host
+    reads the MACs left once per round, the per-entry MACs once and, when something was removed, the count —
+    not one value per tensor or channel.
     """
     if not 0.0 < target <= 1.0:
         raise ValueError(f'target_macs must be a fraction of the dense MACs in (0, 1], got {target!r}')
     macs = entry_macs(items)
     budget = target * dense_macs(items, sets, macs)
     shapes = {k: tuple(w.shape) for k, _, w in items}
-    removed = 0
+    removed, last = None, None
     for _ in range(10):  # F_c double-counts entries shared by two removed channels: re-count and repeat
         state = [alive(masks, cs) for cs in sets]
         now = masked_macs_tensor(items, masks, sets, macs, state)
-        n = int(_remove_round(masks, sets, state, budget, now, scores, macs, shapes))  # 0 when now <= budget
-        if n == 0:
+        now_h = float(now)  # the round's one host read
+        if now_h <= budget or now_h == last:  # met, or the last round removed nothing (a removal lowers MACs)
             break
-        removed += n
-    return removed
+        n = _remove_round(masks, sets, state, budget, now, scores, macs, shapes)
+        removed = n if removed is None else removed + n
+        last = now_h
+    return 0 if removed is None else int(removed)
 
 
 def _remove_round(masks, sets, state, budget: float, now: torch.Tensor, scores, macs, shapes) -> torch.Tensor:

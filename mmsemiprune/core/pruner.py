@@ -89,7 +89,7 @@ class SemiPruner(nn.Module):
             phase removed the projected channels at once and loss_cls on one batch rose ×6.4 at that step.
         update_every: N ≥ 1, the mask update interval (ours; as RigL / GMP update masks every ΔT steps). The
             threshold search is ~230 operators per step on the NTU ST-GCN, the consistent (projected) hard masks a
-            search of ~4,500 operators and ~5 host reads per probe of the rate (~120 before the MAC count and the
+            search of ~3,600 operators and ~3 host reads per probe of the rate (~120 before the MAC count and the
             projection ran on the device). Both are recomputed at the first step of a
             phase, every N-th step after it, and whenever the scheduled rate moved by ≥ 0.01 since the last
             recomputation (so the warm-up ramp is followed step by step). In between, the soft masks keep their

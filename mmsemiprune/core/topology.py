@@ -71,21 +71,32 @@ def zero_channels(t: torch.Tensor, slot: Slot, size: int, dead: torch.Tensor, fi
 
 def alive(masks: Dict[str, torch.Tensor], cs: ChannelSet):
     """(producer_alive, consumer_alive), each (C,) bool; unmasked slices count as alive."""
+    return _alive_from(masks, cs, with_live=False)[:2]
+
+
+def _alive_from(masks: Dict[str, torch.Tensor], cs: ChannelSet, with_live: bool = True):
+    """(producer_alive, consumer_alive, some masked slice non-zero or None), each (C,) bool, reading every masked
+    slice once."""
     C = cs.size
     dev = next(iter(masks.values())).device if masks else None
-    prod = torch.zeros(C, dtype=torch.bool, device=dev)
-    if cs.fixed_producer or any(s.key() not in masks for s in cs.producers) or not cs.producers:
-        prod[:] = True
+    pa = [channel_any(masks[s.key()], s, C) for s in cs.producers if s.key() in masks]
+    ca = [channel_any(masks[s.key()], s, C) for s in cs.consumers if s.key() in masks]
+
+    def any_of(xs):
+        out = torch.zeros(C, dtype=torch.bool, device=dev)
+        for x in xs:
+            out |= x
+        return out
+
+    if cs.fixed_producer or len(pa) < len(cs.producers) or not cs.producers:
+        prod = torch.ones(C, dtype=torch.bool, device=dev)
     else:
-        for s in cs.producers:
-            prod |= channel_any(masks[s.key()], s, C)
-    cons = torch.zeros(C, dtype=torch.bool, device=dev)
-    if cs.fixed_consumer or any(s.key() not in masks for s in cs.consumers) or not cs.consumers:
-        cons[:] = True
+        prod = any_of(pa)
+    if cs.fixed_consumer or len(ca) < len(cs.consumers) or not cs.consumers:
+        cons = torch.ones(C, dtype=torch.bool, device=dev)
     else:
-        for s in cs.consumers:
-            cons |= channel_any(masks[s.key()], s, C)
-    return prod, cons
+        cons = any_of(ca)
+    return prod, cons, any_of(pa + ca) if with_live else None
 
 
 def make_consistent(masks: Dict[str, torch.Tensor], sets: List[ChannelSet], max_rounds: int = 50) -> int:
@@ -98,11 +109,7 @@ def make_consistent(masks: Dict[str, torch.Tensor], sets: List[ChannelSet], max_
     for _ in range(max_rounds):
         removed = []
         for i, cs in enumerate(sets):
-            prod, cons = alive(masks, cs)
-            live = torch.zeros(cs.size, dtype=torch.bool, device=dev)  # some masked slice still non-zero
-            for s in cs.producers + cs.consumers:
-                if s.key() in masks:
-                    live |= channel_any(masks[s.key()], s, cs.size)
+            prod, cons, live = _alive_from(masks, cs)  # live: some masked slice still non-zero
             dead = ~(prod & cons) & live & ~done[i]
             for s in cs.producers + cs.consumers:
                 if s.key() in masks:
