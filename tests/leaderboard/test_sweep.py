@@ -169,6 +169,26 @@ def test_v2_sweep_every_method_every_dataset():
     assert {r.rate for r in runs if r.dataset == 'sbu' and r.rate} == {0.5, 0.8, 0.9, 0.95}
 
 
+def test_ablation_sweep_has_every_step_with_three_seeds():
+    """Issue 11's ablation: every semi step A0-A7t at rates 0.9 / 0.95 on SBU (5 folds) and FPHA with seeds 0, 1, 2;
+    the steps that predate the soft projection have it off, A7 on; A6 changes only the learning rate of A5."""
+    runs = expand_sweep(load_sweep(osp.join(ROOT, 'configs/leaderboard/sweep_ablation.yaml')))
+    steps = ['A0', 'A1', 'A2', 'A3', 'A4', 'A5', 'A6', 'A7', 'A7t']
+    for ds, folds in (('sbu', {1, 2, 3, 4, 5}), ('fpha', {None})):
+        for v in steps:
+            sub = [r for r in runs if r.dataset == ds and r.method == 'semi' and r.variant == v]
+            assert {(r.fold, r.seed, r.rate) for r in sub} == {(f, s, q) for f in folds for s in (0, 1, 2)
+                                                                 for q in (0.9, 0.95)}, (ds, v)
+            cfg = {**sub[0].prune, **sub[0].method_cfg}
+            if 'target_macs' in cfg:
+                assert cfg.get('soft_projection', True) == (v in ('A7', 'A7t')), (ds, v)
+            assert ('target_macs' in cfg) == (v not in ('A0', 'A1', 'A2')), (ds, v)
+        a5 = [r for r in runs if r.dataset == ds and r.variant == 'A5' and r.method == 'semi'][0]
+        a6 = [r for r in runs if r.dataset == ds and r.variant == 'A6' and r.method == 'semi'][0]
+        c5, c6 = {**a5.prune, **a5.method_cfg}, {**a6.prune, **a6.method_cfg}
+        assert c5['lr'] == 0.05 and c6['lr'] == 0.02 and dict(c5, lr=0) == dict(c6, lr=0), (c5, c6)
+
+
 def test_skip_finished(tmp_path):
     runs = expand_sweep(SPEC)
     rd = str(tmp_path)
