@@ -25,6 +25,16 @@ model with 95 % zero weights ran 5.73 s vs 5.45 s dense, within the noise). Odd 
 reverse order. Threads: ``--threads`` for both PyTorch and onnxruntime (default 1: on 2 cores shared
 with other jobs, multi-threaded small kernels mostly measure the other jobs).
 
+GPU (``--device cuda``, issue "pruning at GPU speed"): models and input on the GPU, every timed call ends with
+``torch.cuda.synchronize()``, cuDNN autotuning on, default batches 1 and 64 and runtimes ``torch`` (eager),
+``compile`` (``torch.compile(mode='reduce-overhead')``: CUDA graphs, against the launch-bound batch 1; its scores
+are checked against eager) and ``ort`` (onnxruntime's CUDA provider when the installed build has it, else
+skipped with a message; its times include the input's host-to-device copy). ``--channels-last`` converts the
+weights' memory format. The exported ``config.py`` / ``model.onnx`` are the CPU-loadable files of
+``tools/export.py``: nothing here changes them.
+
+    python bench/bench_export.py --device cuda --rates 0.9 0.95 --modes structured semi --reps 20
+
 Training overhead: seconds per ``model.train_step`` (data preprocessor + forward + loss + backward + SGD step,
 what MMEngine's loop runs each iteration) of the pruned model (semi, rate 0.9) during the soft phase (masks
 recomputed and thresholds re-solved every step, progress 0.5) and after freezing, over the stock
@@ -56,8 +66,16 @@ def parse_args(argv=None):
                    help='config whose model is benchmarked (default: the stock NTU-60 ST-GCN)')
     p.add_argument('--modes', nargs='+', default=['semi', 'structured', 'unstructured'])
     p.add_argument('--rates', nargs='+', type=float, default=[0.5, 0.8, 0.9, 0.95])
-    p.add_argument('--batches', nargs='+', type=int, default=[1, 16])
-    p.add_argument('--runtimes', nargs='+', choices=['torch', 'ort'], default=['torch', 'ort'])
+    p.add_argument('--device', default='cpu', choices=['cpu', 'cuda'],
+                   help='where the models run (cuda: timings bracketed by torch.cuda.synchronize(), cuDNN autotuning '
+                        'on, onnxruntime with its CUDA provider, default batches 1 and 64)')
+    p.add_argument('--batches', nargs='+', type=int, default=None, help='default: 1 16 (cpu), 1 64 (cuda)')
+    p.add_argument('--runtimes', nargs='+', choices=['torch', 'ort', 'compile'], default=None,
+                   help="torch: eager; ort: onnxruntime; compile: torch.compile (mode 'reduce-overhead' on cuda, i.e. "
+                        "CUDA graphs against launch-bound small batches; default mode on cpu). Default: torch ort "
+                        "(cpu), torch compile ort (cuda)")
+    p.add_argument('--channels-last', action='store_true', help='channels-last memory format (cuda: may pick faster '
+                   'cuDNN kernels for the (N, C, T, V) convolutions)')
     p.add_argument('--reps', type=int, default=5, help='timed rounds (median over them)')
     p.add_argument('--warmup', type=int, default=1, help='untimed rounds first')
     p.add_argument('--threads', type=int, default=1, help='intra-op threads for PyTorch and onnxruntime')
@@ -173,32 +191,48 @@ def build_variants(args, cfg, shape):
 
 
 # -- timing ---------------------------------------------------------------------------------------------------
-def make_runner(runtime, module, tmpdir, name, threads, example):
+def make_runner(runtime, module, tmpdir, name, threads, example, device='cpu', channels_last=False):
+    """A callable x -> class scores that has finished on return (CUDA: synchronised), or None with a message when
+    the runtime is unavailable here (e.g. no CUDA provider in this onnxruntime build)."""
     from mmsemiprune.export import LogitsModel
     from mmsemiprune.export.exporter import export_onnx
-    m = LogitsModel(module).eval()
-    if runtime == 'torch':
+    cuda = device == 'cuda'
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    if runtime in ('torch', 'compile'):
+        m = LogitsModel(copy.deepcopy(module)).eval().to(device)
+        if channels_last:
+            m = m.to(memory_format=torch.channels_last)
+        if runtime == 'compile':
+            m = torch.compile(m, mode='reduce-overhead' if cuda else None, dynamic=False)
+
         def run(x):
             with torch.inference_mode():
-                return m(x)
+                out = m(x)
+            sync()
+            return out
         return run
     import onnxruntime as ort
+    providers = ['CUDAExecutionProvider', 'CPUExecutionProvider'] if cuda else ['CPUExecutionProvider']
+    if cuda and 'CUDAExecutionProvider' not in ort.get_available_providers():
+        log(f'ort: no CUDAExecutionProvider in this onnxruntime ({ort.get_available_providers()}): not timed')
+        return None
     path = osp.join(tmpdir, f'{name}.onnx')
-    export_onnx(m, example, path)
+    export_onnx(LogitsModel(module).eval(), example, path)
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.enable_cpu_mem_arena = False  # a dozen sessions at batch 16 would otherwise each keep an arena
     so.log_severity_level = 3
-    sess = ort.InferenceSession(path, so, providers=['CPUExecutionProvider'])
+    sess = ort.InferenceSession(path, so, providers=providers)
     iname = sess.get_inputs()[0].name
 
     def run(x):
-        return sess.run(None, {iname: x.numpy()})[0]
+        return sess.run(None, {iname: x.detach().cpu().numpy()})[0]  # ort copies to and from the device itself
     return run
 
 
 def time_all(args, dense, variants, shape):
+    from mmsemiprune.export import LogitsModel
     from mmsemiprune.export.exporter import synthetic_skeletons
     timed = [('dense', dense)] + [(v['name'], v['model']) for v in variants
                                   if args.time_all or (not v['same_graph'] and v['twin'] is None)]
@@ -207,11 +241,14 @@ def time_all(args, dense, variants, shape):
     with tempfile.TemporaryDirectory() as tmp:
         for runtime in args.runtimes:
             t0 = time.time()
-            runners = [(n, make_runner(runtime, m, tmp, n.replace('@', '_'), args.threads, example)) for n, m in timed]
+            runners = [(n, make_runner(runtime, m, tmp, n.replace('@', '_'), args.threads, example, args.device,
+                                       args.channels_last)) for n, m in timed]
+            if any(r is None for _, r in runners):
+                continue
             if runtime == 'ort':
                 log(f'exported {len(runners)} ONNX models in {time.time() - t0:.0f} s')
             for b in args.batches:
-                x = synthetic_skeletons((b, ) + tuple(shape[1:]), seed=4)
+                x = synthetic_skeletons((b, ) + tuple(shape[1:]), seed=4).to(args.device)
                 times = {n: [] for n, _ in runners}
                 t0 = time.time()
                 for r in range(args.warmup + args.reps):
@@ -223,6 +260,13 @@ def time_all(args, dense, variants, shape):
                             times[n].append(dt)
                 med = {n: statistics.median(ts) for n, ts in times.items()}
                 results[(runtime, b)] = dict(median=med, all=times)
+                if runtime == 'compile':  # the compiled graph must give the eager model's scores
+                    for n, m in timed:
+                        with torch.inference_mode():
+                            ref = LogitsModel(copy.deepcopy(m)).eval().to(args.device)(x)
+                        err = float((torch.as_tensor(dict(runners)[n](x)).to(ref.device) - ref).abs().max())
+                        if err > 1e-3 * max(1.0, float(ref.abs().max())):
+                            raise RuntimeError(f'torch.compile changed the scores of {n}: |err| {err:.2e}')
                 d = sorted(times['dense'])
                 log(f'{runtime} batch {b}: dense {med["dense"] * 1e3:.1f} ms (median of {args.reps}, range '
                     f'{d[0] * 1e3:.0f}-{d[-1] * 1e3:.0f} ms; {time.time() - t0:.0f} s for all models)')
@@ -274,6 +318,20 @@ def train_overhead(args, cfg, shape):
 # -- main ---------------------------------------------------------------------------------------------------------
 def main(argv=None):
     args = parse_args(argv)
+    cuda = args.device == 'cuda'
+    if cuda and not torch.cuda.is_available():
+        raise SystemExit('bench_export: --device cuda but torch.cuda.is_available() is False (a CPU-only torch build or '
+                         'no visible GPU); run with --device cpu')
+    if args.batches is None:
+        args.batches = [1, 64] if cuda else [1, 16]
+    if args.runtimes is None:
+        args.runtimes = ['torch', 'compile', 'ort'] if cuda else ['torch', 'ort']
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # autotuned kernels per input shape (the warm-up rounds pay for it)
+        if not args.no_train_bench:
+            log('bench_export: the training overhead is measured on the CPU here; on CUDA use bench/bench_train.py '
+                '--device cuda (skipped)')
+            args.no_train_bench = True
     torch.set_num_threads(args.threads)
     os.environ.setdefault('OMP_NUM_THREADS', str(args.threads))
     import mmsemiprune  # noqa: F401
@@ -283,7 +341,8 @@ def main(argv=None):
     V = 25
     shape = (1, args.persons, args.frames, V, 3)
     t_start = time.time()
-    log(f'bench_export: {osp.relpath(args.config, ROOT)} model, clips {shape[1:]}, threads {args.threads}, '
+    dev = torch.cuda.get_device_name() if cuda else 'cpu'
+    log(f'bench_export: {osp.relpath(args.config, ROOT)} model on {dev}, clips {shape[1:]}, threads {args.threads}, '
         f'masks frozen {"after %d SGD steps" % args.train_iters if args.train_iters else "at (random) init"}; '
         f'torch {torch.__version__}')
     dense, base, variants = build_variants(args, cfg, shape)
