@@ -151,10 +151,11 @@ def test_v2_sweep_every_method_every_dataset():
     from mmsemiprune.leaderboard import run_epochs
     runs = expand_sweep(load_sweep(osp.join(ROOT, 'configs/leaderboard/sweep_v2.yaml')))
     # every method: 3 seeds x (SBU 5 folds x (dense + 6 x 4 rates) + FPHA, MSR3D x (dense + 6 x 3 rates)); semi-t48:
-    # 3 seeds x (5 + 2) splits x 2 rates (its dense runs are the plain group's)
-    assert len(runs) == 3 * (5 * (1 + 6 * 4) + 2 * (1 + 6 * 3)) + 3 * 7 * 2
+    # 3 seeds x (5 + 2) splits x 2 rates (its dense runs are the plain group's); semi_oneshot-t48 the same
+    assert len(runs) == 3 * (5 * (1 + 6 * 4) + 2 * (1 + 6 * 3)) + 2 * 3 * 7 * 2
     t48 = [r for r in runs if r.variant == 't48']
-    assert len(t48) == 42 and all(r.method == 'semi' and r.prune['target_macs'] == 0.48 for r in t48)
+    assert len(t48) == 84 and all(r.prune['target_macs'] == 0.48 for r in t48)
+    assert sum(r.method == 'semi' for r in t48) == sum(r.method == 'semi_oneshot' for r in t48) == 42
     runs = [r for r in runs if not r.variant]
     methods = {'dense', 'semi', 'semi_oneshot', 'structured', 'unstructured', 'magnitude', 'l1_channel'}
     for ds in ('sbu', 'fpha', 'msr3d'):
