@@ -152,6 +152,9 @@ def bench(name, args):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        raise SystemExit('bench_train: --device cuda but torch.cuda.is_available() is False (a CPU-only torch build or '
+                         'no visible GPU); run with --device cpu')
     torch.set_num_threads(args.threads)
     import mmsemiprune  # noqa: F401
     from mmengine.logging import MMLogger

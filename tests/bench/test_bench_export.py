@@ -45,3 +45,4 @@ def test_torch_runner_returns_scores_of_the_model():
     x = torch.randn(2, 3, 4)
     run = b.make_runner('torch', rec, None, 'rec', 1, x)
     assert torch.equal(torch.as_tensor(run(x)), rec.cls_head(x.flatten(1)).detach())
+
