@@ -191,6 +191,15 @@ def build_variants(args, cfg, shape):
 
 
 # -- timing ---------------------------------------------------------------------------------------------------
+def on_device(module, device, channels_last=False):
+    """``module`` itself on the CPU in its own format, else a copy moved / converted (``.to`` works in place, and
+    the CPU-side model is still needed by the other runtimes)."""
+    if device == 'cpu' and not channels_last:
+        return module
+    m = copy.deepcopy(module).to(device)
+    return m.to(memory_format=torch.channels_last) if channels_last else m
+
+
 def make_runner(runtime, module, tmpdir, name, threads, example, device='cpu', channels_last=False):
     """A callable x -> class scores that has finished on return (CUDA: synchronised), or None with a message when
     the runtime is unavailable here (e.g. no CUDA provider in this onnxruntime build)."""
@@ -199,9 +208,7 @@ def make_runner(runtime, module, tmpdir, name, threads, example, device='cpu', c
     cuda = device == 'cuda'
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     if runtime in ('torch', 'compile'):
-        m = LogitsModel(copy.deepcopy(module)).eval().to(device)
-        if channels_last:
-            m = m.to(memory_format=torch.channels_last)
+        m = LogitsModel(on_device(module, device, channels_last)).eval()
         if runtime == 'compile':
             m = torch.compile(m, mode='reduce-overhead' if cuda else None, dynamic=False)
 
@@ -263,7 +270,7 @@ def time_all(args, dense, variants, shape):
                 if runtime == 'compile':  # the compiled graph must give the eager model's scores
                     for n, m in timed:
                         with torch.inference_mode():
-                            ref = LogitsModel(copy.deepcopy(m)).eval().to(args.device)(x)
+                            ref = LogitsModel(on_device(m, args.device)).eval()(x)
                         err = float((torch.as_tensor(dict(runners)[n](x)).to(ref.device) - ref).abs().max())
                         if err > 1e-3 * max(1.0, float(ref.abs().max())):
                             raise RuntimeError(f'torch.compile changed the scores of {n}: |err| {err:.2e}')

@@ -29,7 +29,8 @@ import torch
 
 from .topology import ChannelSet, alive, channel_view, zero_channels
 
-__all__ = ['entry_macs', 'removed_entries', 'masked_macs', 'masked_macs_tensor', 'dense_macs', 'channel_freed_macs', 'group_prices', 'project_macs']
+__all__ = ['entry_macs', 'removed_entries', 'masked_macs', 'masked_macs_tensor', 'dense_macs', 'channel_freed_macs',
+           'group_prices', 'project_macs']
 
 
 #: the MAC projection never leaves a channel set with fewer live channels than this fraction of its size
@@ -203,8 +204,8 @@ def project_macs(items, masks: Dict[str, torch.Tensor], sets: List[ChannelSet], 
 
 
 def _remove_round(masks, sets, state, budget: float, now: torch.Tensor, scores, macs, shapes) -> torch.Tensor:
-    """One greedy round, vectorised: candidates c of every removable set, priority p_c = score_c / F_c (∞ when not
-    live); in ascending p (stable: ties by set, then channel) take c while its set keeps ≥ :func:`min_channels`
+    """One greedy round, vectorised: candidates c of every removable set, priority p_c = score_c / F_c (∞ when
+    not live); in ascending p (stable: ties by set, then channel) take c while its set keeps ≥ :func:`min_channels`
     live channels and the running estimate now − Σ F of the channels taken before it is still > budget. The
     running estimate is a cumulative sum, so this takes exactly what a loop over the sorted candidates takes.
     Zeroes the taken channels' slices in ``masks``; returns how many (a device tensor)."""
@@ -242,7 +243,7 @@ def _remove_round(masks, sets, state, budget: float, now: torch.Tensor, scores, 
     onehot = (owner_s.unsqueeze(1) == torch.arange(len(cand), device=dev)) & live_s.unsqueeze(1)
     rank = onehot.long().cumsum(0).gather(1, owner_s.unsqueeze(1)).squeeze(1) - 1
     allowed = live_s & (rank < room[owner_s])
-    # est before candidate i: now − F_1 − … − F_{i−1} over the allowed ones, summed left to right as the loop does
+    # est before candidate i: now − F_1 − … − F_{i−1} over the allowed ones, summed left to right like a loop
     steps = torch.cat([now.reshape(1), -(fc_s * allowed)])
     est_before = steps.cumsum(0)[:-1]
     take_s = allowed & (est_before > budget)

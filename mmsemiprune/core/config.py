@@ -109,7 +109,7 @@ class PruneConfig:
         'mask update interval N (steps): the thresholds (soft phase) and the topologically consistent, projected '
         'hard masks (hard phase, soft projection) are recomputed at the first step of a phase, every N-th step and '
         'whenever the scheduled rate moved by >= 0.01 since; in between the masks keep their thresholds / hard '
-        'masks (the soft projection re-places only its thresholds, on the device). `auto`: about 1,000 updates '
+        'masks (the soft projection its live region and thresholds). `auto`: about 1,000 updates '
         'per mask phase, N = max(1, freeze·max_iters // 1000) (1 for runs of up to 1,250 steps at freeze 0.8; '
         'measured on SBU, 60-step mask phases, 5 folds: N = 16 moved top-1 by -0.9 [-4.0, +2.3] points); '
         '1: every step'))

@@ -90,13 +90,13 @@ class SemiPruner(nn.Module):
         update_every: N ≥ 1, the mask update interval (ours; as RigL / GMP update masks every ΔT steps). The
             threshold search is ~230 operators per step on the NTU ST-GCN, the consistent (projected) hard masks a
             search of ~3,600 operators and ~3 host reads per probe of the rate (~120 before the MAC count and the
-            projection ran on the device). Both are recomputed at the first step of a
-            phase, every N-th step after it, and whenever the scheduled rate moved by ≥ 0.01 since the last
-            recomputation (so the warm-up ramp is followed step by step). In between, the soft masks keep their
-            thresholds (ψ still follows the latents and the temperature), the hard phase keeps its masks, and
-            the soft projection keeps K and its thresholds. 1: every step. 'auto' (default): 1 until :meth:`set_run_length` gives the run's
-            length, then max(1, freeze·max_iters // 1000), about 1,000 updates per mask phase (the recognizer
-            calls it at the first step). Measured on SBU (60-step mask phases, 5 folds, seed 0, rate 0.9): N = 16 moved
+            projection ran on the device). Both are recomputed at the first step of a phase, every N-th step after
+            it, and whenever the scheduled rate moved by ≥ 0.01 since the last recomputation (so the warm-up ramp is
+            followed step by step). In between, the soft masks keep their thresholds (ψ still follows the latents
+            and the temperature), the hard phase keeps its masks, and the soft projection keeps K and its
+            thresholds. 1: every step. 'auto' (default): 1 until :meth:`set_run_length` gives the run's length,
+            then max(1, freeze·max_iters // 1000), about 1,000 updates per mask phase (the recognizer calls it at
+            the first step). Measured on SBU (60-step mask phases, 5 folds, seed 0, rate 0.9): N = 16 moved
             top-1 by −0.9 [−4.0, +2.3] points (paired t-interval), not resolved; short runs keep N = 1.
     """
 

@@ -79,8 +79,12 @@ def _alive_from(masks: Dict[str, torch.Tensor], cs: ChannelSet, with_live: bool 
     slice once."""
     C = cs.size
     dev = next(iter(masks.values())).device if masks else None
-    pa = [channel_any(masks[s.key()], s, C) for s in cs.producers if s.key() in masks]
-    ca = [channel_any(masks[s.key()], s, C) for s in cs.consumers if s.key() in masks]
+    # a side with a fixed or unmasked slice (or none) is alive whatever its masks: its slices are read only for
+    # the live map
+    p_all = not (cs.fixed_producer or not cs.producers or any(s.key() not in masks for s in cs.producers))
+    c_all = not (cs.fixed_consumer or not cs.consumers or any(s.key() not in masks for s in cs.consumers))
+    pa = [channel_any(masks[s.key()], s, C) for s in cs.producers if s.key() in masks] if p_all or with_live else []
+    ca = [channel_any(masks[s.key()], s, C) for s in cs.consumers if s.key() in masks] if c_all or with_live else []
 
     def any_of(xs):
         out = torch.zeros(C, dtype=torch.bool, device=dev)
@@ -88,14 +92,8 @@ def _alive_from(masks: Dict[str, torch.Tensor], cs: ChannelSet, with_live: bool 
             out |= x
         return out
 
-    if cs.fixed_producer or len(pa) < len(cs.producers) or not cs.producers:
-        prod = torch.ones(C, dtype=torch.bool, device=dev)
-    else:
-        prod = any_of(pa)
-    if cs.fixed_consumer or len(ca) < len(cs.consumers) or not cs.consumers:
-        cons = torch.ones(C, dtype=torch.bool, device=dev)
-    else:
-        cons = any_of(ca)
+    prod = any_of(pa) if p_all else torch.ones(C, dtype=torch.bool, device=dev)
+    cons = any_of(ca) if c_all else torch.ones(C, dtype=torch.bool, device=dev)
     return prod, cons, any_of(pa + ca) if with_live else None
 
 

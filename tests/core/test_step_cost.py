@@ -70,7 +70,8 @@ def _data(n=2, T=16):
                 data_samples=[ActionDataSample().set_gt_labels(torch.tensor([i % 4])) for i in range(n)])
 
 
-def step_cost(stages, pruned, progress=0.5, **prune):
+def step_cost(stages, pruned, progress=0.5, before=None, **prune):
+    """Counts of one train_step after two warm-up steps (``before(model)`` runs between them and the counted one)."""
     model = _model(stages, pruned, **prune)
     model.train()
     ow = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
@@ -80,6 +81,8 @@ def step_cost(stages, pruned, progress=0.5, **prune):
     data = _data()
     for _ in range(2):  # warm-up: profiling (first step), caches of the threshold search
         model.train_step(copy.copy(data), ow)
+    if before is not None:
+        before(model)
     cost = count_step(lambda: model.train_step(copy.copy(data), ow))
     if pruned and progress >= 1.0:
         assert model.pruner.frozen
@@ -243,22 +246,15 @@ def test_soft_step_with_compute_target_syncs_per_probe_are_o1(monkeypatch):
         probes[0] += 1
         return orig(*a, **k)
 
+    def reset(model):  # after the warm-up: count the probes of the measured step only
+        assert model.pruner.soft_projection and model.pruner.update_every == 1
+        probes[0] = 0
+
     monkeypatch.setattr(fin, '_hard_masks', counted)
     out = {}
     for stages in (4, 7):
         stock = step_cost(stages, False)[0]
-        model = _model(stages, True, target_macs=0.4)
-        model.train()
-        ow = OptimWrapper(torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9))
-        hub = MessageHub.get_current_instance()
-        hub.update_info('max_iters', 100)
-        hub.update_info('iter', 50)
-        data = _data()
-        for _ in range(2):
-            model.train_step(copy.copy(data), ow)
-        probes[0] = 0
-        syncs, nz, _, names = count_step(lambda: model.train_step(copy.copy(data), ow))
-        assert model.pruner.soft_projection and model.pruner.update_every == 1 and probes[0] >= 1
-        assert nz == 0, names
-        out[stages] = ((syncs - stock) / probes[0], probes[0], len(model.pruner.masks))
+        syncs, nz, _, names, L = step_cost(stages, True, before=reset, target_macs=0.4)
+        assert probes[0] >= 1 and nz == 0, (probes, names)
+        out[stages] = ((syncs - stock) / probes[0], probes[0], L)
     assert out[4][0] <= 6 and out[7][0] <= 6 and abs(out[4][0] - out[7][0]) < 0.5, out
