@@ -54,8 +54,12 @@ def count(fn):
     acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if torch.cuda.is_available() else [])
     with profile(activities=acts) as prof:
         fn()
-    syncs = ops = 0
+    syncs = ops = launches = dev_syncs = 0
     for e in prof.events():
+        if e.name in ('cudaLaunchKernel', 'cuLaunchKernel', 'cudaLaunchKernelExC', 'cuLaunchKernelEx'):
+            launches += 1
+        elif e.name in ('cudaStreamSynchronize', 'cudaDeviceSynchronize', 'cudaEventSynchronize'):
+            dev_syncs += 1
         if not e.name.startswith('aten::'):
             continue
         p = e.cpu_parent
@@ -69,7 +73,7 @@ def count(fn):
         while p is not None and not p.name.startswith('aten::'):
             p = p.cpu_parent
         ops += p is None
-    return syncs, ops
+    return syncs, ops, launches, dev_syncs
 
 
 def build(cfg_model, pruned, rate, **prune):
@@ -96,6 +100,9 @@ def bench(name, args):
     dev = torch.device(args.device)
     stock = build(cfg.model, False, args.rate)
     stock.init_weights()
+    if args.amp == 'bf16':  # stock MMAction2 1.1.0 cannot train in bf16 (top_k_accuracy on bf16 scores): give the
+        from mmsemiprune.models.recognizer import _bf16_scores_to_float  # stock step the pruned one's cast
+        stock.cls_head.register_forward_hook(_bf16_scores_to_float)
     extra = dict(update_every=args.update_every)
     if args.target_macs is not None:
         extra['target_macs'] = args.target_macs
@@ -141,12 +148,11 @@ def bench(name, args):
     if not args.no_profile:  # per step, averaged over one mask update interval
         n = max(args.update_every, 1)
         for vname, model, ow, it in variants:
-            tot = [0, 0]
+            tot = [0, 0, 0, 0]
             for _ in range(n):
-                s, o = count(lambda: step(model, ow, it))
-                tot[0] += s
-                tot[1] += o
-            counts[vname] = (tot[0] / n, tot[1] / n)
+                for k, c in enumerate(count(lambda: step(model, ow, it))):
+                    tot[k] += c
+            counts[vname] = tuple(t / n for t in tot)
     return med, mean, counts, len(soft.pruner.masks)
 
 
@@ -165,17 +171,20 @@ def main(argv=None):
           f'2x{args.frames}x25x3, amp {args.amp or "off (fp32)"}, {args.reps} interleaved steps; pruned: '
           f'target_macs {args.target_macs}, update_every {args.update_every} (syncs / operators averaged over '
           f'{args.update_every} step(s))')
-    print('| model | step | median ms | ratio to stock | mean ms | ratio | syncs/step | operators/step | ops ratio |')
-    print('|---|---|---|---|---|---|---|---|---|')
+    cuda = args.device == 'cuda'
+    print('| model | step | median ms | ratio to stock | mean ms | ratio | syncs/step | operators/step | ops ratio |'
+          + (' CUDA launches/step | CUDA syncs/step (incl. the bench\'s own 1) |' if cuda else ''))
+    print('|---|---|---|---|---|---|---|---|---|' + ('---|---|' if cuda else ''))
     for name in args.models:
         med, mean, counts, L = bench(name, args)
         for v in ('stock', 'soft', 'frozen'):
-            s, o = counts.get(v, ('-', '-'))
+            s, o, nl, ds = counts.get(v, ('-', ) * 4)
             so = counts.get('stock', (0, 0))[1]
             ratio_o = f'{o / so:.2f}' if counts else '-'
-            s, o = (f'{s:g}', f'{o:g}') if counts else (s, o)
-            print(f'| {name} ({L} masks) | {v} | {med[v]:.0f} | {med[v] / med["stock"]:.2f} | {mean[v]:.0f} | '
-                  f'{mean[v] / mean["stock"]:.2f} | {s} | {o} | {ratio_o} |', flush=True)
+            s, o, nl, ds = (f'{s:g}', f'{o:g}', f'{nl:g}', f'{ds:g}') if counts else (s, o, nl, ds)
+            print(f'| {name} ({L} masks) | {v} | {med[v]:.1f} | {med[v] / med["stock"]:.2f} | {mean[v]:.1f} | '
+                  f'{mean[v] / mean["stock"]:.2f} | {s} | {o} | {ratio_o} |' + (f' {nl} | {ds} |' if cuda else ''),
+                  flush=True)
 
 
 if __name__ == '__main__':

@@ -1,17 +1,24 @@
 #!/usr/bin/env bash
-# The GPU measurements of issue "pruning at GPU speed" as one prepared call for a lent CUDA machine (15 minutes of
-# device time per session: the steps are time-boxed to 520 s in all, plus the wheel install).
+# The GPU measurements of issue "pruning at GPU speed" as prepared, time-boxed calls for a lent CUDA machine
+# (15 minutes of device time per session, machine starts included).
 #
 #   bash ../shared/gpu/prepare_wheels.sh        # here, once: the OpenMMLab wheels into .whl/ (git-ignored)
-#   then the device tool: command "bash bench/gpu_check.sh", carry [".whl"], timeout_s 600
+#   then the device tool: command "bash bench/gpu_check.sh PHASE", carry [".whl"], timeout_s <= 600
 #
-# Writes to $OUT (the device tool's result folder; ./bench_gpu_out elsewhere): nvidia-smi.txt, train_fp32.txt,
-# train_fp16.txt, train_bf16.txt (bench_train.py: ms per train_step of stock / soft / frozen, syncs and operators per
-# step; NTU ST-GCN and CTR-GCN, batch 32; soft masks with update_every 1 and 16)
-# and export.txt / export_semi.txt (+ .json; bench_export.py: exported structured 0.9 / 0.95 and semi 0.9 after 20 training
-# steps, batches 1 and 64, eager / torch.compile / onnxruntime).
-# A step that fails or runs out of time leaves its log and the next one still runs.
+# PHASE train  (~4 min): bench_train.py, batch 32 clips of 2x100x25x3, NTU ST-GCN and CTR-GCN: fp32 with the
+#                        rate budget; ST-GCN with the compute target (target_macs 0.4, update_every 1 and 16);
+#                        fp16 and bf16 AMP.
+#       export (~4 min): bench_export.py: exported structured 0.9 / 0.95, batches 1 and 64, eager / torch.compile
+#                        (CUDA graphs) / onnxruntime's CUDA provider where present.
+#       semi   (~2 min): bench_export.py: semi 0.9 after 20 SGD steps (run on the CPU), exported, on the GPU.
+#       amp    (~2 min): tools/train.py --amp on the demo (fp16, 10 epochs; bf16, 3 epochs), tools/test.py on each.
+#       all:             train, export, semi, amp (more than 8 files: call at most three phases at a time).
+# Writes to $OUT (the device tool's result folder, at most 8 files come back; ./bench_gpu_out elsewhere):
+# env.txt, steps.txt and one .txt (+ .json for exports) per measurement. A step that fails or runs out of time
+# leaves its log and the next one still runs.
 set -uo pipefail
+PHASES=" ${*:-all} "
+want() { [[ "$PHASES" == *" $1 "* || "$PHASES" == *" all "* ]]; }
 OUT=${OUT:-bench_gpu_out}
 mkdir -p "$OUT"
 if [ -d .whl ]; then  # the CUDA machine has torch but not the OpenMMLab stack, and no network
@@ -20,22 +27,42 @@ if [ -d .whl ]; then  # the CUDA machine has torch but not the OpenMMLab stack, 
 fi
 export PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
-nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
-$PY -c "import torch, mmengine, mmaction; print(torch.__version__, torch.cuda.get_device_name())" >> "$OUT/nvidia-smi.txt" 2>&1
-step() {  # step <seconds> <log> <command...>
+{ nvidia-smi; git log -1 --oneline 2>/dev/null; nproc
+  $PY -c "import torch, mmengine, mmaction; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())"
+  $PY -c "import onnxruntime as o; print('onnxruntime', o.__version__, o.get_available_providers())"; } \
+  > "$OUT/env.txt" 2>&1
+step() {  # step <seconds> <log> <command...>   (appends to the log)
   local t=$1 log=$2; shift 2
-  echo "== $* (limit ${t}s)" | tee -a "$OUT/steps.txt"
+  echo "== $* (limit ${t}s)" | tee -a "$OUT/steps.txt" >> "$OUT/$log"
   local t0=$SECONDS
-  timeout "$t" "$@" > "$OUT/$log" 2>&1
+  timeout "$t" "$@" >> "$OUT/$log" 2>&1
   echo "   exit $? after $((SECONDS - t0)) s" | tee -a "$OUT/steps.txt"
 }
-step 100 train_fp32.txt $PY bench/bench_train.py --device cuda --batch 32 --reps 20 --warmup 3
-step 50 train_fp32_n16.txt $PY bench/bench_train.py --device cuda --batch 32 --reps 16 --warmup 3 --models stgcn --update-every 16
-step 80 train_fp16.txt $PY bench/bench_train.py --device cuda --amp fp16 --batch 32 --reps 20 --warmup 3
-step 50 train_bf16.txt $PY bench/bench_train.py --device cuda --amp bf16 --batch 32 --reps 10 --warmup 3 --models stgcn
-step 110 export.txt $PY bench/bench_export.py --device cuda --modes structured --rates 0.9 0.95 --reps 20 \
-  --json "$OUT/export.json"
-# semi after 20 SGD steps (its gates have moved; at init semi is the unstructured mask): the steps run on the CPU
-step 130 export_semi.txt $PY bench/bench_export.py --device cuda --modes semi --rates 0.9 --reps 20 --train-iters 20 \
-  --threads 8 --json "$OUT/export_semi.json"
+T="$PY bench/bench_train.py --device cuda --batch 32 --warmup 3"
+if want train; then
+  step 90 train_fp32.txt $T --reps 10
+  step 45 train_macs.txt $T --reps 10 --models stgcn --target-macs 0.4
+  step 45 train_macs.txt $T --reps 16 --models stgcn --target-macs 0.4 --update-every 16
+  step 50 train_amp.txt $T --reps 10 --models stgcn --amp fp16
+  step 40 train_amp.txt $T --reps 5 --models stgcn --amp bf16
+fi
+if want export; then
+  step 170 export.txt $PY bench/bench_export.py --device cuda --modes structured --rates 0.9 0.95 --reps 20 \
+    --threads 8 --json "$OUT/export.json"
+fi
+if want semi; then
+  # semi after 20 SGD steps (its gates have moved; at init semi is the unstructured mask): the steps run on the CPU
+  step 130 export_semi.txt $PY bench/bench_export.py --device cuda --modes semi --rates 0.9 --reps 20 \
+    --train-iters 20 --threads 8 --json "$OUT/export_semi.json"
+fi
+if want amp; then  # tools/train.py --amp end to end on the GPU (demo data made here), then tools/test.py
+  step 15 amp.txt $PY tools/make_demo_data.py data/demo/demo_ntu25.pkl
+  C=configs/demo/stgcn_semiprune_demo.py
+  step 100 amp.txt $PY tools/train.py $C --amp --work-dir /tmp/w16
+  step 30 amp.txt $PY tools/test.py $C /tmp/w16/stgcn_semiprune_demo_pruned.pth --work-dir /tmp/w16
+  step 60 amp.txt $PY tools/train.py $C --amp --work-dir /tmp/wbf --cfg-options optim_wrapper.dtype=bfloat16 \
+    train_cfg.max_epochs=3
+  step 30 amp.txt $PY tools/test.py $C /tmp/wbf/stgcn_semiprune_demo_pruned.pth --work-dir /tmp/wbf
+  grep -E "acc/top1|prune_rate|Error|error" "$OUT/amp.txt" | tail -20
+fi
 cat "$OUT/steps.txt"
