@@ -322,6 +322,47 @@ def train_overhead(args, cfg, shape):
                 soft_ok=not bool(pruned.pruner.frozen))
 
 
+def summary(args, res, variants, base):
+    """The printed table: per variant, speedup over dense / FLOPs ratio for every (runtime, batch) that was timed
+    (fills ``speedup_<rt>_b<b>`` / ``ms_<rt>_b<b>`` into the variants). Returns (lines, cols)."""
+    # a runtime this machine lacks (e.g. onnxruntime without its CUDA provider) was skipped: no column
+    cols = [(rt, b) for rt in args.runtimes for b in args.batches if (rt, b) in res]
+    head = f'{"variant":<18}{"achieved":>9}{"struct":>8}{"params":>10}{"MACs x":>8}' + ''.join(
+        f'{rt + " b" + str(b):>14} ' for rt, b in cols)
+    lines = ['', 'speedup over dense (median), next to the FLOPs ratio dense/exported (its physical limit):',
+             'dense latency: ' + ', '.join(f'{rt} b{b} {res[(rt, b)]["median"]["dense"] * 1e3:.3g} ms'
+                                            for rt, b in cols), head]
+    for v in variants:
+        row = (f'{v["name"]:<18}{v["achieved"]:>9.3f}{v["structural_realized"]:>8.3f}'
+               f'{v["params_exported"] / base["params"]:>10.3f}{v["flops_ratio"]:>8.2f}')
+        for rt, b in cols:
+            med = res[(rt, b)]['median']
+            src = v['name'] if v['name'] in med else v['twin']
+            if src in med:
+                s = med['dense'] / med[src]
+                v[f'speedup_{rt}_b{b}'] = s
+                v[f'ms_{rt}_b{b}'] = med[src] * 1e3
+                row += f'{s:>8.2f}/{v["flops_ratio"]:<5.2f}' + ('*' if src != v['name'] else ' ')
+            else:
+                row += f'{"=dense":>14} '
+        lines.append(row)
+    lines.append('columns: achieved = pruned share of the prunable weights; struct = share of the pruned weights '
+                 'physically removed; params = exported/dense parameters; MACs x = dense/exported MACs; '
+                 'runtime cells = speedup/FLOPs ratio; =dense: exported graph identical to the dense one (not '
+                 're-timed); *: exported graph identical to an earlier row\'s (timed once, values do not change '
+                 'dense kernels\' time)')
+    lines.append('median ms per call: ' + '; '.join(
+        f'{v["name"]} ' + ', '.join(f'{rt} b{b} {v[f"ms_{rt}_b{b}"]:.3g}' for rt, b in cols if f'ms_{rt}_b{b}' in v)
+        for v in variants))
+    for v in variants:
+        if v['mode'] == 'semi' and abs(v['rate'] - 0.9) < 1e-9 and 16 in args.batches:
+            parts = [f'{rt} {v[f"speedup_{rt}_b16"]:.2f}x' if f'speedup_{rt}_b16' in v else f'{rt} =dense (1x)'
+                     for rt in dict.fromkeys(rt for rt, _ in cols)]
+            lines.append(f'semi ST-GCN rate 0.9, batch 16: speedup {", ".join(parts)} vs FLOPs ratio '
+                         f'{v["flops_ratio"]:.2f}x (structural share {v["structural_realized"]:.3f})')
+    return lines, cols
+
+
 # -- main ---------------------------------------------------------------------------------------------------------
 def main(argv=None):
     args = parse_args(argv)
@@ -355,37 +396,7 @@ def main(argv=None):
     dense, base, variants = build_variants(args, cfg, shape)
     res = time_all(args, dense, variants, shape)
 
-    cols = [(rt, b) for rt in args.runtimes for b in args.batches]
-    head = f'{"variant":<18}{"achieved":>9}{"struct":>8}{"params":>10}{"MACs x":>8}' + ''.join(
-        f'{rt + " b" + str(b):>14} ' for rt, b in cols)
-    lines = ['', 'speedup over dense (median), next to the FLOPs ratio dense/exported (its physical limit):',
-             'dense latency: ' + ', '.join(f'{rt} b{b} {res[(rt, b)]["median"]["dense"] * 1e3:.0f} ms'
-                                            for rt, b in cols), head]
-    for v in variants:
-        row = (f'{v["name"]:<18}{v["achieved"]:>9.3f}{v["structural_realized"]:>8.3f}'
-               f'{v["params_exported"] / base["params"]:>10.3f}{v["flops_ratio"]:>8.2f}')
-        for rt, b in cols:
-            med = res[(rt, b)]['median']
-            src = v['name'] if v['name'] in med else v['twin']
-            if src in med:
-                s = med['dense'] / med[src]
-                v[f'speedup_{rt}_b{b}'] = s
-                v[f'ms_{rt}_b{b}'] = med[src] * 1e3
-                row += f'{s:>8.2f}/{v["flops_ratio"]:<5.2f}' + ('*' if src != v['name'] else ' ')
-            else:
-                row += f'{"=dense":>14} '
-        lines.append(row)
-    lines.append('columns: achieved = pruned share of the prunable weights; struct = share of the pruned weights '
-                 'physically removed; params = exported/dense parameters; MACs x = dense/exported MACs; '
-                 'runtime cells = speedup/FLOPs ratio; =dense: exported graph identical to the dense one (not '
-                 're-timed); *: exported graph identical to an earlier row\'s (timed once, values do not change '
-                 'dense kernels\' time)')
-    for v in variants:
-        if v['mode'] == 'semi' and abs(v['rate'] - 0.9) < 1e-9 and 16 in args.batches:
-            parts = [f'{rt} {v[f"speedup_{rt}_b16"]:.2f}x' if f'speedup_{rt}_b16' in v else f'{rt} =dense (1x)'
-                     for rt in args.runtimes]
-            lines.append(f'semi ST-GCN rate 0.9, batch 16: speedup {", ".join(parts)} vs FLOPs ratio '
-                         f'{v["flops_ratio"]:.2f}x (structural share {v["structural_realized"]:.3f})')
+    lines, cols = summary(args, res, variants, base)
     log('\n'.join(lines))
 
     out = dict(args=vars(args), shape=list(shape), dense=base, torch=torch.__version__,

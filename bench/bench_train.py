@@ -46,6 +46,9 @@ def parse_args(argv=None):
     p.add_argument('--update-every', type=int, default=1,
                    help='prune_cfg.update_every (mask update interval); counts are averaged over that many steps')
     p.add_argument('--no-profile', action='store_true')
+    p.add_argument('--kernel-table', type=int, default=0, metavar='N',
+                   help='also profile 3 steps of each variant and print its N costliest operators by device (or, on '
+                        'CPU, self CPU) time and by host time, with the device-busy time per step')
     return p.parse_args(argv)
 
 
@@ -153,7 +156,28 @@ def bench(name, args):
                 for k, c in enumerate(count(lambda: step(model, ow, it))):
                     tot[k] += c
             counts[vname] = tuple(t / n for t in tot)
+    if args.kernel_table:
+        kernel_tables(variants, step, args.kernel_table, dev)
     return med, mean, counts, len(soft.pruner.masks)
+
+
+def kernel_tables(variants, step, n, dev):
+    """Where a step's time goes: device-busy ms per step (kernels) and the costliest operators (torch.profiler)."""
+    from torch.profiler import ProfilerActivity, profile
+    cuda = dev.type == 'cuda'
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    for vname, model, ow, it in variants:
+        with profile(activities=acts) as prof:
+            for _ in range(3):
+                step(model, ow, it)
+        ka = prof.key_averages()
+        busy = sum(getattr(e, 'self_device_time_total', 0) for e in ka) / 3e3 if cuda else float('nan')
+        host = sum(e.self_cpu_time_total for e in ka) / 3e3
+        print(f'\n### {vname}: device busy {busy:.1f} ms/step, host (self CPU of all events) {host:.1f} ms/step')
+        key = 'self_device_time_total' if cuda else 'self_cpu_time_total'
+        print(ka.table(sort_by=key, row_limit=n, max_name_column_width=48))
+        if cuda:
+            print(ka.table(sort_by='self_cpu_time_total', row_limit=n, max_name_column_width=48))
 
 
 def main(argv=None):

@@ -11,6 +11,8 @@
 #       export (~4 min): bench_export.py: exported structured 0.9 / 0.95, batches 1 and 64, eager / torch.compile
 #                        (CUDA graphs) / onnxruntime's CUDA provider where present.
 #       semi   (~2 min): bench_export.py: semi 0.9 after 20 SGD steps (run on the CPU), exported, on the GPU.
+#       prof   (~1 min): bench_train.py --kernel-table 25: where the soft / frozen step's time goes (device-busy ms,
+#                        costliest kernels, host time per operator), ST-GCN and CTR-GCN, fp32.
 #       amp    (~2 min): tools/train.py --amp on the demo (fp16, 10 epochs; bf16, 3 epochs), tools/test.py on each.
 #       all:             train, export, semi, amp (more than 8 files: call at most three phases at a time).
 # Writes to $OUT (the device tool's result folder, at most 8 files come back; ./bench_gpu_out elsewhere):
@@ -45,6 +47,9 @@ if want train; then
   step 45 train_macs.txt $T --reps 16 --models stgcn --target-macs 0.4 --update-every 16
   step 50 train_amp.txt $T --reps 10 --models stgcn --amp fp16
   step 40 train_amp.txt $T --reps 5 --models stgcn --amp bf16
+fi
+if want prof; then
+  step 90 train_prof.txt $T --reps 3 --no-profile --kernel-table 25
 fi
 if want export; then
   step 170 export.txt $PY bench/bench_export.py --device cuda --modes structured --rates 0.9 0.95 --reps 20 \

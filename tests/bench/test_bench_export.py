@@ -46,3 +46,21 @@ def test_torch_runner_returns_scores_of_the_model():
     run = b.make_runner('torch', rec, None, 'rec', 1, x)
     assert torch.equal(torch.as_tensor(run(x)), rec.cls_head(x.flatten(1)).detach())
 
+
+
+def test_summary_leaves_out_a_runtime_that_was_not_timed():
+    """On a CUDA machine whose onnxruntime lacks the CUDA provider, 'ort' is skipped: the table must still print
+    (it raised KeyError ('ort', 1) on the first H200 run, losing every exported timing)."""
+    b = _bench()
+    args = b.parse_args(['--runtimes', 'torch', 'ort', '--batches', '1', '16'])
+    v = dict(name='structured@0.9', mode='structured', rate=0.9, achieved=0.9, structural_realized=0.8,
+             params_exported=25, flops_ratio=3.5, twin=None)
+    semi = dict(v, name='semi@0.9', mode='semi', flops_ratio=1.5)
+    res = {('torch', bb): dict(median={'dense': 0.010 * bb, 'structured@0.9': 0.004 * bb, 'semi@0.9': 0.008 * bb})
+           for bb in (1, 16)}
+    lines, cols = b.summary(args, res, [v, semi], dict(params=100))
+    assert cols == [('torch', 1), ('torch', 16)]
+    text = '\n'.join(lines)
+    assert 'ort b' not in text and 'torch b16' in text
+    assert abs(v['speedup_torch_b16'] - 2.5) < 1e-9 and abs(v['ms_torch_b1'] - 4.0) < 1e-9
+    assert 'semi ST-GCN rate 0.9, batch 16: speedup torch 1.25x' in text
