@@ -46,6 +46,9 @@ def parse_args(argv=None):
     p.add_argument('--update-every', type=int, default=1,
                    help='prune_cfg.update_every (mask update interval); counts are averaged over that many steps')
     p.add_argument('--no-profile', action='store_true')
+    p.add_argument('--atomic-free', action='store_true',
+                   help="CPU: run the reductions the GPU runs (core/segment.py: scans and sorts instead of index_add_), "
+                        "to count its operators here")
     p.add_argument('--kernel-table', type=int, default=0, metavar='N',
                    help='also profile 3 steps of each variant and print its N costliest operators by device (or, on '
                         'CPU, self CPU) time and by host time, with the device-busy time per step')
@@ -187,13 +190,17 @@ def main(argv=None):
                          'no visible GPU); run with --device cpu')
     torch.set_num_threads(args.threads)
     import mmsemiprune  # noqa: F401
+    if args.atomic_free:
+        from mmsemiprune.core import segment
+        segment._FORCE = True
     from mmengine.logging import MMLogger
     MMLogger.get_current_instance().setLevel(logging.ERROR)
     logging.getLogger().setLevel(logging.ERROR)
     dev = torch.cuda.get_device_name() if args.device == 'cuda' else 'cpu'
     print(f'device {dev}, torch {torch.__version__}, threads {args.threads}, batch {args.batch} clips of '
           f'2x{args.frames}x25x3, amp {args.amp or "off (fp32)"}, {args.reps} interleaved steps; pruned: '
-          f'target_macs {args.target_macs}, update_every {args.update_every} (syncs / operators averaged over '
+          f'target_macs {args.target_macs}, update_every {args.update_every}'
+          f'{", GPU reductions forced (--atomic-free)" if args.atomic_free else ""} (syncs / operators averaged over '
           f'{args.update_every} step(s))')
     cuda = args.device == 'cuda'
     print('| model | step | median ms | ratio to stock | mean ms | ratio | syncs/step | operators/step | ops ratio |'

@@ -36,6 +36,7 @@ import torch
 
 from .bandstop import band_stop
 from .budget import _flat_for
+from .segment import segment_sum
 
 __all__ = ['SoftBatch']
 
@@ -63,6 +64,7 @@ class _Index:
         self.flat = flat
         self.L, self.N, self.sizes = flat.L, flat.N, flat.sizes
         self.lid = flat.lid
+        self.plans = {}  # segment plans of the atomic-free reductions (GPU, :mod:`.segment`), built on first use
         self.numel = flat.numel.to(torch.float32)
         self.inv_sqrt_n = (1.0 / flat.numel.sqrt()).to(torch.float32)
         self.slots = []
@@ -77,7 +79,7 @@ class _Index:
             cnt = torch.cat([s['glen'], s['glen'].new_ones(1)]).to(torch.float32)
             is_dummy = torch.zeros(G + 1, dtype=torch.bool, device=device)
             is_dummy[G] = True
-            self.slots.append(dict(gid=s['gid'], size=s['size'], G=G, gather=gather, seg=seg, cnt=cnt,
+            self.slots.append(dict(gid=s['gid'], size=s['size'], G=G, gather=gather, seg=seg, seg_g=seg[:-1], cnt=cnt,
                                    multi=cnt > 1, dummy=is_dummy if dummy else None,
                                    glen=[int(v) for v in s['glen'].tolist()]))
         # masked biases: global output-row id of every entry of a mask with a masked bias (rows in the order of the
@@ -230,15 +232,14 @@ class SoftBatch:
         if mode != 'unstructured':
             for s in ix.slots:
                 v = x.abs() if m0.group_stat == 'l1' else x ** 2
-                st = torch.zeros(s['G'] + 1, dtype=dt, device=dev).index_add_(0, s['gid'], v) / _as(s['size'], dt)
+                st = segment_sum(v, s['gid'], s['G'] + 1, ix.plans, id(s)) / _as(s['size'], dt)
                 if m0.group_stat != 'l1':
                     st = st.clamp_min(1e-30).sqrt()  # as groups.group_rms
                 with torch.no_grad():  # spread_k = std of s_k per tensor (unbiased, as Tensor.std), 1 for one group
                     sd = st.detach()
-                    mean = torch.zeros(L + 1, dtype=dt, device=dev).index_add_(0, s['seg'], sd) * _as(s['inv_cnt'], dt)
+                    mean = segment_sum(sd, s['seg'], L + 1, ix.plans, (id(s), 'seg')) * _as(s['inv_cnt'], dt)
                     d = sd - mean.index_select(0, s['seg'])
-                    var = torch.zeros(L + 1, dtype=dt, device=dev).index_add_(0, s['seg'], d * d) \
-                        * _as(s['inv_cnt1'], dt)
+                    var = segment_sum(d * d, s['seg'], L + 1, ix.plans, (id(s), 'seg')) * _as(s['inv_cnt1'], dt)
                     spread = torch.where(s['multi'], var.sqrt().clamp_min(1e-3), 1.0)[:L]
                     t_g = (tau * spread).index_select(0, s['gather'])
                 b = band_stop(st, tg.index_select(0, s['gather']), t_g)
@@ -259,7 +260,7 @@ class SoftBatch:
             glid0 = s0['gather'][:-1]
             if m0.gate.relative:  # τ_g · mean|γ| per tensor, detached (Gate.forward)
                 with torch.no_grad():
-                    a = torch.zeros(L + 1, dtype=logit.dtype, device=dev).index_add_(0, s0['seg'][:-1], logit.abs())
+                    a = segment_sum(logit.abs(), s0['seg_g'], L + 1, ix.plans, (id(s0), 'seg_g'))
                     t = (gtau * (a[:L] / _as(s0['cnt'][:L], a.dtype)).clamp_min(1e-6)).index_select(0, glid0)
             else:
                 t = gtau.index_select(0, glid0)
@@ -269,8 +270,8 @@ class SoftBatch:
             psi = ge * psi_g + (1 - ge) * psi_e
             with torch.no_grad():  # per group of the first grouping: mean(ψ_G − ψ_e), mean ψ_G (the gate prices)
                 size = _as(s0['size'], dt)
-                c.delta = torch.zeros(s0['G'] + 1, dtype=dt, device=dev).index_add_(0, s0['gid'], psi_g - psi_e) / size
-                c.group = torch.zeros(s0['G'] + 1, dtype=dt, device=dev).index_add_(0, s0['gid'], psi_g) / size
+                c.delta = segment_sum(psi_g - psi_e, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size
+                c.group = segment_sum(psi_g, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size
             c.gate = g
         keep = pr._keep_flat
         if keep is not None:  # soft projection: ψ ⊙ K (K constant, one flat vector)
@@ -320,7 +321,7 @@ class SoftBatch:
     def kept_fraction(self, c) -> torch.Tensor:
         """Σ_ℓ c_ℓ Σ_i ψ_ℓ,i / Σ_ℓ c_ℓ·numel_ℓ over the batch (BudgetRegularizer.kept_fraction)."""
         _, costs, total, _ = self._stacked_costs(c)
-        sums = torch.zeros(c.ix.L, dtype=c.psi.dtype, device=c.psi.device).index_add_(0, c.ix.lid, c.psi)
+        sums = segment_sum(c.psi, c.ix.lid, c.ix.L, c.ix.plans, 'lid')
         return (sums * _as(costs, sums.dtype)).sum() / _as(total, sums.dtype)
 
     def gate_price(self, c, by: str, mac_prices=None) -> torch.Tensor:

@@ -27,6 +27,8 @@ from typing import Dict, Sequence
 
 import torch
 
+from .segment import atomic_free, segment_sum, select_per_segment_sorted, select_sorted
+
 __all__ = ['CostModel', 'BudgetRegularizer', 'solve_thresholds', 'COSTS']
 
 COSTS = ('params', 'flops')
@@ -81,7 +83,11 @@ def _select(v: torch.Tensor, target, w: torch.Tensor) -> torch.Tensor:
     ``v``: float32 ≥ 0 (+inf allowed), ``w``: float64 weights ≥ 0, ``target``: float or 0-dim float64.
     Radix select over the bit patterns (monotone for non-negative floats): a weighted histogram of the
     high 15 bits finds the bucket where the cumulative weight (largest first) crosses the target, a
-    second one of the low 16 bits inside that bucket finds the value. Returns a 0-dim float32 tensor."""
+    second one of the low 16 bits inside that bucket finds the value. Returns a 0-dim float32 tensor.
+    On a GPU (:func:`~.segment.atomic_free`) one sort instead (:func:`~.segment.select_sorted`, the same value):
+    the histograms' atomic adds pile onto the few buckets where the values cluster."""
+    if atomic_free(v.device):
+        return select_sorted(v, target, w)
     bits = v.contiguous().view(torch.int32)
     hi, lo = bits >> 16, bits & (_LO - 1)
     h1 = torch.zeros(_HI + 1, dtype=torch.float64, device=v.device).index_add_(0, hi, w)
@@ -96,9 +102,14 @@ def _select(v: torch.Tensor, target, w: torch.Tensor) -> torch.Tensor:
     return torch.where(hstar >= 0, val, 0.0).reshape(())
 
 
-def _select_per_segment(v: torch.Tensor, seg: torch.Tensor, nseg: int, k: torch.Tensor) -> torch.Tensor:
+def _select_per_segment(v: torch.Tensor, seg: torch.Tensor, nseg: int, k: torch.Tensor,
+                        plans=None) -> torch.Tensor:
     """Per segment s, the k_s-th largest value of ``v[seg == s]`` (k_s ≥ 1, as float64 tensor (nseg,)),
-    with the same two-pass radix select as :func:`_select`, all segments at once. Returns float32 (nseg,)."""
+    with the same two-pass radix select as :func:`_select`, all segments at once. Returns float32 (nseg,).
+    On a GPU one sort instead (:func:`~.segment.select_per_segment_sorted`; ``plans``: where its static plan of
+    ``seg`` is kept)."""
+    if atomic_free(v.device):
+        return select_per_segment_sorted(v, seg, nseg, k, {} if plans is None else plans, 'select')
     bits = v.contiguous().view(torch.int32)
     hi, lo = bits >> 16, bits & (_LO - 1)
     ones = torch.ones_like(v, dtype=torch.float64)
@@ -130,6 +141,7 @@ class _Flat:
         self.N = sum(self.sizes)
         dev = device
         self.lid = torch.repeat_interleave(torch.arange(L, device=dev), torch.tensor(self.sizes, device=dev))
+        self.plans = {}  # segment plans of the atomic-free reductions (GPU, .segment), built on first use
         self.numel = torch.tensor(self.sizes, dtype=torch.float64, device=dev)
         self.lengths = torch.tensor(self.sizes, dtype=torch.long, device=dev)
         self.modes = {m.mode for m in masks}
@@ -225,7 +237,7 @@ def flat_scores(flat: _Flat, masks, latents):
     stats, coarse = [], None
     for s in flat.slots:
         v = x if m0.group_stat == 'l1' else x * x
-        tot = torch.zeros(s['G'] + 1, dtype=x.dtype, device=x.device).index_add_(0, s['gid'], v)
+        tot = segment_sum(v, s['gid'], s['G'] + 1, flat.plans, id(s))
         st = tot / s['size']
         if m0.group_stat != 'l1':
             st = st.clamp_min(1e-30).sqrt()  # as groups.group_rms
@@ -333,7 +345,7 @@ def solve_thresholds(items: Sequence, rate: float, floor: float = 0.0, stats: bo
     # 3. layer floors: u_ℓ = the k_ℓ-th largest ρ of tensor ℓ; entries ≥ u_ℓ are kept at any level
     k, any_floor = flat.floor_counts(float(floor))
     if any_floor:
-        u = _select_per_segment(rho, flat.lid, flat.L, k.clamp_min(1))
+        u = _select_per_segment(rho, flat.lid, flat.L, k.clamp_min(1), flat.plans)
         u = torch.where(k > 0, u, float('inf'))
         in_floor = rho >= u.index_select(0, flat.lid)
         rho_level = torch.where(in_floor, float('inf'), rho)

@@ -57,6 +57,7 @@ class SemiMask(nn.Module):
         self._is_frozen = False  # host-side mirror of the ``frozen`` buffer (no device sync per step)
         self._hard_on = False  # hard phase (set by the pruner every step)
         self._mask_f = self._row_f = None  # float caches of the stored mask (see _cache_hard)
+        self._rows_whole = None  # frozen: host flag "no output row entirely masked" (bias_untouched), lazily
         self._keep = None  # soft projection (pruner): constant K multiplying the soft mask, or None
         if group_stat not in ('rms', 'l1'):
             raise ValueError(f"unknown group_stat {group_stat!r}; choose 'rms' (default) or 'l1' (mean |w|, "
@@ -200,6 +201,17 @@ class SemiMask(nn.Module):
         costs one multiply per tensor (and one for its bias) instead of casts and reductions."""
         self._mask_f = self.mask.to(torch.float32)
         self._row_f = self.row_keep(self._mask_f)
+        self._rows_whole = None
+
+    def bias_untouched(self) -> bool:
+        """Frozen and no output row entirely masked: β ≡ 1, so the masked bias is the bias itself (saves two
+        operators per step and tensor). One host read per freeze (or load / device move), none per step; False
+        in the soft and hard phases, whose masks move."""
+        if not self._is_frozen or self._mask_f is None:
+            return False
+        if self._rows_whole is None:
+            self._rows_whole = bool(self._row_f.min() >= 1)
+        return self._rows_whole
 
     def row_keep(self, psi: torch.Tensor) -> torch.Tensor:
         """β (shape[0],): max_i ψ[o, i] per output row, the factor of that row's bias (1 when any entry of

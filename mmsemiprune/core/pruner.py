@@ -342,7 +342,11 @@ class SemiPruner(nn.Module):
     def _gate_touch(self) -> torch.Tensor:
         """0·Σγ over all learned gates (one cat, one sum): once the masks are stored the forward no longer reads
         the gates, but DDP (find_unused_parameters=False) expects every parameter in the graph (the single place
-        that keeps them there)."""
+        that keeps them there). Outside a distributed run nothing expects them: no touch (its cat, views and
+        gradient copies were ~5 operators per mask, 475 per frozen CTR-GCN step; the stored gate decisions, not
+        the logits, are what a frozen mask and its report read)."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return torch.zeros((), device=self.masks[0].mask.device)
         logits = [m.gate.logit for m in self.masks if m.gate.mode == 'learned']
         if not logits:
             return torch.zeros(())

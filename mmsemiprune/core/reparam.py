@@ -55,7 +55,7 @@ class _MaskedConvMixin:
         if hit is not None:
             return hit[0], (hit[1] if mask.mask_bias else bias)
         psi = mask(latent)
-        if bias is not None and mask.mask_bias:
+        if bias is not None and mask.mask_bias and not mask.bias_untouched():
             bias = bias * mask.row_keep(psi)
         return latent * psi, bias
 

@@ -90,7 +90,7 @@ def test_hard_phase_trains_kept_weights_on_the_hard_mask(toy):
     assert torch.equal(m.last_psi.detach(), m.mask.float())  # forward value is the hard mask
     g = net.c2.weight.grad
     assert g[m.mask].abs().sum() > 0 and (g[~m.mask] == 0).all()  # W = Ŵ ⊙ M: kept latents learn
-    assert all(mm.gate.logit.grad is not None and (mm.gate.logit.grad == 0).all() for mm in pr.masks)
+    assert all(mm.gate.logit.grad is None for mm in pr.masks)  # decisions final; no DDP here: no touch
     opt.step()
     pr.set_progress((it + 1) / 40)  # masks are re-solved from the moving latents, gate decisions are not
     assert all(torch.equal(mm.gate.hard(), d) for mm, d in zip(pr.masks, decided))
@@ -124,7 +124,10 @@ def test_frozen_gates_do_not_move(toy):
     decided = [m.gate.hard().clone() for m in pr.masks]
     logits = [m.gate.logit.detach().clone() for m in pr.masks]
     x, y = toy.data()
-    for _ in range(10):  # momentum and weight decay keep moving the logits ...
+    with torch.no_grad():  # the logits may still move (DDP's zero gradients under weight decay, a user) ...
+        for m in pr.masks:
+            m.gate.logit.add_(torch.randn_like(m.gate.logit) * 3)
+    for _ in range(10):
         opt.zero_grad()
         (F.cross_entropy(net(x[:32]), y[:32]) + pr.budget_loss()).backward()
         opt.step()
@@ -408,3 +411,22 @@ def test_consistent_masks_meet_the_rate_from_any_start(toy, start, secant):
     assert abs(achieved2 - 0.9) <= max(abs(achieved - 0.9), 1e-3) + 1e-9, (achieved2, achieved)
     assert len(calls) == 1  # warm start at the solution
     assert calls_here <= 23
+
+
+def test_gate_touch_only_under_distributed(toy, tmp_path):
+    """Frozen / hard phase: the forward no longer reads the gates. DDP (find_unused_parameters=False) needs every
+    parameter in the graph, so inside an initialised process group the budget loss touches each gate logit with
+    a zero gradient; outside one it adds nothing to the graph (no operators for them)."""
+    import torch.distributed as dist
+    net, pr, _, _ = _train_until(toy, 0.7)
+    assert pr.in_hard_phase
+    logits = [m.gate.logit for m in pr.masks if m.gate.mode == 'learned']
+    loss = pr.budget_loss()
+    assert not loss.requires_grad and float(loss) == 0.0
+    dist.init_process_group('gloo', init_method=f'file://{tmp_path}/store', rank=0, world_size=1)
+    try:
+        loss = pr.budget_loss()
+        grads = torch.autograd.grad(loss, logits)
+        assert float(loss) == 0.0 and all(g is not None and (g == 0).all() for g in grads)
+    finally:
+        dist.destroy_process_group()

@@ -123,15 +123,14 @@ def test_budget_loss_without_gate_price_is_the_regularizer(toy):
     assert pr.budget_loss().item() == pytest.approx(expected.item(), rel=1e-5)
 
 
-def test_gate_logits_get_grad_after_freeze(toy):
+def test_gradients_after_freeze(toy):
     net, pr = toy.train('semi', 'params', 0.8, iters=30)
     assert pr.frozen
     net.zero_grad(set_to_none=True)
     x, y = toy.data(16)
     (F.cross_entropy(net(x), y) + pr.budget_loss()).backward()
-    for m in pr.masks:
-        assert m.gate.logit.grad is not None  # DDP: every parameter takes part in the graph
-        assert (m.gate.logit.grad == 0).all()
+    for m in pr.masks:  # no process group: nothing to reduce, no touch (under DDP: test_gate_touch_only_under_...)
+        assert m.gate.logit.grad is None
     assert net.c1.weight.grad is not None
     assert (net.c1.weight.grad[~net.c1.weight_psi.mask] == 0).all()
 
