@@ -47,7 +47,7 @@ def parse_args(argv=None):
                    help='prune_cfg.update_every (mask update interval); counts are averaged over that many steps')
     p.add_argument('--no-profile', action='store_true')
     p.add_argument('--atomic-free', action='store_true',
-                   help="CPU: run the reductions the GPU runs (core/segment.py: scans and sorts instead of index_add_), "
+                   help="CPU: run the reductions the GPU runs (core/segment.py: scans and sorts, not index_add_) "
                         "to count its operators here")
     p.add_argument('--kernel-table', type=int, default=0, metavar='N',
                    help='also profile 3 steps of each variant and print its N costliest operators by device (or, on '
