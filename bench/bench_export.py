@@ -88,6 +88,8 @@ def parse_args(argv=None):
     p.add_argument('--train-batch', type=int, default=4, help='clips per training iteration')
     p.add_argument('--train-reps', type=int, default=5)
     p.add_argument('--train-rate', type=float, default=0.9)
+    p.add_argument('--round-to', type=int, default=1, metavar='K',
+                   help='exported channel widths in multiples of K (tools/export.py --round-to; GPU alignment)')
     p.add_argument('--json', help='also write all numbers here')
     p.add_argument('--seed', type=int, default=0)
     return p.parse_args(argv)
@@ -167,7 +169,7 @@ def build_variants(args, cfg, shape):
             rep = model.pruner.report()
             gate = statistics.mean(L['gate_group_share'] for L in rep['layers'])
             ref = logits(model, xc)
-            csd, info = compact_state_dict(model)
+            csd, info = compact_state_dict(model, round_to=args.round_to)
             shapes = {k: format_shape(v.shape) for k, v in csd.items() if tuple(v.shape) != tuple(dense_sd[k].shape)}
             ocfg = exported_config(cfg, shapes)
             compact = build_compact(ocfg.model, csd)
@@ -391,7 +393,8 @@ def main(argv=None):
     t_start = time.time()
     dev = torch.cuda.get_device_name() if cuda else 'cpu'
     log(f'bench_export: {osp.relpath(args.config, ROOT)} model on {dev}, clips {shape[1:]}, threads {args.threads}, '
-        f'masks frozen {"after %d SGD steps" % args.train_iters if args.train_iters else "at (random) init"}; '
+        f'masks frozen {"after %d SGD steps" % args.train_iters if args.train_iters else "at (random) init"}, '
+        f'channel widths rounded to {args.round_to}; '
         f'torch {torch.__version__}')
     dense, base, variants = build_variants(args, cfg, shape)
     res = time_all(args, dense, variants, shape)

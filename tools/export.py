@@ -54,6 +54,9 @@ def parse_args(argv=None):
                    help="clips for the exactness check: the config's test data ('data'), synthetic skeletons, "
                    "or data when it exists ('auto', default)")
     p.add_argument('--num-check', type=int, default=8, help='clips for the exactness check (default 8)')
+    p.add_argument('--round-to', type=int, default=1, metavar='K',
+                   help='keep channel widths in multiples of K (e.g. 8 for GPU kernels; the extra channels are read '
+                        'by zero weights only, outputs unchanged); default 1: remove every unread channel')
     p.add_argument('--trust-checkpoint', action='store_true',
                    help='allow full unpickling of a training checkpoint outside the work dir (only files you trust)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, key=value')
@@ -131,6 +134,9 @@ def run(args):
         print(f'exporting {args.checkpoint} (config {args.config})')
     if not osp.isfile(args.config):
         fail(f'config {args.config!r} does not exist')
+    if args.round_to < 1:
+        fail(f'--round-to needs an integer >= 1 (1: remove every unread channel, 8: GPU-aligned widths), '
+             f'got {args.round_to}')
     if args.shape and min(args.shape) < 1:
         fail(f'--shape needs positive sizes, got {args.shape}')
     if args.shape and args.inputs == 'data':
@@ -155,7 +161,7 @@ def run(args):
                 raise
     rep = export_pruned(cfg, args.checkpoint, args.out_dir, onnx=args.onnx, torch_export=args.torch_export,
                         shape=shape, inputs=inputs, trust=args.trust_checkpoint, cfg_name=args.config,
-                        num_check=shape[0] if shape else args.num_check)
+                        num_check=shape[0] if shape else args.num_check, round_to=args.round_to)
     print(format_export_report(rep))
     print(f'wrote {args.out_dir}: ' + ', '.join(sorted(k for k in ('model.pth', 'config.py', 'report.json',
                                                                  'model.onnx', 'model.pt2')

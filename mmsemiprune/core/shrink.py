@@ -5,7 +5,10 @@
 - :func:`shrink` removes, for every :class:`~.topology.ChannelSet`, the channels none of whose
   consumer slices holds a non-zero weight: producer rows (and their biases), the norm entries, and
   consumer columns are sliced away and the modules' ``in_channels``/``out_channels``/
-  ``num_features`` updated. Removing a channel that nothing reads is exact.
+  ``num_features`` updated. Removing a channel that nothing reads is exact. ``round_to=k`` keeps a few
+  unread channels back so that every shrunk width is a multiple of k (as Torch-Pruning's ``round_to``):
+  GPU kernels (tensor cores, vector loads) prefer aligned widths; such a channel is read by zero weights only,
+  so the outputs stay those of the masked model.
 - :func:`sparse_state_dict` stores the entry-wise zeros left inside kept groups compactly
   (CSR values + int32 indices) for the on-disk file; :func:`dense_state_dict` restores it.
 """
@@ -49,10 +52,14 @@ def _slice_param(mod: nn.Module, pname: str, dim: int, idx: torch.Tensor):
 
 
 @torch.no_grad()
-def shrink(model: nn.Module, sets: List[ChannelSet]) -> Dict[str, int]:
+def shrink(model: nn.Module, sets: List[ChannelSet], round_to: int = 1) -> Dict[str, int]:
     """Physically remove unread channels (see module docstring). Returns {set name: channels removed}.
     Call after :func:`bake_model`. The sets' sizes are updated to describe the shrunk model (pass a deep
-    copy to keep the originals, as ``tools/export.py`` does)."""
+    copy to keep the originals, as ``tools/export.py`` does). ``round_to``: keep the lowest-index unread
+    channels back until each width is a multiple of it (or the set's full size)."""
+    if not isinstance(round_to, int) or isinstance(round_to, bool) or round_to < 1:
+        raise ValueError(f'round_to must be an integer >= 1 (1: remove every unread channel; 8: widths in '
+                         f'multiples of 8 for GPU kernels), got {round_to!r}')
     modules = dict(model.named_modules())
     removed = {}
     for cs in sets:
@@ -65,6 +72,12 @@ def shrink(model: nn.Module, sets: List[ChannelSet]) -> Dict[str, int]:
             reads = r if reads is None else reads | r
         if reads is None or reads.all():
             continue
+        short = -int(reads.sum()) % round_to  # unread channels kept back for the alignment
+        if short:
+            reads = reads.clone()
+            reads[torch.nonzero(~reads).flatten()[:short]] = True
+            if reads.all():
+                continue
         keep = torch.nonzero(reads).flatten()
         if keep.numel() == 0:  # keep one channel so shapes stay valid; it is read by nothing
             keep = torch.zeros(1, dtype=torch.long, device=reads.device)

@@ -123,9 +123,10 @@ def param_count(sd_or_module) -> int:
 
 
 @torch.no_grad()
-def compact_state_dict(model: nn.Module) -> Tuple[Dict[str, torch.Tensor], Dict]:
+def compact_state_dict(model: nn.Module, round_to: int = 1) -> Tuple[Dict[str, torch.Tensor], Dict]:
     """Bake + shrink a deep copy of the masked ``model``. Returns (compact state dict without pruner state,
-    info) where info holds the dense baked state dict, channels removed per set and mask statistics."""
+    info) where info holds the dense baked state dict, channels removed per set and mask statistics.
+    ``round_to``: channel widths in multiples of it (:func:`~mmsemiprune.core.shrink.shrink`)."""
     pr = model.pruner
     masked_zeros = {k: int((~m.mask).sum()) for k, m, _ in pr.items()}
     prunable_numel = {k: w.numel() for k, _, w in pr.items()}
@@ -139,7 +140,7 @@ def compact_state_dict(model: nn.Module) -> Tuple[Dict[str, torch.Tensor], Dict]
     dense_sd = {k: v.detach().clone() for k, v in work.state_dict().items()}
     dense_params = param_count(work)
     sizes = {cs.name: cs.size for cs in sets}
-    removed = shrink(work, sets)
+    removed = shrink(work, sets, round_to=round_to)
     compact = {k: v.detach().clone() for k, v in work.state_dict().items()}
     remaining_zeros = {k: int((compact[k] == 0).sum()) for k in prunable_numel}
     info = dict(dense_sd=dense_sd, dense_params=dense_params, compact_params=param_count(work),
@@ -359,15 +360,16 @@ def _err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def export_pruned(cfg, checkpoint: str, out_dir: str, onnx: bool = False, torch_export: bool = False,
                   shape: Optional[Sequence[int]] = None, inputs: str = 'auto', trust: bool = False,
-                  cfg_name: str = 'the config', num_check: int = 8, log=print) -> Dict:
+                  cfg_name: str = 'the config', num_check: int = 8, log=print, round_to: int = 1) -> Dict:
     """Export (see module docstring): load and check, compact and verify, count, write. Writes into
-    ``out_dir`` only after every check passed; returns the report dict (also written as ``report.json``)."""
+    ``out_dir`` only after every check passed; returns the report dict (also written as ``report.json``).
+    ``round_to``: channel widths in multiples of it (GPU alignment; 1 removes every unread channel)."""
     t0 = time.time()
     masked = load_pruned_model(cfg, checkpoint, trust=trust, cfg_name=cfg_name)
     x, x_source = example_inputs(cfg, masked, num_check, shape, inputs)
     if x.dim() != 5:
         raise ExportError(f'check inputs must be (N, M, T, V, C), got shape {tuple(x.shape)}')
-    c = _compact_and_verify(cfg, masked, x, checkpoint, cfg_name, out_dir)
+    c = _compact_and_verify(cfg, masked, x, checkpoint, cfg_name, out_dir, round_to)
     report = _count_report(c, masked, x, x_source, checkpoint, cfg_name)
     _write_export(c, report, out_dir, checkpoint, cfg_name, onnx, torch_export, x)
     report['seconds'] = round(time.time() - t0, 1)
@@ -376,12 +378,12 @@ def export_pruned(cfg, checkpoint: str, out_dir: str, onnx: bool = False, torch_
     return report
 
 
-def _compact_and_verify(cfg, masked, x, checkpoint, cfg_name, out_dir) -> Dict:
+def _compact_and_verify(cfg, masked, x, checkpoint, cfg_name, out_dir, round_to=1) -> Dict:
     """Compact state dict, exported config and compact model; raises if its class scores on ``x`` differ
     from the masked model's by more than the tolerance. Returns the pieces as a dict."""
     rep_pr = masked.pruner.report()
     ref = logits(masked, x)
-    compact_sd, info = compact_state_dict(masked)
+    compact_sd, info = compact_state_dict(masked, round_to=round_to)
     dense_sd = info['dense_sd']
     compact_shapes = {k: format_shape(v.shape) for k, v in compact_sd.items()
                       if torch.is_tensor(v) and tuple(v.shape) != tuple(dense_sd[k].shape)}

@@ -1,3 +1,4 @@
+import copy
 import io
 
 import pytest
@@ -81,6 +82,31 @@ def test_shrink_removes_channels_exactly(toy, frozen, mode):
     net.train()
     F.cross_entropy(net(x), torch.zeros(32, dtype=torch.long)).backward()  # still a working module
     assert all(p.grad is not None for p in net.parameters())
+
+
+@pytest.mark.parametrize('k', [8, 5])
+def test_shrink_round_to_keeps_aligned_widths_and_outputs(toy, frozen, k):
+    """round_to=k: every shrunk width is a multiple of k (or the full width), the extra channels are unread ones
+    (zero consumer weights), the outputs are the masked model's, and fewer channels are removed than without."""
+    net, pr = frozen('structured', rate=0.9)
+    x = toy.data(32, seed=3)[0]
+    with torch.no_grad():
+        y = net(x)
+    bake_model(net)
+    full = {cs.name: cs.size for cs in pr.channel_sets}
+    ref_net = copy.deepcopy(net)
+    ref_sets = copy.deepcopy(pr.channel_sets)
+    plain = shrink(ref_net, ref_sets)
+    assert plain and all(cs.size % k for cs in ref_sets)  # the plain widths are not aligned: the test can fail
+    removed = shrink(net, pr.channel_sets, round_to=k)
+    for cs, ref in zip(pr.channel_sets, ref_sets):
+        assert cs.size % k == 0 or cs.size == full[cs.name]
+        assert ref.size <= cs.size < ref.size + k
+        assert removed[cs.name] == plain[cs.name] - (cs.size - ref.size)
+    with torch.no_grad():
+        assert (net(x) - y).abs().max().item() <= 1e-5
+    with pytest.raises(ValueError, match='round_to must be an integer >= 1'):
+        shrink(copy.deepcopy(ref_net), copy.deepcopy(ref_sets), round_to=0)
 
 
 class Spatial(nn.Module):

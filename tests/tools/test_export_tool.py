@@ -98,3 +98,22 @@ def test_export_cli_errors(demo, tmp_path, capsys):
     torch.save(dict(state_dict=dense), str(tmp_path / 'dense.pth'))
     assert 'dense checkpoint' in error_of([demo['cfg'], str(tmp_path / 'dense.pth'), out])
     assert not osp.exists(out)
+
+
+def test_export_cli_round_to(demo, tmp_path, capsys):
+    """--round-to 4: every exported channel width is a multiple of 4 (or the full width), still exact, and
+    tools/test.py's config/weights load; --round-to 0 is a one-line error."""
+    tool = load_tool('export')
+    out = str(tmp_path / 'r4')
+    assert tool.main([demo['cfg'], demo['ckpt'], out, '--round-to', '4', '--num-check', '4']) == 0
+    capsys.readouterr()
+    rep = json.load(open(osp.join(out, 'report.json')))
+    assert rep['exactness']['pytorch_max_abs_err'] <= 1e-4
+    sd = torch.load(osp.join(out, 'model.pth'), weights_only=True)['state_dict']
+    full = demo['model'].state_dict()
+    bn = [k for k in sd if k.endswith('bn.running_mean')]
+    assert bn and all(sd[k].numel() % 4 == 0 or sd[k].numel() == full[k].numel() for k in bn)
+    assert any(sd[k].numel() < full[k].numel() for k in bn)  # channels were still removed
+    with pytest.raises(SystemExit) as e:
+        tool.main([demo['cfg'], demo['ckpt'], str(tmp_path / 'never'), '--round-to', '0'])
+    assert e.value.code == 2 and '--round-to needs an integer >= 1' in capsys.readouterr().err
