@@ -10,6 +10,7 @@
 #                        fp16 and bf16 AMP.
 #       export (~4 min): bench_export.py: exported structured 0.9 / 0.95, batches 1 and 64, eager / torch.compile
 #                        (CUDA graphs) / onnxruntime's CUDA provider where present.
+#       round8 (~1.5 min): as export, structured 0.9 only, channel widths in multiples of 8 (--round-to 8).
 #       semi   (~2 min): bench_export.py: semi 0.9 after 20 SGD steps (run on the CPU), exported, on the GPU.
 #       prof   (~1 min): bench_train.py --kernel-table 25: where the soft / frozen step's time goes (device-busy ms,
 #                        costliest kernels, host time per operator), ST-GCN and CTR-GCN, fp32.
@@ -54,6 +55,10 @@ fi
 if want export; then
   step 170 export.txt $PY bench/bench_export.py --device cuda --modes structured --rates 0.9 0.95 --reps 20 \
     --threads 8 --json "$OUT/export.json"
+fi
+if want round8; then
+  step 110 export_round8.txt $PY bench/bench_export.py --device cuda --modes structured --rates 0.9 --reps 20 \
+    --threads 8 --round-to 8 --runtimes torch compile --json "$OUT/export_round8.json"
 fi
 if want semi; then
   # semi after 20 SGD steps (its gates have moved; at init semi is the unstructured mask): the steps run on the CPU
