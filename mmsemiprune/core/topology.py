@@ -64,7 +64,8 @@ def channel_any(t: torch.Tensor, slot: Slot, size: int) -> torch.Tensor:
 def zero_channels(t: torch.Tensor, slot: Slot, size: int, dead: torch.Tensor, fill=0) -> torch.Tensor:
     """Copy of ``t`` with channel slices where ``dead`` set to ``fill`` (zeroed by default)."""
     v = channel_view(t, slot, size)
-    v = torch.where(dead.view(1, -1, 1), torch.as_tensor(fill, dtype=t.dtype, device=t.device), v)  # no boolean indexing
+    # no boolean indexing, and a Python fill (no tensor made from host data: on CUDA that copy syncs the stream)
+    v = v.masked_fill(dead.view(1, -1, 1), fill)
     out = v.reshape((slot.fold * size, ) + tuple(t.movedim(slot.dim, 0).shape[1:])).movedim(0, slot.dim)
     return out.contiguous()
 

@@ -113,3 +113,37 @@ def test_solve_thresholds_skips_frozen_and_validates():
     for bad in (1.0, -0.1, 1.5):
         with pytest.raises(ValueError, match=str(bad)):
             solve_thresholds([(m2, w2)], bad)
+
+
+@pytest.mark.parametrize('mode', MODES)
+@pytest.mark.parametrize('floor', [0.0, 0.3])
+def test_solve_thresholds_hard_masks_equal_per_tensor_hard(toy, mode, floor):
+    """hard_masks=True: the flat masks (what the projection and the hard phase use) are m.hard(w) exactly, with
+    learned gates on either side, and with the gates' decisions frozen (hard phase)."""
+    net, pr = toy.make_pruner(mode, 'params', 0.8)
+    g = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for m in pr.masks:
+            if m.gate.mode == 'learned':
+                m.gate.logit.copy_(torch.randn(m.gate.logit.shape, generator=g))
+    items = [(m, w) for _, m, w in pr.items()]
+    for rate in (0.5, 0.9):
+        hard = solve_thresholds(items, rate, floor, stats=False, hard_masks=True)
+        assert hard is not None and len(hard) == len(items)
+        for (m, w), h in zip(items, hard):
+            assert h.dtype == torch.bool and torch.equal(h, m.hard(w)), (m.name, rate)
+    if mode == 'semi':
+        for m in pr.masks:
+            m.gate.snapshot()
+            m.gate.freeze()
+        hard = solve_thresholds(items, 0.7, floor, stats=False, hard_masks=True)
+        assert all(torch.equal(h, m.hard(w)) for (m, w), h in zip(items, hard))
+
+
+def test_solve_thresholds_hard_masks_leaves_frozen_and_mixed_to_the_caller():
+    (m1, w1), (m2, w2) = _pair('semi')
+    (m3, w3), _ = _pair('structured')
+    assert solve_thresholds([(m1, w1), (m3, w3)], 0.5, stats=False, hard_masks=True) is None  # mixed modes
+    m2.freeze(torch.ones(w2.shape, dtype=torch.bool))
+    assert solve_thresholds([(m1, w1), (m2, w2)], 0.5, stats=False, hard_masks=True) is None
+    assert float(m1.thr_entry) > 0  # the thresholds were still placed
