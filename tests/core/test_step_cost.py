@@ -156,13 +156,16 @@ def test_soft_step_operators_batched(costs):
 
 
 def test_frozen_step_operators_close_to_stock():
-    """Frozen masks (most of a run: the fine-tune): one multiply per masked weight and bias, the gates kept in the
-    graph once per step (measured 1.29x stock on the 6-stage bench model, 1.62x before the float caches)."""
+    """Frozen masks (most of a run: the fine-tune): one multiply per masked weight (and per masked bias with a dead
+    row), forward and backward; no gate touch outside DDP. Measured 1.10x / 1.09x stock here (9 / 15 masked
+    tensors, ~4-5 operators each), 1.06x on the NTU ST-GCN, where an H200 step ran 1.01x stock (CTR-GCN 1.04x);
+    1.29x here before session 6, 1.62x before the float caches."""
     torch.set_num_threads(1)
     s_stock, _, ops_stock, _, _ = step_cost(4, False)
     s_frozen, nz, ops_frozen, names, L = step_cost(4, True, progress=1.0)
     assert nz == 0 and s_frozen == s_stock, (s_frozen, s_stock)
-    assert ops_frozen <= 1.35 * ops_stock, (ops_frozen, ops_stock, L)
+    assert ops_frozen <= 1.15 * ops_stock, (ops_frozen, ops_stock, L)
+    assert ops_frozen - ops_stock <= 5 * L, (ops_frozen, ops_stock, L)
 
 
 def test_hard_phase_progress_syncs_are_o1():
