@@ -57,17 +57,21 @@ def channel_view(t: torch.Tensor, slot: Slot, size: int) -> torch.Tensor:
 
 
 def channel_any(t: torch.Tensor, slot: Slot, size: int) -> torch.Tensor:
-    """(C,) bool: does any entry of channel c's slice survive (non-zero)?"""
-    return (channel_view(t, slot, size) != 0).any(dim=2).any(dim=0)
+    """(C,) bool: does any entry of channel c's slice survive (non-zero)? (A boolean mask is read as is: one
+    reduction over the fold and the rest, no comparison.)"""
+    v = channel_view(t, slot, size)
+    return (v if v.dtype == torch.bool else v != 0).any(dim=(0, 2))
 
 
 def zero_channels(t: torch.Tensor, slot: Slot, size: int, dead: torch.Tensor, fill=0) -> torch.Tensor:
-    """Copy of ``t`` with channel slices where ``dead`` set to ``fill`` (zeroed by default)."""
-    v = channel_view(t, slot, size)
-    # no boolean indexing, and a Python fill (no tensor made from host data: on CUDA that copy syncs the stream)
-    v = v.masked_fill(dead.view(1, -1, 1), fill)
-    out = v.reshape((slot.fold * size, ) + tuple(t.movedim(slot.dim, 0).shape[1:])).movedim(0, slot.dim)
-    return out.contiguous()
+    """Copy of ``t`` with channel slices where ``dead`` set to ``fill`` (zeroed by default): one masked_fill in
+    ``t``'s own layout (index f·C + c of the slot's dim belongs to channel c), no boolean indexing, and a Python
+    fill (a tensor made from host data is a host-to-device copy, which on CUDA synchronises the stream)."""
+    n = t.shape[slot.dim]
+    if n != slot.fold * size:
+        channel_view(t, slot, size)  # raises the shape error
+    d = dead if slot.fold == 1 else dead.repeat(slot.fold)
+    return t.masked_fill(d.view([n if i == slot.dim else 1 for i in range(t.dim())]), fill)
 
 
 def alive(masks: Dict[str, torch.Tensor], cs: ChannelSet):
@@ -88,10 +92,9 @@ def _alive_from(masks: Dict[str, torch.Tensor], cs: ChannelSet, with_live: bool 
     ca = [channel_any(masks[s.key()], s, C) for s in cs.consumers if s.key() in masks] if c_all or with_live else []
 
     def any_of(xs):
-        out = torch.zeros(C, dtype=torch.bool, device=dev)
-        for x in xs:
-            out |= x
-        return out
+        if not xs:
+            return torch.zeros(C, dtype=torch.bool, device=dev)
+        return xs[0] if len(xs) == 1 else torch.stack(xs).any(dim=0)
 
     prod = any_of(pa) if p_all else torch.ones(C, dtype=torch.bool, device=dev)
     cons = any_of(ca) if c_all else torch.ones(C, dtype=torch.bool, device=dev)
