@@ -14,7 +14,7 @@ from typing import Callable, Dict, Iterable, List, Optional
 import torch
 from torch import nn
 
-from .budget import solve_thresholds
+from .budget import _flat_for, flat_scores, solve_thresholds
 from .compute import project_macs
 from .topology import make_consistent
 
@@ -25,7 +25,7 @@ __all__ = ['harden', 'consistent_masks', 'recalibrate_bn', 'live_region']
 def live_region(mask: torch.Tensor) -> torch.Tensor:
     """K (float, mask's shape): 1 on entries whose output row (dim 0) and input column (dim 1) both keep at
     least one entry of ``mask``, 0 on all-zero rows and columns (the channels the masks remove whole)."""
-    m = mask.to(torch.bool)
+    m = mask if mask.dtype == torch.bool else mask.to(torch.bool)
     rows = m.reshape(m.shape[0], -1).any(1)
     k = rows.view((-1, ) + (1, ) * (m.dim() - 1))
     if m.dim() >= 2:
@@ -152,12 +152,25 @@ def consistent_masks(items: List, rate: float, floor: float = 0.0, sets=None, it
 
 
 def _producer_scores(items) -> Dict[str, torch.Tensor]:
-    """Per-group coarse score of every mask with one grouping (for the MAC projection's order)."""
-    out = {}
-    for key, m, w in items:
-        if m.groupings and m.per_group_scores:
-            out[key] = m.first_group_scores(w)
-    return out
+    """Per-group coarse score of every mask with one grouping (for the MAC projection's order): ``(G,)``
+    views of the first grouping's statistics of :func:`~.budget.flat_scores`, all masks in one pass (what
+    ``m.first_group_scores(w)`` gives per tensor, with the same additions in the same order; per tensor only when
+    the masks differ in normalisation or statistic)."""
+    want = [bool(m.groupings and m.per_group_scores) for _, m, _ in items]
+    if not any(want):
+        return {}
+    masks = [m for _, m, _ in items]
+    m0 = masks[0]
+    if any(m.normalize != m0.normalize or m.group_stat != m0.group_stat for m in masks):
+        return {key: m.first_group_scores(w) for (key, m, w), k in zip(items, want) if k}
+    latents = [w for _, _, w in items]
+    flat = _flat_for(masks, latents[0].device)
+    _, stats, _ = flat_scores(flat, masks, latents)
+    lens = getattr(flat, 'glen0', None)
+    if lens is None:
+        lens = flat.glen0 = flat.slots[0]['glen'].tolist() + [1]  # one host read per mask list and device
+    parts = stats[0].split(lens)
+    return {key: parts[i] for i, ((key, _, _), k) in enumerate(zip(items, want)) if k}
 
 
 @torch.no_grad()

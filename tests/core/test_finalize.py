@@ -124,3 +124,17 @@ def test_recalibrate_bn_max_batches_and_train_mode():
     assert torch.allclose(net[1].running_mean, expected[1][0], atol=1e-5)
     assert net.training
     assert recalibrate_bn(nn.Sequential(nn.Linear(2, 2)), lambda b: None, [1, 2]) == 0
+
+
+@pytest.mark.parametrize('normalize,group_stat', [(True, 'rms'), (False, 'l1')])
+def test_producer_scores_from_the_flat_pass_equal_per_tensor(toy, normalize, group_stat):
+    """The MAC projection's order: the first grouping's statistics of all masks in one flat pass are, to the bit,
+    what each mask's first_group_scores gives (masks with one grouping only: c1 'out', fc 'in'; c2 has two)."""
+    from mmsemiprune.core.finalize import _producer_scores
+    net, pr = toy.make_pruner('semi', 'params', 0.8, normalize=normalize, group_stat=group_stat)
+    items = pr.items()
+    got = _producer_scores(items)
+    ref = {k: m.first_group_scores(w) for k, m, w in items if m.groupings and m.per_group_scores}
+    assert set(got) == set(ref) == {'c1.weight', 'fc.weight'}
+    for k in ref:
+        assert got[k].shape == ref[k].shape and torch.equal(got[k], ref[k]), k
