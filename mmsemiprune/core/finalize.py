@@ -18,7 +18,7 @@ from .budget import _flat_for, flat_scores, solve_thresholds
 from .compute import project_macs
 from .topology import make_consistent
 
-__all__ = ['harden', 'consistent_masks', 'recalibrate_bn', 'live_region']
+__all__ = ['harden', 'consistent_masks', 'recalibrate_bn', 'live_region', 'LiveRegions']
 
 
 @torch.no_grad()
@@ -32,6 +32,47 @@ def live_region(mask: torch.Tensor) -> torch.Tensor:
         cols = m.transpose(0, 1).reshape(m.shape[1], -1).any(1)
         k = k & cols.view((1, -1) + (1, ) * (m.dim() - 2))
     return k.expand(m.shape).to(torch.float32)
+
+
+class LiveRegions:
+    """:func:`live_region` of many masks at once, over their concatenation (N,) (static ids built once per list
+    of shapes and device): entry i of tensor ℓ belongs to output row r(i) and input column c(i) (global ids);
+
+        K = [Σ_{r(j)=r(i)} M_j > 0] ∧ [Σ_{c(j)=c(i)} M_j > 0]      (1-D tensors: rows only)
+
+    with two segment sums (:func:`~.segment.segment_sum`) and two gathers instead of ~11 operators per tensor."""
+
+    def __init__(self, shapes, device):
+        self.shapes = [tuple(s) for s in shapes]
+        rows, cols, R, C = [], [], 0, 0
+        for shp in self.shapes:
+            n = 1
+            for d in shp:
+                n *= d
+            i = torch.arange(n, device=device)
+            rows.append(i // max(n // shp[0], 1) + R)
+            R += shp[0]
+            if len(shp) >= 2:
+                inner = n // (shp[0] * shp[1])
+                cols.append((i // max(inner, 1)) % shp[1] + C)
+                C += shp[1]
+            else:
+                cols.append(torch.full((n, ), -1, dtype=torch.long, device=device))
+        self.R, self.C = R, C
+        self.rowid = torch.cat(rows)
+        colid = torch.cat(cols)
+        self.colid = torch.where(colid < 0, C, colid)  # 1-D tensors: a dummy column, always live
+        self.dummy = torch.zeros(C + 1, dtype=torch.bool, device=device)
+        self.dummy[C] = True
+        self.plans = {}
+
+    def __call__(self, flat_mask: torch.Tensor) -> torch.Tensor:
+        """float32 (N,) K of the concatenated boolean masks ``flat_mask`` (N,)."""
+        from .segment import segment_sum
+        v = flat_mask.to(torch.float32)  # counts up to 2^24 per row / column are exact
+        rows = segment_sum(v, self.rowid, self.R, self.plans, 'row') > 0
+        cols = (segment_sum(v, self.colid, self.C + 1, self.plans, 'col') > 0) | self.dummy
+        return (rows.index_select(0, self.rowid) & cols.index_select(0, self.colid)).to(torch.float32)
 
 
 @torch.no_grad()

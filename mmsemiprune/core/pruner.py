@@ -23,7 +23,7 @@ from .budget import BudgetRegularizer, solve_thresholds
 from .config import GATE_PRICES, PruneConfig, auto_update_every, check_fraction, check_rate  # noqa: F401
 from .batch import SoftBatch
 from .cascade import SemiMask
-from .finalize import consistent_masks, harden, live_region
+from .finalize import LiveRegions, consistent_masks, harden
 from .reparam import install_mask, is_masked
 from .schedule import PruneSchedule
 
@@ -144,6 +144,7 @@ class SemiPruner(nn.Module):
         self.update_every = 1 if self._update_auto else cfg.update_every
         self._updated_at = None  # (phase, scheduled rate, steps since) of the last mask recomputation
         self._keep_flat = None  # soft projection: K of every mask, flattened and concatenated (SoftBatch)
+        self._live = None  # LiveRegions of the masks (static ids, built at the first projection)
         self.hard_stats = {}  # hard phase: asked / achieved rate of the last hard masks
         self._prices = None  # gate_price_by 'macs'/'both': per-mask (G,) MACs freed, cached after profiling
         object.__setattr__(self, '_model', model)
@@ -293,9 +294,16 @@ class SemiPruner(nn.Module):
                                            target_macs=macs, start=self._soft_asked,
                                            tol=1e-3 if self.update_every == 1 else 5e-3, secant=self.update_every > 1)
         self._soft_asked = asked
-        self._set_keep({key: live_region(masks[key]) for key, _, _ in self.items()})
+        items = self.items()
+        flat = torch.cat([masks[key].reshape(-1) for key, _, _ in items])
+        dev = flat.device
+        if self._live is None or self._live.rowid.device != dev or self._live.shapes != [m.shape for m in self.masks]:
+            self._live = LiveRegions([m.shape for m in self.masks], dev)
+        self._set_keep(self._live(flat))  # live_region of every mask, in one pass
 
     def _set_keep(self, keeps) -> None:
+        """K of every mask (None: none): a dict key → K, or the flat (N,) float32 vector of all of them. The
+        masks keep views of one flat vector, which later updates overwrite in place."""
         if keeps is None:
             if self._keep_flat is not None:
                 for m in self.masks:
@@ -303,7 +311,15 @@ class SemiPruner(nn.Module):
                 self._keep_flat = None
             return
         items = self.items()
-        self._keep_flat = torch.cat([keeps[key].reshape(-1).to(torch.float32) for key, _, _ in items])
+        if isinstance(keeps, dict):
+            keeps = torch.cat([keeps[key].reshape(-1).to(torch.float32) for key, _, _ in items])
+        old = self._keep_flat
+        if old is not None and old.shape == keeps.shape and old.device == keeps.device and all(
+                m._keep is not None and m._keep.untyped_storage().data_ptr() == old.untyped_storage().data_ptr()
+                for m in self.masks):
+            old.copy_(keeps)  # the masks still hold views of it: they follow
+            return
+        self._keep_flat = keeps
         for (_, m, _), k in zip(items, self._keep_flat.split([m.mask.numel() for _, m, _ in items])):
             m.set_keep(k.view(m.shape))  # a view of the flat vector the batched masks read
 

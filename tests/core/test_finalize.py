@@ -138,3 +138,22 @@ def test_producer_scores_from_the_flat_pass_equal_per_tensor(toy, normalize, gro
     assert set(got) == set(ref) == {'c1.weight', 'fc.weight'}
     for k in ref:
         assert got[k].shape == ref[k].shape and torch.equal(got[k], ref[k]), k
+
+
+@pytest.mark.parametrize('force', [False, True])
+def test_live_regions_equal_live_region_per_tensor(force):
+    """LiveRegions (the soft projection's K of all masks in one pass) is live_region of every mask, for conv,
+    linear, adjacency-like and 1-D shapes, on the CPU reference and on the GPU's reduction path."""
+    from mmsemiprune.core import segment
+    from mmsemiprune.core.finalize import LiveRegions, live_region
+    shapes = [(6, 4, 3, 1), (5, 6), (3, 5, 5), (7, ), (2, 3, 1, 1)]
+    g = torch.Generator().manual_seed(0)
+    lr = LiveRegions(shapes, 'cpu')
+    for p in (0.05, 0.3, 0.7):
+        masks = [torch.rand(s, generator=g) > p for s in shapes]
+        masks[0][2] = False  # a dead row
+        masks[1][:, 3] = False  # a dead column
+        with segment.force(force):
+            k = lr(torch.cat([m.reshape(-1) for m in masks]))
+        ref = torch.cat([live_region(m).reshape(-1) for m in masks])
+        assert k.dtype == torch.float32 and torch.equal(k, ref), p

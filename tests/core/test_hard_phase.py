@@ -430,3 +430,30 @@ def test_gate_touch_only_under_distributed(toy, tmp_path):
         assert float(loss) == 0.0 and all(g is not None and (g == 0).all() for g in grads)
     finally:
         dist.destroy_process_group()
+
+
+def test_soft_projection_keep_is_the_live_region_of_the_projected_masks(toy):
+    """After every soft-projection update each mask's K is live_region of the consistent projected hard mask at
+    the asked rate (the masks hold views of one flat vector, overwritten in place at later updates), also in a
+    deep copy updated on its own."""
+    import copy
+    import mmsemiprune.core.finalize as fin
+    net, pr, _, it = _train_until(toy, 0.5, target_macs=0.3)
+    twin_net, twin_pr = copy.deepcopy((net, pr))
+    for p_, step in ((pr, 1), (twin_pr, 2)):
+        ptrs = None
+        for k in range(3):
+            with torch.no_grad():  # move the latents: each update moves the masks
+                for _, _, w in p_.items():
+                    w.mul_(1 + 0.1 * torch.randn_like(w))
+            p_.set_progress((it + step + k) / 40)
+            items = p_.items()
+            macs = 1.0 - (1.0 - p_.target_macs) * float(p_.rate_now) / p_.target_rate
+            ref = fin._hard_masks(items, p_._soft_asked, p_.layer_floor, p_.channel_sets, macs,
+                                  fin._producer_scores(items))
+            for key, m, _ in items:
+                assert torch.equal(m._keep, fin.live_region(ref[key])), (k, key)
+            now = [m._keep.untyped_storage().data_ptr() for m in p_.masks]
+            assert len(set(now)) == 1 and now[0] == p_._keep_flat.untyped_storage().data_ptr()
+            ptrs = ptrs or now
+            assert now == ptrs  # updated in place
