@@ -91,6 +91,8 @@ def select_sorted(v: torch.Tensor, target, w: torch.Tensor) -> torch.Tensor:
     With v ascending and g_j = Σ_{i > j} w_i, the answer is v at the first j with g_j ≤ target (the first such j
     ends a run of ties or its value is feasible through the ties after it), or 0 when Σ w ≤ target.
     ``v`` float32 ≥ 0 (+inf allowed), ``w`` float64 ≥ 0; 0-dim float32 result."""
+    if v.numel() == 0:  # nothing to keep or prune (the radix select's answer too)
+        return torch.zeros((), dtype=torch.float32, device=v.device)
     vs, order = torch.sort(v.reshape(-1))
     ws = w.reshape(-1).index_select(0, order)
     g = ws.flip(0).cumsum(0).flip(0)  # g_j + w_j: Σ_{i ≥ j}

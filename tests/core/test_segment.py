@@ -81,6 +81,8 @@ def test_select_sorted_equals_the_radix_select():
         assert float(w[v > a].sum()) <= target + 1e-9
         k += 1
     assert k == 360
+    empty = torch.zeros(0), torch.zeros(0, dtype=torch.float64)
+    assert torch.equal(select_sorted(empty[0], 0.5, empty[1]), _select(empty[0], 0.5, empty[1]))
 
 
 def test_select_per_segment_sorted_equals_the_radix_select():
