@@ -14,6 +14,8 @@
 #       semi   (~2 min): bench_export.py: semi 0.9 after 20 SGD steps (run on the CPU), exported, on the GPU.
 #       prof   (~1 min): bench_train.py --kernel-table 25: where the soft / frozen step's time goes (device-busy ms,
 #                        costliest kernels, host time per operator), ST-GCN and CTR-GCN, fp32.
+#       macs   (~1.5 min): the compute-target soft step only (target_macs 0.4, update_every 1 and 16), fp32.
+#       profamp (~1 min): bench_train.py --amp fp16 --kernel-table 25: where the fp16 soft step's time goes.
 #       amp    (~2 min): tools/train.py --amp on the demo (fp16, 10 epochs; bf16, 3 epochs), tools/test.py on each.
 #       all:             train, export, semi, amp (more than 8 files: call at most three phases at a time).
 # Writes to $OUT (the device tool's result folder, at most 8 files come back; ./bench_gpu_out elsewhere):
@@ -48,6 +50,13 @@ if want train; then
   step 45 train_macs.txt $T --reps 16 --models stgcn --target-macs 0.4 --update-every 16
   step 50 train_amp.txt $T --reps 10 --models stgcn --amp fp16
   step 40 train_amp.txt $T --reps 5 --models stgcn --amp bf16
+fi
+if want macs; then
+  step 45 train_macs.txt $T --reps 10 --models stgcn --target-macs 0.4
+  step 60 train_macs.txt $T --reps 32 --models stgcn --target-macs 0.4 --update-every 16 --no-profile
+fi
+if want profamp; then
+  step 60 train_profamp.txt $T --reps 3 --models stgcn --amp fp16 --no-profile --kernel-table 25
 fi
 if want prof; then
   step 90 train_prof.txt $T --reps 3 --no-profile --kernel-table 25
