@@ -250,9 +250,14 @@ def time_all(args, dense, variants, shape):
     with tempfile.TemporaryDirectory() as tmp:
         for runtime in args.runtimes:
             t0 = time.time()
-            runners = [(n, make_runner(runtime, m, tmp, n.replace('@', '_'), args.threads, example, args.device,
-                                       args.channels_last)) for n, m in timed]
-            if any(r is None for _, r in runners):
+            runners = []
+            for n, m in timed:  # a runtime this machine lacks says so once and is skipped
+                run = make_runner(runtime, m, tmp, n.replace('@', '_'), args.threads, example, args.device,
+                                  args.channels_last)
+                if run is None:
+                    break
+                runners.append((n, run))
+            if len(runners) < len(timed):
                 continue
             if runtime == 'ort':
                 log(f'exported {len(runners)} ONNX models in {time.time() - t0:.0f} s')

@@ -190,9 +190,7 @@ def main(argv=None):
                          'no visible GPU); run with --device cpu')
     torch.set_num_threads(args.threads)
     import mmsemiprune  # noqa: F401
-    if args.atomic_free:
-        from mmsemiprune.core import segment
-        segment._FORCE = True
+    from mmsemiprune.core import segment
     from mmengine.logging import MMLogger
     MMLogger.get_current_instance().setLevel(logging.ERROR)
     logging.getLogger().setLevel(logging.ERROR)
@@ -207,7 +205,8 @@ def main(argv=None):
           + (' CUDA launches/step | CUDA syncs/step (incl. the bench\'s own 1) |' if cuda else ''))
     print('|---|---|---|---|---|---|---|---|---|' + ('---|---|' if cuda else ''))
     for name in args.models:
-        med, mean, counts, L = bench(name, args)
+        with segment.force(True if args.atomic_free else None):
+            med, mean, counts, L = bench(name, args)
         for v in ('stock', 'soft', 'frozen'):
             s, o, nl, ds = counts.get(v, ('-', ) * 4)
             so = counts.get('stock', (0, 0))[1]

@@ -81,7 +81,7 @@ class _Index:
             is_dummy[G] = True
             self.slots.append(dict(gid=s['gid'], size=s['size'], G=G, gather=gather, seg=seg, seg_g=seg[:-1], cnt=cnt,
                                    multi=cnt > 1, dummy=is_dummy if dummy else None,
-                                   glen=[int(v) for v in s['glen'].tolist()]))
+                                   glen=s['lens']))
         # masked biases: global output-row id of every entry of a mask with a masked bias (rows in the order of the
         # biases), R (a dummy row) for the others
         self.has_bias = tuple(has_bias)

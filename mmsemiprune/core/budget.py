@@ -165,7 +165,8 @@ class _Flat:
             size = torch.cat(sizes + [torch.ones(1, dtype=sizes[0].dtype, device=dev)]).to(torch.float32)
             glid = torch.cat(glid)
             glen = torch.bincount(glid, minlength=L)
-            self.slots.append(dict(gid=gid, size=size, glid=glid, glen=glen, G=G, offs=offs))
+            lens = [m.num_groups[k] if len(m.groupings) > k else 0 for m in masks]  # glen on the host
+            self.slots.append(dict(gid=gid, size=size, glid=glid, glen=glen, lens=lens, G=G, offs=offs))
         # α_e reference: deterministic strided subsample of every mask (≤ 65536 entries each), factor n/|sub|
         idx, fac, slid = [], [], []
         off = 0

@@ -74,8 +74,7 @@ def removed_entries(masks: Dict[str, torch.Tensor], sets: List[ChannelSet]) -> T
             continue
         _, cons = alive(masks, cs)
         for sl in slots:
-            removed[sl.key()] = removed[sl.key()] | zero_channels(
-                torch.zeros_like(removed[sl.key()]), sl, cs.size, ~cons, fill=True)
+            removed[sl.key()] = zero_channels(removed[sl.key()], sl, cs.size, ~cons, fill=True)
     return removed, covered
 
 

@@ -95,23 +95,10 @@ def _pruned_fraction(items, masks) -> float:
     """1 − Σ c_ℓ·kept_ℓ / Σ c_ℓ·numel_ℓ, in float64 on the device, read back once (one host sync, not 2L)."""
     costs = torch.stack([m.cost for _, m, _ in items]).double()
     kept = torch.stack([masks[k].sum() for k, _, _ in items]).double()
-    numel = _numel_tensor(tuple(w.numel() for _, _, w in items), costs.device)
+    # the sizes as float64 from the masks' cached flat index (a tensor made from host data per probe would be a
+    # host-to-device copy, which on CUDA synchronises the stream)
+    numel = _flat_for([m for _, m, _ in items], costs.device).numel
     return float(1.0 - (costs * kept.to(costs.device)).sum() / (costs * numel).sum())
-
-
-_NUMEL = {}
-
-
-def _numel_tensor(sizes, device) -> torch.Tensor:
-    """float64 (L,) of ``sizes`` on ``device``, made once per (sizes, device): a tensor made from host data is a
-    host-to-device copy, which on CUDA synchronises the stream (once per rate probe before)."""
-    key = (sizes, str(device))
-    t = _NUMEL.get(key)
-    if t is None:
-        if len(_NUMEL) > 64:
-            _NUMEL.clear()
-        t = _NUMEL[key] = torch.tensor(sizes, dtype=torch.float64, device=device)
-    return t
 
 
 @torch.no_grad()
@@ -126,8 +113,8 @@ def consistent_masks(items: List, rate: float, floor: float = 0.0, sets=None, it
     e.g. the previous recomputation's), with ``secant`` one secant step from it, else the rate itself and a
     bisection below it (the pruner uses the secant step with a mask update interval > 1, where the start
     misses more often, and then interpolates (safeguarded regula falsi) instead of bisecting; without it the search
-    is exactly the one the published leaderboard ran). The
-    thresholds of the chosen probe are left in the masks' buffers. ``tol``: the accepted |achieved − rate|. Returns (masks, asked, achieved)."""
+    is exactly the one the published leaderboard ran). The thresholds of the chosen probe are left in the masks'
+    buffers. ``tol``: the accepted |achieved − rate|. Returns (masks, asked, achieved)."""
     scores = _producer_scores(items) if target_macs is not None else None
     probe = lambda r: _hard_masks(items, r, floor, sets, target_macs, scores)  # noqa: E731
     lo, hi, best, last = 0.0, rate, None, None
@@ -207,10 +194,7 @@ def _producer_scores(items) -> Dict[str, torch.Tensor]:
     latents = [w for _, _, w in items]
     flat = _flat_for(masks, latents[0].device)
     _, stats, _ = flat_scores(flat, masks, latents)
-    lens = getattr(flat, 'glen0', None)
-    if lens is None:
-        lens = flat.glen0 = flat.slots[0]['glen'].tolist() + [1]  # one host read per mask list and device
-    parts = stats[0].split(lens)
+    parts = stats[0].split(flat.slots[0]['lens'] + [1])  # + the dummy group
     return {key: parts[i] for i, ((key, _, _), k) in enumerate(zip(items, want)) if k}
 
 

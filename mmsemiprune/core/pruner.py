@@ -302,17 +302,14 @@ class SemiPruner(nn.Module):
         self._set_keep(self._live(flat))  # live_region of every mask, in one pass
 
     def _set_keep(self, keeps) -> None:
-        """K of every mask (None: none): a dict key → K, or the flat (N,) float32 vector of all of them. The
-        masks keep views of one flat vector, which later updates overwrite in place."""
+        """K of every mask (None: none), the flat (N,) float32 vector of all of them. The masks keep views of
+        one flat vector, which later updates overwrite in place."""
         if keeps is None:
             if self._keep_flat is not None:
                 for m in self.masks:
                     m.set_keep(None)
                 self._keep_flat = None
             return
-        items = self.items()
-        if isinstance(keeps, dict):
-            keeps = torch.cat([keeps[key].reshape(-1).to(torch.float32) for key, _, _ in items])
         old = self._keep_flat
         if old is not None and old.shape == keeps.shape and old.device == keeps.device and all(
                 m._keep is not None and m._keep.untyped_storage().data_ptr() == old.untyped_storage().data_ptr()
@@ -320,7 +317,7 @@ class SemiPruner(nn.Module):
             old.copy_(keeps)  # the masks still hold views of it: they follow
             return
         self._keep_flat = keeps
-        for (_, m, _), k in zip(items, self._keep_flat.split([m.mask.numel() for _, m, _ in items])):
+        for m, k in zip(self.masks, keeps.split([m.mask.numel() for m in self.masks])):
             m.set_keep(k.view(m.shape))  # a view of the flat vector the batched masks read
 
     @torch.no_grad()

@@ -79,10 +79,15 @@ def segment_sum(v: torch.Tensor, seg: torch.Tensor, nseg: int, plans: dict, key)
     a :class:`SegmentPlan` kept in ``plans[key]`` (built at the first call: ``seg`` must be static)."""
     if not atomic_free(v.device):
         return torch.zeros(nseg, dtype=v.dtype, device=v.device).index_add_(0, seg, v)
+    return _plan(plans, key, seg, nseg).sum(v)
+
+
+def _plan(plans: dict, key, seg: torch.Tensor, nseg: int) -> SegmentPlan:
+    """``plans[key]``, (re)built when missing or made for another ``seg``."""
     p = plans.get(key)
     if p is None or p.seg is not seg:
         p = plans[key] = SegmentPlan(seg, nseg)
-    return p.sum(v)
+    return p
 
 
 def select_sorted(v: torch.Tensor, target, w: torch.Tensor) -> torch.Tensor:
@@ -107,9 +112,7 @@ def select_per_segment_sorted(v: torch.Tensor, seg: torch.Tensor, nseg: int, k: 
     one sort of the int64 keys (s << 32 | bits(v)): non-negative float32 bit patterns order as the values.
     ``v`` float32 ≥ 0 (+inf allowed) (N,), ``seg`` static ids (N,), ``k`` (nseg,) float64 in [1, n_s]; float32 (nseg,).
     """
-    p = plans.get(key)
-    if p is None or p.seg is not seg:
-        p = plans[key] = SegmentPlan(seg, nseg)
+    p = _plan(plans, key, seg, nseg)
     bits = v.contiguous().view(torch.int32).to(torch.int64)
     ks = torch.sort((seg.to(torch.int64) << 32) | bits).values
     vals = (ks & 0xFFFFFFFF).to(torch.int32).view(torch.float32)  # ascending within each segment

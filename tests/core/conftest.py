@@ -74,6 +74,14 @@ def train_toy(mode="semi", cost="params", rate=0.8, iters=40, seed=0, batch=32, 
     return net, pr
 
 
+def random_gates(pr, g):
+    """Distinct learned gate logits, N(0, 1) drawn from generator ``g``, so that the gates are not trivial."""
+    with torch.no_grad():
+        for m in pr.masks:
+            if m.gate.mode == 'learned':
+                m.gate.logit.copy_(torch.randn(m.gate.logit.shape, generator=g))
+
+
 def accuracy(net, n=256, seed=2):
     x, y = toy_data(n, seed)
     was = net.training
@@ -87,7 +95,7 @@ def accuracy(net, n=256, seed=2):
 @pytest.fixture
 def toy():
     return types.SimpleNamespace(Toy=Toy, sets=toy_sets, specs=toy_specs, data=toy_data, make_pruner=make_pruner,
-                                 train=train_toy, accuracy=accuracy)
+                                 train=train_toy, accuracy=accuracy, random_gates=random_gates)
 
 
 @pytest.fixture(autouse=True)

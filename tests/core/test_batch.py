@@ -27,10 +27,8 @@ def _setup(toy, mode, **kw):
     net, pr = toy.make_pruner(mode, 'params', 0.8, **kw)
     pr.set_progress(0.5)  # thresholds placed, τ annealed part-way
     g = torch.Generator().manual_seed(3)
+    toy.random_gates(pr, g)  # distinct gate logits and biases, so the gates and the bias masks are not trivial
     with torch.no_grad():
-        for m in pr.masks:  # distinct gate logits and biases, so the gates and the bias masks are not trivial
-            if m.gate.mode == 'learned':
-                m.gate.logit.copy_(torch.randn(m.gate.logit.shape, generator=g))
         net.c1.bias.copy_(torch.randn(net.c1.bias.shape, generator=g))
     return net, pr
 

@@ -121,11 +121,7 @@ def test_solve_thresholds_hard_masks_equal_per_tensor_hard(toy, mode, floor):
     """hard_masks=True: the flat masks (what the projection and the hard phase use) are m.hard(w) exactly, with
     learned gates on either side, and with the gates' decisions frozen (hard phase)."""
     net, pr = toy.make_pruner(mode, 'params', 0.8)
-    g = torch.Generator().manual_seed(4)
-    with torch.no_grad():
-        for m in pr.masks:
-            if m.gate.mode == 'learned':
-                m.gate.logit.copy_(torch.randn(m.gate.logit.shape, generator=g))
+    toy.random_gates(pr, torch.Generator().manual_seed(4))
     items = [(m, w) for _, m, w in pr.items()]
     for rate in (0.5, 0.9):
         hard = solve_thresholds(items, rate, floor, stats=False, hard_masks=True)

@@ -106,11 +106,7 @@ def test_select_per_segment_sorted_equals_the_radix_select():
 
 def _toy_step(toy, mode, force):
     net, pr = toy.make_pruner(mode, 'params', 0.8)
-    g = torch.Generator().manual_seed(3)
-    with torch.no_grad():
-        for m in pr.masks:
-            if m.gate.mode == 'learned':
-                m.gate.logit.copy_(torch.randn(m.gate.logit.shape, generator=g))
+    toy.random_gates(pr, torch.Generator().manual_seed(3))
     x, y = toy.data(8)
     with segment.force(force):
         pr.set_progress(0.5)  # threshold search
