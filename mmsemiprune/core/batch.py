@@ -36,7 +36,7 @@ import torch
 
 from .bandstop import band_stop
 from .budget import _flat_for
-from .segment import segment_sum
+from .segment import atomic_free, expand, segment_sum
 
 __all__ = ['SoftBatch']
 
@@ -245,7 +245,7 @@ class SoftBatch:
                 b = band_stop(st, tg.index_select(0, s['gather']), t_g)
                 if s['dummy'] is not None:
                     b = torch.where(s['dummy'], 1.0, b)
-                b = b.index_select(0, s['gid'])
+                b = expand(b, s['gid'], ix.plans, id(s))  # (on the GPU its backward is a scan, not atomics)
                 psi_g = b if psi_g is None else psi_g * b
         c.gate = c.delta = c.group = None
         if mode == 'unstructured':
@@ -265,13 +265,17 @@ class SoftBatch:
             else:
                 t = gtau.index_select(0, glid0)
             g = torch.sigmoid(logit / t)
-            ge = torch.cat([g, g.new_zeros(1)]).index_select(0, s0['gid']) if s0['dummy'] is not None else \
-                g.index_select(0, s0['gid'])
+            ge = expand(torch.cat([g, g.new_zeros(1)]) if s0['dummy'] is not None else g, s0['gid'], ix.plans, id(s0))
             psi = ge * psi_g + (1 - ge) * psi_e
             with torch.no_grad():  # per group of the first grouping: mean(ψ_G − ψ_e), mean ψ_G (the gate prices)
                 size = _as(s0['size'], dt)
-                c.delta = segment_sum(psi_g - psi_e, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size
-                c.group = segment_sum(psi_g, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size
+                if atomic_free(dev):  # one scan for both (the CPU's index_add_ is 2x slower on two columns)
+                    both = torch.stack([psi_g - psi_e, psi_g], 1)
+                    both = segment_sum(both, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size.unsqueeze(1)
+                    c.delta, c.group = both.unbind(1)
+                else:
+                    c.delta = segment_sum(psi_g - psi_e, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size
+                    c.group = segment_sum(psi_g, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size
             c.gate = g
         keep = pr._keep_flat
         if keep is not None:  # soft projection: ψ ⊙ K (K constant, one flat vector)

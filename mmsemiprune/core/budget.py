@@ -195,6 +195,33 @@ class _Flat:
         self._ones = None
         self.floor_k = {}
 
+    def cost_weights(self, masks):
+        """The search's cost weights, derived from the masks' ``cost`` buffers only: (c_ℓ float64 (L,), N = Σ c_ℓ·n_ℓ,
+        the α_e subsample's weights, the α_g pool's weights, c_ℓ per entry (N,) float64), computed once and again
+        only when a cost buffer is replaced or changed (profiling, a state dict load): ~12 operators and a float64
+        copy of every entry's weight saved per step. Version counters and identities are read on the host."""
+        key = [(m.cost, m.cost._version) for m in masks]
+        hit = self.__dict__.get('_weights')
+        if hit is not None and len(hit[0]) == len(key) and all(a is b and u == v for (a, u), (b, v) in zip(hit[0], key)):
+            return hit[1]
+        dev = self.lid.device
+        c64 = torch.stack([m.cost for m in masks]).to(device=dev, dtype=torch.float64)
+        total = (c64 * self.numel).sum()
+        sub_w = (c64 * self.sub_fac).index_select(0, self.sub_lid)
+        pool_w = None
+        if self.K:
+            s0, wts = self.slots[0], []
+            if self.pool_groups is not None:
+                wts.append(s0['size'].double().index_select(0, self.pool_groups)
+                           * c64.index_select(0, s0['glid'].index_select(0, self.pool_groups)))
+            if self.pool_entries is not None:
+                wts.append(c64.index_select(0, self.lid.index_select(0, self.pool_entries)))
+            pool_w = torch.cat(wts)
+        w_entry = c64.index_select(0, self.lid)
+        out = (c64, total, sub_w, pool_w, w_entry)
+        self.__dict__['_weights'] = (key, out)
+        return out
+
     def alive(self, masks) -> bool:
         return len(masks) == len(self.refs) and all(r() is m for r, m in zip(self.refs, masks))
 
@@ -293,30 +320,24 @@ def solve_thresholds(items: Sequence, rate: float, floor: float = 0.0, stats: bo
     dev = latents[0].device
     flat = _flat_for(masks, dev)
     x, gstats, coarse = flat_scores(flat, masks, latents)
-    c64 = torch.stack([m.cost for m in masks]).to(device=dev, dtype=torch.float64)
-    total = (c64 * flat.numel).sum()
+    c64, total, sub_w, pool_w, w_entry = flat.cost_weights(masks)
     target = (1.0 - rate) * total
 
     # 1. scale references
-    one = torch.ones((), dtype=torch.float64, device=dev)
     if any(m.uses_entries for m in masks):
         sub = x.index_select(0, flat.sub_idx)
-        alpha_e = _select(sub, target, (c64 * flat.sub_fac).index_select(0, flat.sub_lid)).double().clamp_min(1e-8)
+        alpha_e = _select(sub, target, sub_w).double().clamp_min(1e-8)
     else:
-        alpha_e = one
+        alpha_e = torch.ones((), dtype=torch.float64, device=dev)
     if any(m.uses_groups for m in masks):
-        s0 = flat.slots[0]
-        vals, wts = [], []
+        vals = []
         if flat.pool_groups is not None:
             vals.append(gstats[0].index_select(0, flat.pool_groups))
-            wts.append(s0['size'].double().index_select(0, flat.pool_groups)
-                       * c64.index_select(0, s0['glid'].index_select(0, flat.pool_groups)))
         if flat.pool_entries is not None:
             vals.append(coarse.index_select(0, flat.pool_entries))
-            wts.append(c64.index_select(0, flat.lid.index_select(0, flat.pool_entries)))
-        alpha_g = _select(torch.cat(vals), target, torch.cat(wts)).double().clamp_min(1e-8)
+        alpha_g = _select(torch.cat(vals) if len(vals) > 1 else vals[0], target, pool_w).double().clamp_min(1e-8)
     else:
-        alpha_g = one
+        alpha_g = torch.ones((), dtype=torch.float64, device=dev)
 
     # 2. ratio of the deciding mask per entry
     if len(flat.modes) == 1:
@@ -346,7 +367,6 @@ def solve_thresholds(items: Sequence, rate: float, floor: float = 0.0, stats: bo
                 parts.append(torch.where(m.entry_decides().reshape(-1), xs / alpha_e, cs / alpha_g))
         rho = torch.cat(parts)
     rho = rho.to(torch.float32)
-    w_entry = c64.index_select(0, flat.lid)
 
     # 3. layer floors: u_ℓ = the k_ℓ-th largest ρ of tensor ℓ; entries ≥ u_ℓ are kept at any level
     k, any_floor = flat.floor_counts(float(floor))
