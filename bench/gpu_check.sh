@@ -17,6 +17,9 @@
 #       macs   (~1.5 min): the compute-target soft step only (target_macs 0.4, update_every 1 and 16), fp32.
 #       profamp (~1 min): bench_train.py --amp fp16 --kernel-table 25: where the fp16 soft step's time goes.
 #       amp    (~2 min): tools/train.py --amp on the demo (fp16, 10 epochs; bf16, 3 epochs), tools/test.py on each.
+#       speed  (~3 min): train without bf16 and update_every 16: fp32 ST-GCN and CTR-GCN, fp16 ST-GCN, the compute
+#                        target at update_every 1 (the numbers of the README's Speed table, in one call).
+#       cl8    (~2 min): as round8, channels-last memory format.
 #       all:             train, export, semi, amp (more than 8 files: call at most three phases at a time).
 # Writes to $OUT (the device tool's result folder, at most 8 files come back; ./bench_gpu_out elsewhere):
 # env.txt, steps.txt and one .txt (+ .json for exports) per measurement. A step that fails or runs out of time
@@ -51,6 +54,11 @@ if want train; then
   step 50 train_amp.txt $T --reps 10 --models stgcn --amp fp16
   step 40 train_amp.txt $T --reps 5 --models stgcn --amp bf16
 fi
+if want speed; then
+  step 90 train_fp32.txt $T --reps 10
+  step 50 train_amp.txt $T --reps 10 --models stgcn --amp fp16
+  step 45 train_macs.txt $T --reps 10 --models stgcn --target-macs 0.4
+fi
 if want macs; then
   step 45 train_macs.txt $T --reps 10 --models stgcn --target-macs 0.4
   step 60 train_macs.txt $T --reps 32 --models stgcn --target-macs 0.4 --update-every 16 --no-profile
@@ -68,6 +76,10 @@ fi
 if want round8; then
   step 110 export_round8.txt $PY bench/bench_export.py --device cuda --modes structured --rates 0.9 --reps 20 \
     --threads 8 --round-to 8 --runtimes torch compile --json "$OUT/export_round8.json"
+fi
+if want cl8; then
+  step 110 export_cl8.txt $PY bench/bench_export.py --device cuda --modes structured --rates 0.9 --reps 20 \
+    --threads 8 --round-to 8 --channels-last --runtimes torch compile --json "$OUT/export_cl8.json"
 fi
 if want semi; then
   # semi after 20 SGD steps (its gates have moved; at init semi is the unstructured mask): the steps run on the CPU
