@@ -269,8 +269,8 @@ class SoftBatch:
             psi = ge * psi_g + (1 - ge) * psi_e
             with torch.no_grad():  # per group of the first grouping: mean(ψ_G − ψ_e), mean ψ_G (the gate prices)
                 size = _as(s0['size'], dt)
-                if atomic_free(dev):  # one scan for both (the CPU's index_add_ is 2x slower on two columns)
-                    both = torch.stack([psi_g - psi_e, psi_g], 1)
+                if atomic_free(dev):  # one scan for both (the CPU's index_add_ is 2x slower on two columns);
+                    both = torch.stack([psi_g - psi_e, psi_g]).t()  # (N, 2) columns of a (2, N) block (see _scan)
                     both = segment_sum(both, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size.unsqueeze(1)
                     c.delta, c.group = both.unbind(1)
                 else:
