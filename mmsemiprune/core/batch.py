@@ -36,7 +36,7 @@ import torch
 
 from .bandstop import band_stop
 from .budget import _flat_for
-from .segment import atomic_free, expand, segment_sum
+from .segment import expand, segment_sum
 
 __all__ = ['SoftBatch']
 
@@ -269,13 +269,8 @@ class SoftBatch:
             psi = ge * psi_g + (1 - ge) * psi_e
             with torch.no_grad():  # per group of the first grouping: mean(ψ_G − ψ_e), mean ψ_G (the gate prices)
                 size = _as(s0['size'], dt)
-                if atomic_free(dev):  # one scan for both (the CPU's index_add_ is 2x slower on two columns);
-                    both = torch.stack([psi_g - psi_e, psi_g]).t()  # (N, 2) columns of a (2, N) block (see _scan)
-                    both = segment_sum(both, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size.unsqueeze(1)
-                    c.delta, c.group = both.unbind(1)
-                else:
-                    c.delta = segment_sum(psi_g - psi_e, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size
-                    c.group = segment_sum(psi_g, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size
+                c.delta = segment_sum(psi_g - psi_e, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size
+                c.group = segment_sum(psi_g, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size
             c.gate = g
         keep = pr._keep_flat
         if keep is not None:  # soft projection: ψ ⊙ K (K constant, one flat vector)

@@ -71,25 +71,22 @@ class SegmentPlan:
         self.bounds = torch.cat([self.end, self.start])  # (2S,): one gather reads both ends of every segment
 
     def sum(self, v: torch.Tensor) -> torch.Tensor:
-        """(S, ...) Σ v over each segment of v's first dimension ((N, ...)), in v's dtype (differentiable in v:
-        backward ``grad[seg]``)."""
+        """(S,) Σ v ((N,)) over each segment, in v's dtype (differentiable in v: backward ``grad[seg]``)."""
         if not atomic_free(v.device):
-            return v.new_zeros((self.nseg, ) + v.shape[1:]).index_add_(0, self.seg, v)
+            return torch.zeros(self.nseg, dtype=v.dtype, device=v.device).index_add_(0, self.seg, v)
         if v.requires_grad and torch.is_grad_enabled():
             return _SegmentSum.apply(v, self)
         return self._scan(v)
 
     def _scan(self, v: torch.Tensor) -> torch.Tensor:
-        # (N, k) inputs scan as (k, N) rows: along the last, contiguous dimension. A scan along the first
-        # dimension of an (N, 2) tensor runs one thread per column on CUDA: measured on an H200, it made the NTU
-        # soft step 470 ms instead of 40 (tests/core/test_segment.py checks every scan's layout).
-        x = v if v.dim() == 1 else v.t()
-        if self.perm is not None:
-            x = x.index_select(-1, self.perm)
-        c = torch.nn.functional.pad(torch.cumsum(x.contiguous(), -1, dtype=torch.float64), (1, 0))
-        ends = c.index_select(-1, self.bounds)
-        out = (ends[..., :self.nseg] - ends[..., self.nseg:]).to(v.dtype)
-        return out if v.dim() == 1 else out.t()
+        # 1-D scans only: CUDA runs those device-wide (CUB); a 2-D cumsum runs one block per row along the last
+        # dimension and one thread per column along the first. Measured on an H200, one (N, 2) scan for the two
+        # gate-price sums made the NTU soft step 470 ms (along dim 0) or +8 ms (as (2, N) rows) instead of two 1-D
+        # scans (tests/core/test_segment.py checks that every scan of the GPU path is 1-D).
+        x = v if self.perm is None else v.index_select(0, self.perm)
+        c = torch.nn.functional.pad(torch.cumsum(x, 0, dtype=torch.float64), (1, 0))
+        ends = c.index_select(0, self.bounds)
+        return (ends[:self.nseg] - ends[self.nseg:]).to(v.dtype)
 
 
 class _SegmentSum(torch.autograd.Function):
@@ -134,10 +131,10 @@ def expand(v: torch.Tensor, seg: torch.Tensor, plans: dict, key) -> torch.Tensor
 
 
 def segment_sum(v: torch.Tensor, seg: torch.Tensor, nseg: int, plans: dict, key) -> torch.Tensor:
-    """(nseg, ...) Σ v ((N, ...)) over the segments ``seg`` of its first dimension: ``index_add_`` where :func:`atomic_free` says no, else the scan of
+    """(nseg,) Σ v ((N,)) over the segments ``seg``: ``index_add_`` where :func:`atomic_free` says no, else the scan of
     a :class:`SegmentPlan` kept in ``plans[key]`` (built at the first call: ``seg`` must be static)."""
     if not atomic_free(v.device):
-        return v.new_zeros((nseg, ) + v.shape[1:]).index_add_(0, seg, v)
+        return torch.zeros(nseg, dtype=v.dtype, device=v.device).index_add_(0, seg, v)
     return _plan(plans, key, seg, nseg).sum(v)
 
 

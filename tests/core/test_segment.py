@@ -168,33 +168,19 @@ def test_soft_projection_makes_no_tensor_from_host_data(toy):
     assert 'aten::lift_fresh' not in names, names.count('aten::lift_fresh')
 
 
-@pytest.mark.parametrize('force', [False, True])
-def test_segment_sum_of_columns_equals_each_column(force):
-    """(N, k) inputs (the batched masks' two gate-price sums in one scan): each column summed as alone, bit for
-    bit on the CPU reference and on the scan path."""
-    g = torch.Generator().manual_seed(1)
-    seg = torch.randint(0, 30, (4000, ), generator=g)
-    a, b = torch.randn(4000, generator=g), torch.randn(4000, generator=g)
-    with segment.force(force):
-        both = segment.segment_sum(torch.stack([a, b], 1), seg, 33, {}, 'k')
-        assert both.shape == (33, 2)
-        assert torch.equal(both[:, 0], segment.segment_sum(a, seg, 33, {}, 'k'))
-        assert torch.equal(both[:, 1], segment.segment_sum(b, seg, 33, {}, 'k'))
-
-
 @pytest.mark.parametrize('mode', MODES)
-def test_every_scan_runs_along_a_contiguous_last_dimension(toy, mode):
-    """On CUDA a cumsum along any other dimension runs one thread per column: an (N, 2) scan along dim 0 made the
-    NTU soft step 14x stock on an H200 (470 ms). The CPU cannot time it; the layout of every scan the GPU path
-    runs (search, masks, budget loss, backward) is checked here instead."""
+def test_every_scan_of_the_gpu_path_is_one_dimensional(toy, mode):
+    """CUDA scans a 1-D tensor device-wide; a 2-D cumsum runs one block per row (along the last dimension) or one
+    thread per column (along the first). One (N, 2) scan of the two gate-price sums made the NTU soft step 470 ms
+    (dim 0) or +8 ms (as (2, N) rows) on an H200 instead of ~41 ms. The CPU cannot time it: the shapes of every
+    scan the GPU path runs (search, masks, budget loss, backward) are checked here instead."""
     from torch.utils._python_dispatch import TorchDispatchMode
     seen = []
 
     class Scans(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             if func.overloadpacket is torch.ops.aten.cumsum:
-                x, dim = args[0], args[1]
-                seen.append((tuple(x.shape), dim % x.dim() == x.dim() - 1 and x.is_contiguous()))
+                seen.append(tuple(args[0].shape))
             return func(*args, **(kwargs or {}))
 
     net, pr = toy.make_pruner(mode, 'params', 0.8)
@@ -204,6 +190,9 @@ def test_every_scan_runs_along_a_contiguous_last_dimension(toy, mode):
         pr.set_progress(0.5)
         loss = F.cross_entropy(net(x), y) + pr.budget_loss()
         loss.backward()
-        segment.segment_sum(torch.randn(50, 2), torch.arange(50) % 7, 7, {}, 'k')
-    assert seen and any(len(s) == 2 for s, _ in seen)  # the check saw scans, a two-column one among them
-    assert all(ok for _, ok in seen), [s for s, ok in seen if not ok]
+    assert len(seen) >= 3  # the check saw the scans
+    assert all(len(s) == 1 for s in seen), seen
+    seen.clear()
+    with Scans():
+        torch.randn(4, 9).cumsum(1)
+    assert seen == [(4, 9)]  # and would see a 2-D one
