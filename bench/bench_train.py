@@ -46,6 +46,8 @@ def parse_args(argv=None):
     p.add_argument('--update-every', type=int, default=1,
                    help='prune_cfg.update_every (mask update interval); counts are averaged over that many steps')
     p.add_argument('--no-profile', action='store_true')
+    p.add_argument('--cuda-graphs', action='store_true',
+                   help='prune_cfg.cuda_graphs: the soft-phase threshold search as one CUDA graph replay (CUDA only)')
     p.add_argument('--atomic-free', action='store_true',
                    help="CPU: run the reductions the GPU runs (core/segment.py: scans and sorts, not index_add_) "
                         "to count its operators here")
@@ -110,6 +112,8 @@ def bench(name, args):
         from mmsemiprune.models.recognizer import _bf16_scores_to_float  # stock step the pruned one's cast
         stock.cls_head.register_forward_hook(_bf16_scores_to_float)
     extra = dict(update_every=args.update_every)
+    if args.cuda_graphs:
+        extra['cuda_graphs'] = True
     if args.target_macs is not None:
         extra['target_macs'] = args.target_macs
     soft = build(cfg.model, True, args.rate, **extra)
@@ -198,6 +202,7 @@ def main(argv=None):
     print(f'device {dev}, torch {torch.__version__}, threads {args.threads}, batch {args.batch} clips of '
           f'2x{args.frames}x25x3, amp {args.amp or "off (fp32)"}, {args.reps} interleaved steps; pruned: '
           f'target_macs {args.target_macs}, update_every {args.update_every}'
+          f'{", search by CUDA graph replay (--cuda-graphs)" if args.cuda_graphs else ""}'
           f'{", GPU reductions forced (--atomic-free)" if args.atomic_free else ""} (syncs / operators averaged over '
           f'{args.update_every} step(s))')
     cuda = args.device == 'cuda'

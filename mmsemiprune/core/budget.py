@@ -23,7 +23,7 @@ no sort, no ``.item()``, no boolean indexing).
 """
 import math
 import weakref
-from typing import Dict, Sequence
+from typing import Dict, Optional, Sequence
 
 import torch
 
@@ -287,7 +287,7 @@ def _gate_hard(flat: _Flat, masks, device):
 
 @torch.no_grad()
 def solve_thresholds(items: Sequence, rate: float, floor: float = 0.0, stats: bool = True,
-                     hard_masks: bool = False):
+                     hard_masks: bool = False, rate_t: Optional[torch.Tensor] = None):
     """Place the band of every mask so that the hard kept cost is (1 − rate)·N.
 
     ``items``: list of (SemiMask, latent); frozen masks are skipped. Steps:
@@ -306,6 +306,8 @@ def solve_thresholds(items: Sequence, rate: float, floor: float = 0.0, stats: bo
     boolean hard masks at the new thresholds, one per item in order (views of one flat mask: what
     ``m.hard(w)`` gives, from the same flat scores the thresholds were selected from; one pass instead of ~26
     operators per tensor), or None when per-tensor masks are needed (mixed modes, frozen items).
+    ``rate_t``: the rate as a 0-dim float64 tensor on the latents' device, used instead of ``rate`` in the
+    arithmetic (same value, same numbers): the input a captured CUDA graph of the search reads (:mod:`.cudagraph`).
     """
     if not 0.0 <= rate < 1.0:
         raise ValueError(f'pruning rate must be in [0, 1), got {rate!r}')
@@ -321,7 +323,7 @@ def solve_thresholds(items: Sequence, rate: float, floor: float = 0.0, stats: bo
     flat = _flat_for(masks, dev)
     x, gstats, coarse = flat_scores(flat, masks, latents)
     c64, total, sub_w, pool_w, w_entry = flat.cost_weights(masks)
-    target = (1.0 - rate) * total
+    target = (1.0 - (rate if rate_t is None else rate_t)) * total
 
     # 1. scale references
     if any(m.uses_entries for m in masks):

@@ -1,0 +1,121 @@
+"""CUDA-graph replay of the soft phase's threshold search (opt-in: ``SemiPruner(cuda_graphs=True)``,
+``prune_cfg.cuda_graphs``; issue "pruning at GPU speed").
+
+With ``stats=False`` the search (:func:`~.budget.solve_thresholds`) is a fixed sequence of device operators
+(~190 dispatched on the NTU ST-GCN: scores, three sorts for the selections, the floors, the level, the
+threshold writes)
+with no host synchronisation. It reads only tensors whose storage stays put through the soft phase (the latents,
+the gate logits, the cost buffers, cached index tensors) plus the rate, and writes the masks' threshold buffers.
+Captured once into a ``torch.cuda.CUDAGraph``, a search is one replay:
+
+    rate_t.fill_(rate)        one kernel, no host sync (the only input that changes between replays)
+    graph.replay()            its kernels, launched by the driver, not one by one from Python
+
+which is what a host-bound training step pays for (H200, fp16 AMP, batch 32: the soft step is as host- as
+device-bound, ~9 µs of ``cudaLaunchKernel`` per kernel plus the dispatch). Same kernels on the same inputs: the same
+thresholds as the eager search.
+
+Recaptured whenever something the captured sequence depends on changes on the host side: the mask list, the latents
+(identity: a device move, re-created parameters), the floor, the cost buffers (identity, version: MAC profiling),
+the gates' modes and frozen flags. A capture that fails falls back to the eager search for good (one warning).
+On the CPU the search runs eagerly (``graph_cls`` lets tests stand in for ``torch.cuda.CUDAGraph``). The soft
+projection (``target_macs``) is not graphed: its consistent masks read the host per probe.
+"""
+import warnings
+
+import torch
+
+from .budget import _flat_for, solve_thresholds
+
+__all__ = ['GraphedSearch']
+
+
+class GraphedSearch:
+    """``search(items, rate, floor)``: :func:`~.budget.solve_thresholds` (``stats=False``) by graph replay.
+
+    ``graph_cls``: None on CUDA (``torch.cuda.CUDAGraph`` with a warm-up on a side stream); tests pass a class
+    ``G(fn)`` with ``G.replay()`` to check the replay logic on the CPU."""
+
+    def __init__(self, graph_cls=None):
+        self._graph_cls = graph_cls
+        self._deps = None  # host-side state the capture depends on (strong references: identities stay valid)
+        self._graph = self._rate = self._scale = None
+        self.failed = False
+        self.captures = 0
+        self.replays = 0
+
+    def __deepcopy__(self, memo):  # a copied pruner captures its own graph
+        return GraphedSearch(self._graph_cls)
+
+    def __reduce__(self):
+        return GraphedSearch, (None, )
+
+    @staticmethod
+    def _state(items, floor):
+        masks = [m for m, _ in items]
+        return (float(floor), [m for m in masks], [w for _, w in items], [(m.cost, m.cost._version) for m in masks],
+                [(m.gate.mode, m.gate._is_frozen, m._is_frozen, m._hard_on, m.mode) for m in masks])
+
+    def _same(self, state) -> bool:
+        old = self._deps
+        if old is None or old[0] != state[0] or len(old[1]) != len(state[1]):
+            return False
+        return (all(a is b for a, b in zip(old[1], state[1])) and all(a is b for a, b in zip(old[2], state[2]))
+                and all(a is b and u == v for (a, u), (b, v) in zip(old[3], state[3])) and old[4] == state[4])
+
+    def usable(self, items) -> bool:
+        return not self.failed and bool(items) and (self._graph_cls is not None or items[0][1].is_cuda)
+
+    def __call__(self, items, rate: float, floor: float) -> None:
+        if not self.usable(items):
+            solve_thresholds(items, rate, floor, stats=False)
+            return
+        state = self._state(items, floor)
+        if self._graph is None or not self._same(state):
+            try:
+                self._capture(items, rate, floor)
+            except Exception as e:  # noqa: BLE001 - any capture failure: eager from now on
+                self.failed = True
+                self._graph = None
+                warnings.warn(f'SemiPruner(cuda_graphs=True): capturing the threshold search failed ({type(e).__name__}: '
+                              f'{e}); the search runs eagerly from now on')
+                solve_thresholds(items, rate, floor, stats=False)
+                return
+            self._deps = state
+        self._rate.fill_(rate)
+        self._graph.replay()
+        self.replays += 1
+        if self._scale is not None:  # the batched masks reuse the search's per-tensor scale (budget.flat_scores)
+            flat = _flat_for([m for m, _ in items], self._scale.device)
+            flat.scale = (self._scale, [(w, w._version) for _, w in items])
+
+    def _capture(self, items, rate, floor):
+        self._graph = None
+        dev = items[0][1].device
+        masks = [m for m, _ in items]
+        self._rate = torch.full((), float(rate), dtype=torch.float64, device=dev)
+        # the per-tensor scale the search computes, copied into a buffer of its own: a graph's outputs are the
+        # tensors it wrote at capture, refreshed by every replay
+        self._scale = torch.empty(len(items), dtype=items[0][1].dtype, device=dev) if masks[0].normalize else None
+
+        def search():
+            solve_thresholds(items, rate, floor, stats=False, rate_t=self._rate)
+            if self._scale is not None:
+                self._scale.copy_(_flat_for(masks, dev).scale[0])
+
+        if self._graph_cls is not None:
+            search()  # warm-up: caches, segment plans (their one host read happens here, not in the capture)
+            graph = self._graph_cls(search)
+        else:
+            with torch.autocast('cuda', enabled=False):
+                side = torch.cuda.Stream(dev)
+                side.wait_stream(torch.cuda.current_stream(dev))
+                with torch.cuda.stream(side):
+                    for _ in range(2):
+                        search()
+                torch.cuda.current_stream(dev).wait_stream(side)
+                graph = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(graph):
+                    search()
+        self._graph = graph
+        self.captures += 1
