@@ -1,12 +1,11 @@
 """CUDA-graph replay of the soft phase's threshold search (opt-in: ``SemiPruner(cuda_graphs=True)``,
 ``prune_cfg.cuda_graphs``; issue "pruning at GPU speed").
 
-With ``stats=False`` the search (:func:`~.budget.solve_thresholds`) is a fixed sequence of device operators
-(~190 dispatched on the NTU ST-GCN: scores, three sorts for the selections, the floors, the level, the
-threshold writes)
-with no host synchronisation. It reads only tensors whose storage stays put through the soft phase (the latents,
-the gate logits, the cost buffers, cached index tensors) plus the rate, and writes the masks' threshold buffers.
-Captured once into a ``torch.cuda.CUDAGraph``, a search is one replay:
+With ``stats=False`` the search (:func:`~.budget.solve_thresholds`) is a fixed sequence of device operators (188
+dispatched per step on the NTU ST-GCN: scores, three sorts for the selections, the floors, the level, the threshold
+writes) with no host synchronisation. It reads only tensors whose storage stays put through the soft phase (the
+latents, the gate logits, the cost buffers, cached index tensors) plus the rate, and writes the masks' threshold
+buffers. Captured once into a ``torch.cuda.CUDAGraph``, a search is one replay (7 operators dispatched per step):
 
     rate_t.fill_(rate)        one kernel, no host sync (the only input that changes between replays)
     graph.replay()            its kernels, launched by the driver, not one by one from Python
