@@ -192,7 +192,6 @@ class _Flat:
                 off += self.sizes[li]
             self.pool_groups = torch.cat(gi) if gi else None
             self.pool_entries = torch.cat(ei) if ei else None
-        self._ones = None
         self.floor_k = {}
 
     def cost_weights(self, masks):
