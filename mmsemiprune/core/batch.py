@@ -35,7 +35,7 @@ import weakref
 import torch
 
 from .bandstop import band_stop
-from .budget import _flat_for
+from .budget import _flat_for, _unchanged, flat_scale
 from .segment import expand, segment_sum
 
 __all__ = ['SoftBatch']
@@ -293,10 +293,8 @@ class SoftBatch:
     def _scale(ix, latents):
         """rms(Ŵ_ℓ) (L,), detached: the one the threshold search computed this step (same latents, same
         versions: :func:`~.budget.flat_scores` leaves it on the index), else recomputed the same way."""
-        from .budget import flat_scale
         cached = getattr(ix.flat, 'scale', None)
-        if cached is not None and len(cached[1]) == len(latents) and all(
-                a is b and a._version == v for a, (b, v) in zip(latents, cached[1])):
+        if cached is not None and _unchanged(cached[1], latents):
             return cached[0]
         return flat_scale(latents)
 

@@ -127,6 +127,16 @@ def _select_per_segment(v: torch.Tensor, seg: torch.Tensor, nseg: int, k: torch.
 
 
 # -- all masks as one flat vector -------------------------------------------------------------------------------
+def _versions(tensors):
+    """[(t, t._version)]: a host-side key of tensors' identities and in-place versions (no device work)."""
+    return [(t, t._version) for t in tensors]
+
+
+def _unchanged(key, tensors) -> bool:
+    """Whether ``tensors`` are the tensors of ``key`` (:func:`_versions`), none modified in place since."""
+    return len(key) == len(tensors) and all(a is t and v == t._version for (a, v), t in zip(key, tensors))
+
+
 class _Flat:
     """Static index tensors of a list of masks on one device: the entries of all masks concatenated
     (mask ℓ at offset o_ℓ), the layer id of every entry, per grouping slot k the global group id of every
@@ -199,9 +209,9 @@ class _Flat:
         the α_e subsample's weights, the α_g pool's weights, c_ℓ per entry (N,) float64), computed once and again
         only when a cost buffer is replaced or changed (profiling, a state dict load): ~12 operators and a float64
         copy of every entry's weight saved per step. Version counters and identities are read on the host."""
-        key = [(m.cost, m.cost._version) for m in masks]
+        costs = [m.cost for m in masks]
         hit = self.__dict__.get('_weights')
-        if hit is not None and len(hit[0]) == len(key) and all(a is b and u == v for (a, u), (b, v) in zip(hit[0], key)):
+        if hit is not None and _unchanged(hit[0], costs):
             return hit[1]
         dev = self.lid.device
         c64 = torch.stack([m.cost for m in masks]).to(device=dev, dtype=torch.float64)
@@ -218,7 +228,7 @@ class _Flat:
             pool_w = torch.cat(wts)
         w_entry = c64.index_select(0, self.lid)
         out = (c64, total, sub_w, pool_w, w_entry)
-        self.__dict__['_weights'] = (key, out)
+        self.__dict__['_weights'] = (_versions(costs), out)
         return out
 
     def alive(self, masks) -> bool:
@@ -257,7 +267,7 @@ def flat_scores(flat: _Flat, masks, latents):
     m0 = masks[0]
     if m0.normalize:
         scale = flat_scale(latents)
-        flat.scale = (scale, [(t, t._version) for t in latents])  # reused by the batched soft masks (.batch)
+        flat.scale = (scale, _versions(latents))  # reused by the batched soft masks (.batch)
         x = (w / scale.index_select(0, flat.lid)).abs()
     else:
         x = w.abs()

@@ -24,7 +24,7 @@ import warnings
 
 import torch
 
-from .budget import _flat_for, solve_thresholds
+from .budget import _flat_for, _unchanged, _versions, solve_thresholds
 
 __all__ = ['GraphedSearch']
 
@@ -50,17 +50,17 @@ class GraphedSearch:
         return GraphedSearch, (None, )
 
     @staticmethod
-    def _state(items, floor):
-        masks = [m for m, _ in items]
-        return (float(floor), [m for m in masks], [w for _, w in items], [(m.cost, m.cost._version) for m in masks],
-                [(m.gate.mode, m.gate._is_frozen, m._is_frozen, m._hard_on, m.mode) for m in masks])
+    def _flags(items, floor):
+        return float(floor), [(m.gate.mode, m.gate._is_frozen, m._is_frozen, m._hard_on, m.mode) for m, _ in items]
 
-    def _same(self, state) -> bool:
+    def _same(self, items, floor) -> bool:
+        """Whether the capture still describes the search of ``items`` at ``floor``: the same masks, latents and
+        cost buffers (identities; costs not modified since), floor and host-side flags."""
         old = self._deps
-        if old is None or old[0] != state[0] or len(old[1]) != len(state[1]):
-            return False
-        return (all(a is b for a, b in zip(old[1], state[1])) and all(a is b for a, b in zip(old[2], state[2]))
-                and all(a is b and u == v for (a, u), (b, v) in zip(old[3], state[3])) and old[4] == state[4])
+        masks = [m for m, _ in items]
+        return (old is not None and len(old[0]) == len(masks) and all(a is b for a, b in zip(old[0], masks))
+                and all(a is w for a, (_, w) in zip(old[1], items)) and _unchanged(old[2], [m.cost for m in masks])
+                and old[3] == self._flags(items, floor))
 
     def usable(self, items) -> bool:
         return not self.failed and bool(items) and (self._graph_cls is not None or items[0][1].is_cuda)
@@ -69,8 +69,7 @@ class GraphedSearch:
         if not self.usable(items):
             solve_thresholds(items, rate, floor, stats=False)
             return
-        state = self._state(items, floor)
-        if self._graph is None or not self._same(state):
+        if self._graph is None or not self._same(items, floor):
             try:
                 self._capture(items, rate, floor)
             except Exception as e:  # noqa: BLE001 - any capture failure: eager from now on
@@ -80,13 +79,14 @@ class GraphedSearch:
                               f'{e}); the search runs eagerly from now on')
                 solve_thresholds(items, rate, floor, stats=False)
                 return
-            self._deps = state
+            self._deps = ([m for m, _ in items], [w for _, w in items], _versions([m.cost for m, _ in items]),
+                          self._flags(items, floor))
         self._rate.fill_(rate)
         self._graph.replay()
         self.replays += 1
         if self._scale is not None:  # the batched masks reuse the search's per-tensor scale (budget.flat_scores)
             flat = _flat_for([m for m, _ in items], self._scale.device)
-            flat.scale = (self._scale, [(w, w._version) for _, w in items])
+            flat.scale = (self._scale, _versions([w for _, w in items]))
 
     def _capture(self, items, rate, floor):
         self._graph = None

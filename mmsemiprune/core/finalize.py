@@ -16,6 +16,7 @@ from torch import nn
 
 from .budget import _flat_for, flat_scores, solve_thresholds
 from .compute import project_macs
+from .segment import segment_sum
 from .topology import make_consistent
 
 __all__ = ['harden', 'consistent_masks', 'recalibrate_bn', 'live_region', 'LiveRegions']
@@ -68,7 +69,6 @@ class LiveRegions:
 
     def __call__(self, flat_mask: torch.Tensor) -> torch.Tensor:
         """float32 (N,) K of the concatenated boolean masks ``flat_mask`` (N,)."""
-        from .segment import segment_sum
         v = flat_mask.to(torch.float32)  # counts up to 2^24 per row / column are exact
         rows = segment_sum(v, self.rowid, self.R, self.plans, 'row') > 0
         cols = (segment_sum(v, self.colid, self.C + 1, self.plans, 'col') > 0) | self.dummy

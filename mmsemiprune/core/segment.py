@@ -124,10 +124,7 @@ def expand(v: torch.Tensor, seg: torch.Tensor, plans: dict, key) -> torch.Tensor
     of a :class:`SegmentPlan` kept in ``plans[key]`` (no atomics)."""
     if not atomic_free(v.device) or not (v.requires_grad and torch.is_grad_enabled()):
         return v.index_select(0, seg)
-    p = plans.get(key)
-    if p is None or p.seg is not seg or p.nseg < v.shape[0]:  # (a segment sum's plan of the same ids serves too)
-        p = plans[key] = SegmentPlan(seg, v.shape[0])
-    return _Expand.apply(v, p)
+    return _Expand.apply(v, _plan(plans, key, seg, v.shape[0], at_least=True))
 
 
 def segment_sum(v: torch.Tensor, seg: torch.Tensor, nseg: int, plans: dict, key) -> torch.Tensor:
@@ -138,10 +135,11 @@ def segment_sum(v: torch.Tensor, seg: torch.Tensor, nseg: int, plans: dict, key)
     return _plan(plans, key, seg, nseg).sum(v)
 
 
-def _plan(plans: dict, key, seg: torch.Tensor, nseg: int) -> SegmentPlan:
-    """``plans[key]``, (re)built when missing or made for another ``seg``."""
+def _plan(plans: dict, key, seg: torch.Tensor, nseg: int, at_least: bool = False) -> SegmentPlan:
+    """``plans[key]``, (re)built when missing, made for another ``seg`` or for another number of segments
+    (``at_least``: any number ≥ ``nseg`` serves, as for :func:`expand`, whose backward drops the extra sums)."""
     p = plans.get(key)
-    if p is None or p.seg is not seg:
+    if p is None or p.seg is not seg or (p.nseg < nseg if at_least else p.nseg != nseg):
         p = plans[key] = SegmentPlan(seg, nseg)
     return p
 

@@ -54,6 +54,23 @@ def test_segment_sum_keeps_one_plan_per_static_index():
     assert segment.segment_sum(torch.ones(5), seg, 3, {}, 'k').tolist() == [2.0, 1.0, 2.0]  # CPU: index_add_
 
 
+def test_expand_and_segment_sum_share_a_plan_of_enough_segments():
+    """A gather's plan (built for its input's length) serves a later segment sum only with the number of segments
+    the sum asks for; a sum's plan of more segments serves a gather (its backward drops the extra sums)."""
+    seg = torch.tensor([0, 0, 1, 2, 2])
+    plans = {}
+    with segment.force(True):
+        v = torch.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        segment.expand(v, seg, plans, 'k').sum().backward()
+        assert plans['k'].nseg == 3 and v.grad.tolist() == [2.0, 1.0, 2.0]
+        s4 = segment.segment_sum(torch.ones(5), seg, 4, plans, 'k')  # one empty segment more
+        assert s4.tolist() == [2.0, 1.0, 2.0, 0.0] and plans['k'].nseg == 4
+        p = plans['k']
+        v.grad = None
+        segment.expand(v, seg, plans, 'k').sum().backward()
+        assert plans['k'] is p and v.grad.tolist() == [2.0, 1.0, 2.0]
+
+
 def _cases():
     g = torch.Generator().manual_seed(1)
     for case in range(60):
