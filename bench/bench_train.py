@@ -46,8 +46,9 @@ def parse_args(argv=None):
     p.add_argument('--update-every', type=int, default=1,
                    help='prune_cfg.update_every (mask update interval); counts are averaged over that many steps')
     p.add_argument('--no-profile', action='store_true')
-    p.add_argument('--cuda-graphs', action='store_true',
-                   help='prune_cfg.cuda_graphs: the soft-phase threshold search as one CUDA graph replay (CUDA only)')
+    p.add_argument('--eager-search', action='store_true',
+                   help='prune_cfg.cuda_graphs=False: the soft-phase threshold search dispatched operator by operator '
+                        'instead of one CUDA graph replay (the default on CUDA; no effect on the CPU)')
     p.add_argument('--atomic-free', action='store_true',
                    help="CPU: run the reductions the GPU runs (core/segment.py: scans and sorts, not index_add_) "
                         "to count its operators here")
@@ -104,6 +105,8 @@ def bench(name, args):
 
     from mmsemiprune.export.exporter import synthetic_skeletons
     cfg = Config.fromfile(osp.join(ROOT, CONFIGS[name]))
+    if args.device == 'cuda':
+        torch.cuda.reset_peak_memory_stats()
     torch.manual_seed(0)
     dev = torch.device(args.device)
     stock = build(cfg.model, False, args.rate)
@@ -112,8 +115,8 @@ def bench(name, args):
         from mmsemiprune.models.recognizer import _bf16_scores_to_float  # stock step the pruned one's cast
         stock.cls_head.register_forward_hook(_bf16_scores_to_float)
     extra = dict(update_every=args.update_every)
-    if args.cuda_graphs:
-        extra['cuda_graphs'] = True
+    if args.eager_search:
+        extra['cuda_graphs'] = False
     if args.target_macs is not None:
         extra['target_macs'] = args.target_macs
     soft = build(cfg.model, True, args.rate, **extra)
@@ -165,7 +168,8 @@ def bench(name, args):
             counts[vname] = tuple(t / n for t in tot)
     if args.kernel_table:
         kernel_tables(variants, step, args.kernel_table, dev)
-    return med, mean, counts, len(soft.pruner.masks)
+    mem = (torch.cuda.memory_allocated(), torch.cuda.max_memory_allocated()) if dev.type == 'cuda' else None
+    return med, mean, counts, len(soft.pruner.masks), mem
 
 
 def kernel_tables(variants, step, n, dev):
@@ -202,7 +206,7 @@ def main(argv=None):
     print(f'device {dev}, torch {torch.__version__}, threads {args.threads}, batch {args.batch} clips of '
           f'2x{args.frames}x25x3, amp {args.amp or "off (fp32)"}, {args.reps} interleaved steps; pruned: '
           f'target_macs {args.target_macs}, update_every {args.update_every}'
-          f'{", search by CUDA graph replay (--cuda-graphs)" if args.cuda_graphs else ""}'
+          f'{", eager search (--eager-search)" if args.eager_search else ""}'
           f'{", GPU reductions forced (--atomic-free)" if args.atomic_free else ""} (syncs / operators averaged over '
           f'{args.update_every} step(s))')
     cuda = args.device == 'cuda'
@@ -211,7 +215,7 @@ def main(argv=None):
     print('|---|---|---|---|---|---|---|---|---|' + ('---|---|' if cuda else ''))
     for name in args.models:
         with segment.force(True if args.atomic_free else None):
-            med, mean, counts, L = bench(name, args)
+            med, mean, counts, L, mem = bench(name, args)
         for v in ('stock', 'soft', 'frozen'):
             s, o, nl, ds = counts.get(v, ('-', ) * 4)
             so = counts.get('stock', (0, 0))[1]
@@ -220,6 +224,9 @@ def main(argv=None):
             print(f'| {name} ({L} masks) | {v} | {med[v]:.1f} | {med[v] / med["stock"]:.2f} | {mean[v]:.1f} | '
                   f'{mean[v] / mean["stock"]:.2f} | {s} | {o} | {ratio_o} |' + (f' {nl} | {ds} |' if cuda else ''),
                   flush=True)
+        if cuda:  # the three variants' models, optimizer states and caches (with the search's graph pool)
+            print(f'| {name} | CUDA memory after the runs: {mem[0] / 2**20:.0f} MiB allocated, peak '
+                  f'{mem[1] / 2**20:.0f} MiB |', flush=True)
 
 
 if __name__ == '__main__':

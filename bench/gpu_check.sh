@@ -20,8 +20,9 @@
 #       speed  (~3 min): train without bf16 and update_every 16: fp32 ST-GCN and CTR-GCN, fp16 ST-GCN, the compute
 #                        target at update_every 1 (the numbers of the README's Speed table, in one call).
 #       cl8    (~2 min): as round8, channels-last memory format.
-#       graphs (~2 min): the soft step with prune_cfg.cuda_graphs (the threshold search as one CUDA graph replay),
-#                        fp32 and fp16, ST-GCN (each call times its own stock: compare with a speed phase's rows).
+#       eager  (~1 min): the soft step with prune_cfg.cuda_graphs=False (--eager-search: the threshold search
+#                        dispatched operator by operator, not one CUDA graph replay), fp32 and fp16, ST-GCN (each
+#                        call times its own stock: compare with the speed phase's rows of the same call).
 #       all:             train, export, semi, amp (more than 8 files: call at most three phases at a time).
 # Writes to $OUT (the device tool's result folder, at most 8 files come back; ./bench_gpu_out elsewhere):
 # env.txt, steps.txt and one .txt (+ .json for exports) per measurement. A step that fails or runs out of time
@@ -61,9 +62,9 @@ if want speed; then
   step 50 train_amp.txt $T --reps 10 --models stgcn --amp fp16
   step 45 train_macs.txt $T --reps 10 --models stgcn --target-macs 0.4
 fi
-if want graphs; then
-  step 60 train_graphs.txt $T --reps 10 --models stgcn --cuda-graphs
-  step 50 train_graphs.txt $T --reps 10 --models stgcn --amp fp16 --cuda-graphs
+if want eager; then
+  step 60 train_eager.txt $T --reps 10 --models stgcn --eager-search
+  step 50 train_eager.txt $T --reps 10 --models stgcn --amp fp16 --eager-search
 fi
 if want macs; then
   step 45 train_macs.txt $T --reps 10 --models stgcn --target-macs 0.4

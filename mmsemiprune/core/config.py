@@ -113,10 +113,11 @@ class PruneConfig:
         'per mask phase, N = max(1, freeze·max_iters // 1000) (1 for runs of up to 1,250 steps at freeze 0.8; '
         'measured on SBU, 60-step mask phases, 5 folds: N = 16 moved top-1 by -0.9 [-4.0, +2.3] points); '
         '1: every step'))
-    cuda_graphs: bool = field(default=False, metadata=_doc(
-        'CUDA: run the soft phase\'s threshold search as one replay of a captured CUDA graph (~190 operators '
-        'fewer dispatched per step, same thresholds; without `target_macs`, whose soft projection reads the host; '
-        'opt-in, not yet timed on a GPU; ignored on the CPU)'))
+    cuda_graphs: bool = field(default=True, metadata=_doc(
+        'CUDA: run the soft phase\'s threshold search as one replay of a captured CUDA graph (~180 operators '
+        'fewer dispatched per step, same thresholds; measured on an H200, batch 32: ST-GCN soft step 1.27x -> 1.17x '
+        'stock in fp32, 1.34x -> 1.28x in fp16 AMP). Ignored on the CPU and with `target_macs` (its soft projection '
+        'reads the host); `False`: the eager search'))
     distill: Optional[Dict[str, Any]] = field(default=None, metadata=_doc(
         '`dict(weight=1.0, temperature=4.0, checkpoint=None)`: knowledge distillation from the dense model (the '
         'weights at the first training step, or `checkpoint`), any mode'))

@@ -99,10 +99,10 @@ class SemiPruner(nn.Module):
             then max(1, freeze·max_iters // 1000), about 1,000 updates per mask phase (the recognizer calls it at
             the first step). Measured on SBU (60-step mask phases, 5 folds, seed 0, rate 0.9): N = 16 moved
             top-1 by −0.9 [−4.0, +2.3] points (paired t-interval), not resolved; short runs keep N = 1.
-        cuda_graphs: on CUDA, run the soft phase's threshold search as one replay of a captured CUDA graph
-            instead of ~190 operators dispatched per step (:mod:`.cudagraph`; same kernels, same thresholds).
-            Not with ``target_macs`` (the soft projection's search reads the host). Opt-in and not yet timed on a
-            GPU (tested on the CPU with a stand-in graph); ignored on the CPU.
+        cuda_graphs: on CUDA (default on), run the soft phase's threshold search as one replay of a captured CUDA
+            graph instead of ~190 operators dispatched per step (:mod:`.cudagraph`; same kernels, same
+            thresholds; H200, batch 32, ST-GCN soft step 1.27x -> 1.17x stock in fp32, 1.34x -> 1.28x in fp16).
+            Not with ``target_macs`` (the soft projection's search reads the host); ignored on the CPU.
     """
 
     def __init__(self, model: nn.Module, specs, target_rate: float, mode: str = 'semi', cost: str = 'params',
@@ -110,7 +110,7 @@ class SemiPruner(nn.Module):
                  normalize: bool = True, group_stat: str = 'rms', gate_init=0.0, gate_price: float = 1.0,
                  gate_price_by: str = 'both', hard_phase: bool = True, mask_bias: bool = True,
                  target_macs: Optional[float] = None, gate_relative: bool = True, soft_projection: bool = True,
-                 update_every='auto', cuda_graphs: bool = False):
+                 update_every='auto', cuda_graphs: bool = True):
         super().__init__()
         # one validation path: the same dataclass that validates prune_cfg (core/config.py)
         if isinstance(schedule, dict):
