@@ -36,7 +36,7 @@ import torch
 
 from .bandstop import band_stop
 from .budget import _flat_for, _unchanged, flat_scale
-from .segment import expand, segment_sum
+from .segment import expand, segment_amax, segment_sum
 
 __all__ = ['SoftBatch']
 
@@ -279,10 +279,9 @@ class SoftBatch:
         c.W = (w * psi).split(ix.sizes)
         c.bias = None
         if ix.R:  # β_o = max_i ψ[o, i] per output row (SemiMask.row_keep), then b ⊙ β
-            # (torch.segment_reduce would be cheaper but syncs with lengths= and, measured in torch 2.13, its max
-            # backward with offsets= is wrong on long tied rows; scatter_reduce's shares ties as amax does)
-            beta = torch.zeros(ix.R + 1, dtype=dt, device=dev).scatter_reduce_(0, ix.rowid, psi, 'amax',
-                                                                              include_self=False)
+            # (scatter_reduce_'s amax off the CPU; on the CPU segment_reduce with scatter_reduce's backward written
+            # out: torch.segment_reduce's own max backward with offsets= is wrong on long tied rows, torch 2.13)
+            beta = segment_amax(psi, ix.rowid, ix.R + 1, ix.plans, 'row')
             bb = torch.cat([b for b in biases if b is not None])
             parts = iter((bb * _as(beta[:ix.R], bb.dtype)).split(ix.bias_len))
             c.bias = [next(parts) if hb else None for hb in has_bias]

@@ -27,7 +27,7 @@ from typing import Optional
 
 import torch
 
-__all__ = ['SegmentPlan', 'atomic_free', 'expand', 'force', 'segment_sum', 'select_sorted',
+__all__ = ['SegmentPlan', 'atomic_free', 'expand', 'force', 'segment_amax', 'segment_sum', 'select_sorted',
            'select_per_segment_sorted']
 
 _FORCE: Optional[bool] = None
@@ -55,28 +55,93 @@ def force(on: Optional[bool]):
 class SegmentPlan:
     """Static plan to sum (N,) vectors over the S segments of ``seg`` ((N,) int64 ids in [0, S)).
 
-    Built once per index (one host read: whether ``seg`` is sorted); :meth:`sum` then runs without host sync."""
+    Built once per index (one host read: whether ``seg`` is sorted); :meth:`sum` then runs without host sync. The
+    scan's order (a stable sort of ``seg`` unless sorted) and segment edges are built at their first use."""
 
     def __init__(self, seg: torch.Tensor, nseg: int):
         self.seg, self.nseg = seg, int(nseg)
         n = seg.numel()
-        is_sorted = n < 2 or bool((seg[1:] >= seg[:-1]).all())
-        if is_sorted:
-            self.perm, ordered = None, seg
+        self.sorted = n < 2 or bool((seg[1:] >= seg[:-1]).all())
+        self._edges = None
+        self._empty = None  # whether a segment is empty (amax on the CPU)
+
+    def _build_edges(self):
+        if self.sorted:
+            perm, ordered = None, self.seg
         else:
-            ordered, self.perm = torch.sort(seg, stable=True)
-        bounds = torch.arange(self.nseg + 1, device=seg.device, dtype=ordered.dtype)
+            ordered, perm = torch.sort(self.seg, stable=True)
+        bounds = torch.arange(self.nseg + 1, device=self.seg.device, dtype=ordered.dtype)
         edges = torch.searchsorted(ordered, bounds)  # (S + 1,) first sorted position of each segment id
-        self.start, self.end = edges[:-1].contiguous(), edges[1:].contiguous()
-        self.bounds = torch.cat([self.end, self.start])  # (2S,): one gather reads both ends of every segment
+        start, end = edges[:-1].contiguous(), edges[1:].contiguous()
+        # bounds (2S,): one gather reads both ends of every segment
+        self._edges = (perm, start, end, torch.cat([end, start]), edges)
+        return self._edges
+
+    @property
+    def perm(self):
+        return (self._edges or self._build_edges())[0]
+
+    @property
+    def start(self):
+        return (self._edges or self._build_edges())[1]
+
+    @property
+    def end(self):
+        return (self._edges or self._build_edges())[2]
+
+    @property
+    def bounds(self):
+        return (self._edges or self._build_edges())[3]
+
+    def sequential(self, v: torch.Tensor) -> bool:
+        """CPU: whether :meth:`sum` runs ``segment_reduce`` (float32 / float64; over ``v`` reordered by the stable
+        permutation unless the ids are sorted), which adds each segment's entries one after the other in index
+        order, as ``index_add_`` does: the same sums bit for bit, ~2x faster on one thread (NTU ST-GCN, 3.05 M
+        entries: 10.1 -> 5.1 ms with the permutation, 10.9 -> 4.5 ms sorted)."""
+        return v.dtype in _SEQUENTIAL and v.device.type == 'cpu'
 
     def sum(self, v: torch.Tensor) -> torch.Tensor:
         """(S,) Σ v ((N,)) over each segment, in v's dtype (differentiable in v: backward ``grad[seg]``)."""
-        if not atomic_free(v.device):
-            return torch.zeros(self.nseg, dtype=v.dtype, device=v.device).index_add_(0, self.seg, v)
+        if atomic_free(v.device) or self.sequential(v):
+            if v.requires_grad and torch.is_grad_enabled():
+                return _SegmentSum.apply(v, self)
+            return self._reduce(v)
+        return torch.zeros(self.nseg, dtype=v.dtype, device=v.device).index_add_(0, self.seg, v)
+
+    def _ordered(self, v: torch.Tensor) -> torch.Tensor:
+        """``v`` in segment order (stable: index order within a segment) and the (S + 1,) segment offsets."""
+        perm, *_, edges = self._edges or self._build_edges()
+        return (v if perm is None else v.index_select(0, perm)), edges
+
+    def _reduce(self, v: torch.Tensor) -> torch.Tensor:
+        """(S,) segment sums without autograd: the scan (atomic-free path), ``segment_reduce`` (CPU) or
+        ``index_add_``."""
+        if atomic_free(v.device):
+            return self._scan(v)
+        if self.sequential(v):
+            x, offsets = self._ordered(v)
+            return torch.segment_reduce(x, 'sum', offsets=offsets, unsafe=True)
+        return torch.zeros(self.nseg, dtype=v.dtype, device=v.device).index_add_(0, self.seg, v)
+
+    def amax(self, v: torch.Tensor) -> torch.Tensor:
+        """(S,) max of v ((N,)) per segment, 0 for an empty one, with the values and gradient of
+        ``zeros(S).scatter_reduce_(0, seg, v, 'amax', include_self=False)`` (ties share the gradient evenly; a
+        maximum of 0 counts the initial 0 as one more tie, as torch's backward does). ``segment_reduce`` on the
+        CPU (float32 / float64: NTU ST-GCN rows, forward and backward ~4x faster than scatter_reduce's), else
+        ``scatter_reduce_``."""
+        if not self.sequential(v):
+            return torch.zeros(self.nseg, dtype=v.dtype, device=v.device).scatter_reduce_(
+                0, self.seg, v, 'amax', include_self=False)
         if v.requires_grad and torch.is_grad_enabled():
-            return _SegmentSum.apply(v, self)
-        return self._scan(v)
+            return _SegmentMax.apply(v, self)
+        return self._max(v)
+
+    def _max(self, v: torch.Tensor) -> torch.Tensor:
+        x, offsets = self._ordered(v)
+        out = torch.segment_reduce(x, 'max', offsets=offsets, unsafe=True)
+        if self._empty is None:
+            self._empty = bool((offsets[1:] == offsets[:-1]).any())  # once per plan (host read; CPU only)
+        return torch.where(offsets[1:] > offsets[:-1], out, 0.0) if self._empty else out
 
     def _scan(self, v: torch.Tensor) -> torch.Tensor:
         # 1-D scans only: CUDA runs those device-wide (CUB); a 2-D cumsum runs one block per row along the last
@@ -89,13 +154,17 @@ class SegmentPlan:
         return (ends[:self.nseg] - ends[self.nseg:]).to(v.dtype)
 
 
+_SEQUENTIAL = (torch.float32, torch.float64)
+
+
 class _SegmentSum(torch.autograd.Function):
-    """(S,) = Σ v over segments by the scan; backward: grad[seg] (a gather: no atomics, one operator)."""
+    """(S,) = Σ v over segments (scan or segment_reduce); backward: grad[seg] (a gather: no atomics, one operator,
+    what autograd gives ``index_add_``)."""
 
     @staticmethod
     def forward(ctx, v, plan):
         ctx.plan = plan
-        return plan._scan(v)
+        return plan._reduce(v)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -103,8 +172,39 @@ class _SegmentSum(torch.autograd.Function):
         return grad.index_select(0, ctx.plan.seg), None
 
 
+class _SegmentMax(torch.autograd.Function):
+    """(S,) = max of v per segment (CPU, ``segment_reduce``); backward as ``scatter_reduce``'s amax with
+    ``include_self=False``: grad_i = [v_i = m_s]·grad_s / (#{j ∈ s: v_j = m_s} + [m_s = 0]) for i in segment s."""
+
+    @staticmethod
+    def forward(ctx, v, plan):
+        out = plan._max(v)
+        ctx.plan = plan
+        ctx.save_for_backward(v, out)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        v, out = ctx.saved_tensors
+        seg = ctx.plan.seg
+        tie = (v == out.index_select(0, seg)).to(v.dtype)
+        n = (out == 0).to(v.dtype) + ctx.plan._reduce(tie)
+        return tie * (grad / n).index_select(0, seg), None
+
+
+def segment_amax(v: torch.Tensor, seg: torch.Tensor, nseg: int, plans: dict, key) -> torch.Tensor:
+    """(nseg,) max of v ((N,)) over the segments ``seg`` (0 for an empty one) by the :class:`SegmentPlan`
+    ``plans[key]``: what ``zeros(nseg).scatter_reduce_(0, seg, v, 'amax', include_self=False)`` gives, values and
+    gradient (see :meth:`SegmentPlan.amax`). No plan off the CPU (``scatter_reduce_``, as before)."""
+    if v.dtype not in _SEQUENTIAL or v.device.type != 'cpu':
+        return torch.zeros(nseg, dtype=v.dtype, device=v.device).scatter_reduce_(0, seg, v, 'amax', include_self=False)
+    return _plan(plans, key, seg, nseg).amax(v)
+
+
 class _Expand(torch.autograd.Function):
-    """(N,) = v[seg] (a per-segment value on every entry); backward: the segment-sum scan of grad (no atomics)."""
+    """(N,) = v[seg] (a per-segment value on every entry); backward: the segment sum of grad (the scan on the GPU,
+    no atomics; ``segment_reduce`` on the CPU for sorted ids)."""
 
     @staticmethod
     def forward(ctx, v, plan):
@@ -114,24 +214,26 @@ class _Expand(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        g = ctx.plan._scan(grad)
+        g = ctx.plan._reduce(grad)
         return (g if g.shape[0] == ctx.n else g[:ctx.n]), None
 
 
 def expand(v: torch.Tensor, seg: torch.Tensor, plans: dict, key) -> torch.Tensor:
-    """(N,) ``v[seg]`` for static segment ids ``seg`` ((N,), values in [0, len(v))): ``index_select`` where
-    :func:`atomic_free` says no (its backward: ``index_add_``), else the same gather whose backward is the scan
-    of a :class:`SegmentPlan` kept in ``plans[key]`` (no atomics)."""
-    if not atomic_free(v.device) or not (v.requires_grad and torch.is_grad_enabled()):
+    """(N,) ``v[seg]`` for static segment ids ``seg`` ((N,), values in [0, len(v))): the gather whose backward is
+    the segment sum of a :class:`SegmentPlan` kept in ``plans[key]``: the scan where :func:`atomic_free` says so
+    (no atomics), ``segment_reduce`` on the CPU for sorted ids; else ``index_select`` (backward ``index_add_``)."""
+    if not (v.requires_grad and torch.is_grad_enabled()):
         return v.index_select(0, seg)
-    return _Expand.apply(v, _plan(plans, key, seg, v.shape[0], at_least=True))
+    if atomic_free(v.device):
+        return _Expand.apply(v, _plan(plans, key, seg, v.shape[0], at_least=True))
+    p = _plan(plans, key, seg, v.shape[0], at_least=True)
+    return _Expand.apply(v, p) if p.sequential(v) else v.index_select(0, seg)
 
 
 def segment_sum(v: torch.Tensor, seg: torch.Tensor, nseg: int, plans: dict, key) -> torch.Tensor:
-    """(nseg,) Σ v ((N,)) over the segments ``seg``: ``index_add_`` where :func:`atomic_free` says no, else the scan of
-    a :class:`SegmentPlan` kept in ``plans[key]`` (built at the first call: ``seg`` must be static)."""
-    if not atomic_free(v.device):
-        return torch.zeros(nseg, dtype=v.dtype, device=v.device).index_add_(0, seg, v)
+    """(nseg,) Σ v ((N,)) over the segments ``seg`` by a :class:`SegmentPlan` kept in ``plans[key]`` (built at the
+    first call: ``seg`` must be static): a scan where :func:`atomic_free` says so, else ``segment_reduce`` (sorted
+    ids, CPU) or ``index_add_``."""
     return _plan(plans, key, seg, nseg).sum(v)
 
 

@@ -42,6 +42,67 @@ def test_segment_sum_and_gradient_equal_index_add(sorted_ids):
     assert torch.allclose(ga, up[seg])  # d/dv_i = up[seg_i]
 
 
+def _ids(g, n, S, sorted_ids):
+    seg = torch.randint(0, S - 3, (n, ), generator=g)  # segments S-3.. S-1 stay empty
+    return seg.sort().values if sorted_ids else seg
+
+
+def _ops(fn):
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return {e.name for e in prof.events()}
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('sorted_ids', [True, False])
+def test_cpu_segment_sums_are_index_add_bit_for_bit(dtype, sorted_ids):
+    """CPU: segment sums and the backward of expand by segment_reduce over the stably ordered entries give
+    index_add_'s bits (each segment summed in index order), empty segments 0, and run no index_add_."""
+    g = torch.Generator().manual_seed(1)
+    n, S = 20000, 300
+    seg = _ids(g, n, S, sorted_ids)
+    v = (torch.randn(n, generator=g) * torch.exp(3 * torch.randn(n, generator=g))).to(dtype).requires_grad_()
+    plans = {}
+    out = segment.segment_sum(v, seg, S, plans, 'k')
+    assert plans['k'].sequential(v) and (plans['k'].perm is None) == sorted_ids
+    assert torch.equal(out, torch.zeros(S, dtype=dtype).index_add_(0, seg, v.detach()))
+    up = torch.randn(S, generator=g, dtype=dtype)
+    (gv, ) = torch.autograd.grad((out * up).sum(), v)
+    assert torch.equal(gv, up[seg])
+    b = torch.randn(S, generator=g, dtype=dtype).requires_grad_()
+    w = torch.randn(n, generator=g, dtype=dtype)
+    (gb, ) = torch.autograd.grad((segment.expand(b, seg, plans, 'k') * w).sum(), b)
+    (ref, ) = torch.autograd.grad((b.index_select(0, seg) * w).sum(), b)  # backward: index_add_
+    assert torch.equal(gb, ref)
+    ops = _ops(lambda: torch.autograd.grad((segment.expand(b, seg, plans, 'k') * w).sum()
+                                           + segment.segment_sum(v, seg, S, plans, 'k').sum(), (b, v)))
+    assert 'aten::index_add_' not in ops and 'aten::segment_reduce' in ops, ops
+
+
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+@pytest.mark.parametrize('sorted_ids', [True, False])
+def test_cpu_segment_amax_is_scatter_reduce_bit_for_bit(dtype, sorted_ids):
+    """CPU: the per-row max of the masked biases (segment_amax) gives scatter_reduce_'s amax (include_self=False)
+    values and gradient: ties share it evenly, an all-zero segment counts the initial 0 as a tie, an empty one is 0
+    with no gradient; no scatter_reduce runs."""
+    g = torch.Generator().manual_seed(2)
+    n, S = 20000, 300
+    seg = _ids(g, n, S, sorted_ids)
+    v = torch.randint(0, 3, (n, ), generator=g).to(dtype) / 2  # many ties, at 1.0 as saturated masks have
+    v[seg == 5] = 0  # an all-zero segment
+    v[seg == 7] = torch.rand(int((seg == 7).sum()), generator=g, dtype=dtype)  # no tie
+    v.requires_grad_()
+    ref = torch.zeros(S, dtype=dtype).scatter_reduce_(0, seg, v, 'amax', include_self=False)
+    out = segment.segment_amax(v, seg, S, {}, 'r')
+    assert torch.equal(out, ref) and out[5] == 0 and (out[-3:] == 0).all()
+    up = torch.randn(S, generator=g, dtype=dtype)
+    (gr, ) = torch.autograd.grad((ref * up).sum(), v)
+    (go, ) = torch.autograd.grad((out * up).sum(), v)
+    assert torch.equal(go, gr)
+    assert go[seg == 5].abs().sum() > 0 and 'aten::scatter_reduce_' not in _ops(
+        lambda: torch.autograd.grad(segment.segment_amax(v, seg, S, {}, 'r').sum(), v))
+
+
 def test_segment_sum_keeps_one_plan_per_static_index():
     seg = torch.tensor([2, 0, 1, 0, 2])
     plans = {}
@@ -51,7 +112,7 @@ def test_segment_sum_keeps_one_plan_per_static_index():
         b = segment.segment_sum(torch.ones(5), seg, 3, plans, 'k')
     assert plans['k'] is p
     assert a.tolist() == [4.0, 2.0, 4.0] and b.tolist() == [2.0, 1.0, 2.0]
-    assert segment.segment_sum(torch.ones(5), seg, 3, {}, 'k').tolist() == [2.0, 1.0, 2.0]  # CPU: index_add_
+    assert segment.segment_sum(torch.ones(5), seg, 3, {}, 'k').tolist() == [2.0, 1.0, 2.0]  # CPU: segment_reduce
 
 
 def test_expand_and_segment_sum_share_a_plan_of_enough_segments():
