@@ -17,7 +17,7 @@
 #       macs   (~1.5 min): the compute-target soft step only (target_macs 0.4, update_every 1 and 16), fp32.
 #       profamp (~1 min): bench_train.py --amp fp16 --kernel-table 25: where the fp16 soft step's time goes.
 #       amp    (~2 min): tools/train.py --amp on the demo (fp16, 10 epochs; bf16, 3 epochs), tools/test.py on each.
-#       speed  (~3 min): train without bf16 and update_every 16: fp32 ST-GCN and CTR-GCN, fp16 ST-GCN, the compute
+#       speed  (~3 min): train without update_every 16: fp32 ST-GCN and CTR-GCN, fp16 and bf16 ST-GCN, the compute
 #                        target at update_every 1 (the numbers of the README's Speed table, in one call).
 #       cl8    (~2 min): as round8, channels-last memory format.
 #       eager  (~1 min): the soft step with prune_cfg.cuda_graphs=False (--eager-search: the threshold search
@@ -60,6 +60,7 @@ fi
 if want speed; then
   step 90 train_fp32.txt $T --reps 10
   step 50 train_amp.txt $T --reps 10 --models stgcn --amp fp16
+  step 50 train_amp.txt $T --reps 10 --models stgcn --amp bf16
   step 45 train_macs.txt $T --reps 10 --models stgcn --target-macs 0.4
 fi
 if want eager; then
