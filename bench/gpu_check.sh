@@ -23,6 +23,8 @@
 #       eager  (~1 min): the soft step with prune_cfg.cuda_graphs=False (--eager-search: the threshold search
 #                        dispatched operator by operator, not one CUDA graph replay), fp32 and fp16, ST-GCN (each
 #                        call times its own stock: compare with the speed phase's rows of the same call).
+#       mem    (~1.5 min): ST-GCN and CTR-GCN fp32, 20 steps, eager search then graph replay: CUDA memory (the
+#                        graph's pool) and the frozen / soft ratios again.
 #       all:             train, export, semi, amp (more than 8 files: call at most three phases at a time).
 # Writes to $OUT (the device tool's result folder, at most 8 files come back; ./bench_gpu_out elsewhere):
 # env.txt, steps.txt and one .txt (+ .json for exports) per measurement. A step that fails or runs out of time
@@ -66,6 +68,10 @@ fi
 if want eager; then
   step 60 train_eager.txt $T --reps 10 --models stgcn --eager-search
   step 50 train_eager.txt $T --reps 10 --models stgcn --amp fp16 --eager-search
+fi
+if want mem; then  # the search's graph pool: CUDA memory with and without it; 20 steps against CTR-GCN's noise
+  step 60 train_mem.txt $T --reps 20 --models stgcn ctrgcn --eager-search
+  step 60 train_mem.txt $T --reps 20 --models stgcn ctrgcn
 fi
 if want macs; then
   step 45 train_macs.txt $T --reps 10 --models stgcn --target-macs 0.4
