@@ -130,12 +130,20 @@ class SemiMask(nn.Module):
         return state
 
     def batched(self, latent: torch.Tensor, bias: Optional[torch.Tensor] = None):
-        """(Ŵ ⊙ ψ, b ⊙ β) from the pruner's batched soft masks (:mod:`.batch`), or None where they do not
-        apply (no pruner, frozen / hard phase, stale or foreign inputs): then use ``latent * self(latent)``.
+        """(Ŵ ⊙ ψ, b ⊙ β) from the pruner's batched soft masks or, frozen / in the hard phase, its batched
+        stored masks (:mod:`.batch`), or None where they do not apply (no pruner, stale or foreign inputs,
+        distributed training for the stored masks): then use ``latent * self(latent)``.
         ``bias``: the conv bias to mask (``mask_bias``), or None."""
         b = self.__dict__.get('_batch')
-        if b is None or self._is_frozen or self._hard_on:
+        if b is None:
             return None
+        if self._is_frozen or self._hard_on:  # the stored masks: Ŵ ⊙ M of every tensor from one foreach multiply
+            W = b.take_stored(self, latent)
+            if W is None:
+                return None
+            if bias is None or self.bias_untouched():
+                return W, bias
+            return W, bias * self.row_keep(self.last_psi)
         c, i = b.take(self, latent)
         if c is None:
             return None

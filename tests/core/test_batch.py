@@ -107,7 +107,7 @@ def test_second_forward_and_stale_entries_recompute(toy):
     assert torch.allclose(W, ref, rtol=1e-5, atol=1e-7) and torch.allclose(W2, ref, rtol=1e-5, atol=1e-7)
 
 
-def test_frozen_hard_and_copies_use_per_tensor_path(toy):
+def test_frozen_hard_and_copies_leave_the_soft_batch(toy):
     net, pr = toy.train('semi', 'params', 0.8, iters=30)
     assert pr.frozen
     x, _ = toy.data(4)
@@ -133,3 +133,43 @@ def test_deepcopy_after_a_soft_step(toy, read_first):
     loss = F.cross_entropy(net2(x), y) + pr2.budget_loss()
     loss.backward()
     assert torch.allclose(net2(x), net(x), atol=1e-6)
+
+
+def test_stored_masks_batched_equal_per_tensor_bit_for_bit(toy, monkeypatch):
+    """Frozen masks: Ŵ ⊙ M of every tensor by one foreach multiply forward and one backward, the same outputs and
+    gradients bit for bit as the per-tensor multiplies; a latent changed in place (an optimizer step) or a second
+    forward recomputes; under distributed training (one backward operator for all latents would delay DDP's
+    bucket reductions to the end of the backward) the per-tensor path runs."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from mmsemiprune.core import batch
+    net, pr = toy.train('semi', 'params', 0.8, iters=30)
+    assert pr.frozen
+    with torch.no_grad():
+        net.c1.bias.copy_(torch.randn(net.c1.bias.shape, generator=torch.Generator().manual_seed(1)))
+    x, y = toy.data(8)
+    params = [w for _, _, w in pr.items()] + [net.c1.bias, net.c2.bias]
+
+    def step():
+        out = net(x)
+        return out, torch.autograd.grad(F.cross_entropy(out, y), params, allow_unused=True)
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        out, grads = step()
+    names = [e.name for e in prof.events()]
+    assert pr._batch._stored is not None and names.count('aten::_foreach_mul') == 2  # forward, backward
+    with _per_tensor(pr):
+        ref_out, ref_grads = step()
+    assert torch.equal(out, ref_out)
+    assert all((a is None and b is None) or torch.equal(a, b) for a, b in zip(grads, ref_grads))
+    first = pr._batch._stored
+    step()  # a second forward: a new evaluation, not the first one's freed graph
+    assert pr._batch._stored is not first
+    with torch.no_grad():
+        net.c2.weight.mul_(2.0)  # in place, as an optimizer step
+    W, _ = net.c2.masked_params()
+    assert torch.equal(W, net.c2.weight * net.c2.weight_psi._mask_f)
+    monkeypatch.setattr(batch, '_distributed', lambda: True)
+    pr._batch._stored = None
+    net(x)
+    assert pr._batch._stored is None
