@@ -20,7 +20,9 @@ DataLoader's pin-memory thread allocates pinned host memory) neither break the c
 
 Recaptured whenever something the captured sequence depends on changes on the host side: the mask list, the latents
 (identity: a device move, re-created parameters), the floor, the cost buffers (identity, version: MAC profiling),
-the gates' modes and frozen flags. A capture that fails falls back to the eager search for good (one warning).
+the gates' modes and frozen flags. A capture that fails falls back to the eager search for good (one warning), and
+so does churn: recaptured at 4 consecutive steps (e.g. DDP with ``broadcast_buffers=True`` copies the mask buffers
+in place before every forward).
 On the CPU the search runs eagerly (``graph_cls`` lets tests stand in for ``torch.cuda.CUDAGraph``). The soft
 projection (``target_macs``) is not graphed: its consistent masks read the host per probe.
 """
@@ -31,6 +33,9 @@ import torch
 from .budget import _flat_for, _unchanged, _versions, solve_thresholds
 
 __all__ = ['GraphedSearch']
+
+# recaptured at this many consecutive steps: churn (inputs rewritten every step), not a change of phase or device
+_CHURN = 4
 
 
 class GraphedSearch:
@@ -44,6 +49,7 @@ class GraphedSearch:
         self._deps = None  # host-side state the capture depends on (strong references: identities stay valid)
         self._graph = self._rate = self._scale = None
         self.failed = False
+        self._churn = self._replays_at = 0  # consecutive next-step recaptures; replays at the last capture
         self.captures = 0
         self.replays = 0
 
@@ -74,6 +80,19 @@ class GraphedSearch:
             solve_thresholds(items, rate, floor, stats=False)
             return
         if self._graph is None or not self._same(items, floor):
+            # a capture is followed by its own replay: 1 replay since the last capture = recaptured the next step
+            self._churn = self._churn + 1 if self._graph is not None and self.replays - self._replays_at <= 1 else 0
+            if self._churn >= _CHURN:
+                # recaptured about every step: something rewrites the captured inputs each step (e.g. DDP with
+                # broadcast_buffers=True copying the mask buffers in place); capturing costs more than it saves
+                self.failed = True
+                self._graph = None
+                warnings.warn(f'SemiPruner(cuda_graphs=True): the threshold search had to be recaptured at {_CHURN} '
+                              'consecutive steps (its inputs change between steps: e.g. DDP\'s broadcast_buffers=True '
+                              'rewrites the mask buffers; MMEngine\'s default is False); the search runs eagerly from '
+                              'now on (prune_cfg.cuda_graphs=False says so up front)')
+                solve_thresholds(items, rate, floor, stats=False)
+                return
             try:
                 self._capture(items, rate, floor)
             except Exception as e:  # noqa: BLE001 - any capture failure: eager from now on
@@ -83,6 +102,7 @@ class GraphedSearch:
                               f'{e}); the search runs eagerly from now on')
                 solve_thresholds(items, rate, floor, stats=False)
                 return
+            self._replays_at = self.replays
             self._deps = ([m for m, _ in items], [w for _, w in items], _versions([m.cost for m, _ in items]),
                           self._flags(items, floor))
         self._rate.fill_(rate)

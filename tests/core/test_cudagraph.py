@@ -121,6 +121,25 @@ def test_the_batched_masks_reuse_the_replayed_scale(toy):
     assert torch.equal(scale, flat_scale([w for _, w in items]))
 
 
+def test_recapturing_every_step_falls_back_to_the_eager_search(toy):
+    """Inputs rewritten before every search (as DDP's broadcast_buffers=True copies the mask buffers in place): after
+    a capture at each of 4 consecutive steps the search runs eagerly, with one warning, the same thresholds."""
+    net, pr = toy.make_pruner('semi', 'params', 0.8)
+    ref = copy.deepcopy(pr)
+    items = [(m, w) for _, m, w in pr.items()]
+    search = GraphedSearch(graph_cls=StandInGraph)
+    with pytest.warns(UserWarning, match='recaptured at 4 consecutive steps'):
+        for step in range(5):
+            with torch.no_grad():
+                for m, _ in items:
+                    m.cost.copy_(m.cost.clone())  # same values, new version: a broadcast
+            search(items, 0.5 + 0.01 * step, 0.0)
+    assert search.failed and search.captures == 4  # the first and 3 recaptures; the 4th gives up
+    search(items, 0.6, 0.0)  # eager, no second warning
+    solve_thresholds([(m, w) for _, m, w in ref.items()], 0.6, 0.0, stats=False)
+    assert torch.equal(_thresholds(pr), _thresholds(ref))
+
+
 def test_a_failed_capture_falls_back_to_the_eager_search(toy):
     class Broken:
         def __init__(self, fn):
