@@ -65,7 +65,10 @@ def count(fn):
         fn()
     syncs = ops = launches = dev_syncs = 0
     for e in prof.events():
-        if e.name in ('cudaLaunchKernel', 'cuLaunchKernel', 'cudaLaunchKernelExC', 'cuLaunchKernelEx'):
+        # launches from the host: kernels one by one, and a CUDA graph's replay as one (its kernels are launched
+        # by the driver; counted from session 8 on: the graphed search adds 1)
+        if e.name in ('cudaLaunchKernel', 'cuLaunchKernel', 'cudaLaunchKernelExC', 'cuLaunchKernelEx',
+                      'cudaGraphLaunch', 'cuGraphLaunch'):
             launches += 1
         elif e.name in ('cudaStreamSynchronize', 'cudaDeviceSynchronize', 'cudaEventSynchronize'):
             dev_syncs += 1
@@ -211,19 +214,20 @@ def main(argv=None):
           f'{args.update_every} step(s))')
     cuda = args.device == 'cuda'
     print('| model | step | median ms | ratio to stock | mean ms | ratio | syncs/step | operators/step | ops ratio |'
-          + (' CUDA launches/step | CUDA syncs/step (incl. the bench\'s own 1) |' if cuda else ''))
-    print('|---|---|---|---|---|---|---|---|---|' + ('---|---|' if cuda else ''))
+          + (' CUDA launches/step | launches ratio | CUDA syncs/step (incl. the bench\'s own 1) |' if cuda else ''))
+    print('|---|---|---|---|---|---|---|---|---|' + ('---|---|---|' if cuda else ''))
     for name in args.models:
         with segment.force(True if args.atomic_free else None):
             med, mean, counts, L, mem = bench(name, args)
         for v in ('stock', 'soft', 'frozen'):
             s, o, nl, ds = counts.get(v, ('-', ) * 4)
-            so = counts.get('stock', (0, 0))[1]
+            _, so, snl, _ = counts.get('stock', (0, 0, 0, 0))
             ratio_o = f'{o / so:.2f}' if counts else '-'
+            ratio_l = f'{nl / snl:.2f}' if counts and snl else '-'  # kernels launched one by one (a graph replay: 0)
             s, o, nl, ds = (f'{s:g}', f'{o:g}', f'{nl:g}', f'{ds:g}') if counts else (s, o, nl, ds)
             print(f'| {name} ({L} masks) | {v} | {med[v]:.1f} | {med[v] / med["stock"]:.2f} | {mean[v]:.1f} | '
-                  f'{mean[v] / mean["stock"]:.2f} | {s} | {o} | {ratio_o} |' + (f' {nl} | {ds} |' if cuda else ''),
-                  flush=True)
+                  f'{mean[v] / mean["stock"]:.2f} | {s} | {o} | {ratio_o} |'
+                  + (f' {nl} | {ratio_l} | {ds} |' if cuda else ''), flush=True)
         if cuda:  # the three variants' models, optimizer states and caches (with the search's graph pool)
             print(f'| {name} | CUDA memory after the runs: {mem[0] / 2**20:.0f} MiB allocated, peak '
                   f'{mem[1] / 2**20:.0f} MiB |', flush=True)
