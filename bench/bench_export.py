@@ -76,6 +76,13 @@ def parse_args(argv=None):
                         "(cpu), torch compile ort (cuda)")
     p.add_argument('--channels-last', action='store_true', help='channels-last memory format (cuda: may pick faster '
                    'cuDNN kernels for the (N, C, T, V) convolutions)')
+    p.add_argument('--compile-mode', default=None,
+                   choices=['default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs'],
+                   help="torch.compile mode of the compile runtime (default: 'reduce-overhead' on cuda, 'default' "
+                        "on cpu; 'max-autotune' also benchmarks Triton / cuDNN kernels per shape: slower to compile)")
+    p.add_argument('--half', action='store_true',
+                   help='cuda: dense and exported models and inputs in float16 (torch and compile runtimes; ort is '
+                        'skipped: the ONNX export is float32)')
     p.add_argument('--reps', type=int, default=5, help='timed rounds (median over them)')
     p.add_argument('--warmup', type=int, default=1, help='untimed rounds first')
     p.add_argument('--threads', type=int, default=1, help='intra-op threads for PyTorch and onnxruntime')
@@ -193,16 +200,19 @@ def build_variants(args, cfg, shape):
 
 
 # -- timing ---------------------------------------------------------------------------------------------------
-def on_device(module, device, channels_last=False):
+def on_device(module, device, channels_last=False, half=False):
     """``module`` itself on the CPU in its own format, else a copy moved / converted (``.to`` works in place, and
-    the CPU-side model is still needed by the other runtimes)."""
-    if device == 'cpu' and not channels_last:
+    the CPU-side model is still needed by the other runtimes); ``half``: in float16."""
+    if device == 'cpu' and not channels_last and not half:
         return module
     m = copy.deepcopy(module).to(device)
+    if half:
+        m = m.half()
     return m.to(memory_format=torch.channels_last) if channels_last else m
 
 
-def make_runner(runtime, module, tmpdir, name, threads, example, device='cpu', channels_last=False):
+def make_runner(runtime, module, tmpdir, name, threads, example, device='cpu', channels_last=False,
+                compile_mode=None, half=False):
     """A callable x -> class scores that has finished on return (CUDA: synchronised), or None with a message when
     the runtime is unavailable here (e.g. no CUDA provider in this onnxruntime build)."""
     from mmsemiprune.export import LogitsModel
@@ -210,9 +220,10 @@ def make_runner(runtime, module, tmpdir, name, threads, example, device='cpu', c
     cuda = device == 'cuda'
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     if runtime in ('torch', 'compile'):
-        m = LogitsModel(on_device(module, device, channels_last)).eval()
+        m = LogitsModel(on_device(module, device, channels_last, half)).eval()
         if runtime == 'compile':
-            m = torch.compile(m, mode='reduce-overhead' if cuda else None, dynamic=False)
+            mode = compile_mode or ('reduce-overhead' if cuda else 'default')
+            m = torch.compile(m, mode=None if mode == 'default' else mode, dynamic=False)
 
         def run(x):
             with torch.inference_mode():
@@ -220,6 +231,9 @@ def make_runner(runtime, module, tmpdir, name, threads, example, device='cpu', c
             sync()
             return out
         return run
+    if half:
+        log('ort: --half times PyTorch runtimes only (the ONNX export is float32): not timed')
+        return None
     import onnxruntime as ort
     providers = ['CUDAExecutionProvider', 'CPUExecutionProvider'] if cuda else ['CPUExecutionProvider']
     if cuda and 'CUDAExecutionProvider' not in ort.get_available_providers():
@@ -253,7 +267,7 @@ def time_all(args, dense, variants, shape):
             runners = []
             for n, m in timed:  # a runtime this machine lacks says so once and is skipped
                 run = make_runner(runtime, m, tmp, n.replace('@', '_'), args.threads, example, args.device,
-                                  args.channels_last)
+                                  args.channels_last, args.compile_mode, args.half)
                 if run is None:
                     break
                 runners.append((n, run))
@@ -263,6 +277,8 @@ def time_all(args, dense, variants, shape):
                 log(f'exported {len(runners)} ONNX models in {time.time() - t0:.0f} s')
             for b in args.batches:
                 x = synthetic_skeletons((b, ) + tuple(shape[1:]), seed=4).to(args.device)
+                if args.half:
+                    x = x.half()
                 times = {n: [] for n, _ in runners}
                 t0 = time.time()
                 for r in range(args.warmup + args.reps):
@@ -277,9 +293,9 @@ def time_all(args, dense, variants, shape):
                 if runtime == 'compile':  # the compiled graph must give the eager model's scores
                     for n, m in timed:
                         with torch.inference_mode():
-                            ref = LogitsModel(on_device(m, args.device)).eval()(x)
+                            ref = LogitsModel(on_device(m, args.device, half=args.half)).eval()(x)
                         err = float((torch.as_tensor(dict(runners)[n](x)).to(ref.device) - ref).abs().max())
-                        if err > 1e-3 * max(1.0, float(ref.abs().max())):
+                        if err > (1e-2 if args.half else 1e-3) * max(1.0, float(ref.abs().max())):
                             raise RuntimeError(f'torch.compile changed the scores of {n}: |err| {err:.2e}')
                 d = sorted(times['dense'])
                 log(f'{runtime} batch {b}: dense {med["dense"] * 1e3:.1f} ms (median of {args.reps}, range '
@@ -377,6 +393,9 @@ def main(argv=None):
     if cuda and not torch.cuda.is_available():
         raise SystemExit('bench_export: --device cuda but torch.cuda.is_available() is False (a CPU-only torch build or '
                          'no visible GPU); run with --device cpu')
+    if args.half and not cuda:
+        raise SystemExit('bench_export: --half times float16 inference on a GPU (--device cuda); CPU convolutions in '
+                         'float16 are not what a CPU deployment runs: drop --half')
     if args.batches is None:
         args.batches = [1, 64] if cuda else [1, 16]
     if args.runtimes is None:
@@ -400,6 +419,8 @@ def main(argv=None):
     log(f'bench_export: {osp.relpath(args.config, ROOT)} model on {dev}, clips {shape[1:]}, threads {args.threads}, '
         f'masks frozen {"after %d SGD steps" % args.train_iters if args.train_iters else "at (random) init"}, '
         f'channel widths rounded to {args.round_to}; '
+        f'{"float16; " if args.half else ""}'
+        f'{"compile mode " + args.compile_mode + "; " if args.compile_mode else ""}'
         f'torch {torch.__version__}')
     dense, base, variants = build_variants(args, cfg, shape)
     res = time_all(args, dense, variants, shape)

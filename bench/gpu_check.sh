@@ -23,6 +23,8 @@
 #       eager  (~1 min): the soft step with prune_cfg.cuda_graphs=False (--eager-search: the threshold search
 #                        dispatched operator by operator, not one CUDA graph replay), fp32 and fp16, ST-GCN (each
 #                        call times its own stock: compare with the speed phase's rows of the same call).
+#       fp16x  (~2 min): as cl8 with --half: dense and exported structured 0.9 in float16, eager and compiled.
+#       autotune (~5 min): as cl8, compiled with torch.compile mode max-autotune (per-shape kernel benchmarks).
 #       mem    (~1.5 min): ST-GCN and CTR-GCN fp32, 20 steps, eager search then graph replay: CUDA memory (the
 #                        graph's pool) and the frozen / soft ratios again.
 #       all:             train, export, semi, amp (more than 8 files: call at most three phases at a time).
@@ -94,6 +96,15 @@ fi
 if want cl8; then
   step 110 export_cl8.txt $PY bench/bench_export.py --device cuda --modes structured --rates 0.9 --reps 20 \
     --threads 8 --round-to 8 --channels-last --runtimes torch compile --json "$OUT/export_cl8.json"
+fi
+if want fp16x; then  # exported structured 0.9 in float16 (dense too), round8 + channels-last
+  step 150 export_fp16.txt $PY bench/bench_export.py --device cuda --modes structured --rates 0.9 --reps 20 \
+    --threads 8 --round-to 8 --channels-last --half --runtimes torch compile --json "$OUT/export_fp16.json"
+fi
+if want autotune; then  # torch.compile mode max-autotune (kernel benchmarks per shape): slow to compile
+  step 300 export_autotune.txt $PY bench/bench_export.py --device cuda --modes structured --rates 0.9 --reps 20 \
+    --threads 8 --round-to 8 --channels-last --runtimes compile --compile-mode max-autotune \
+    --json "$OUT/export_autotune.json"
 fi
 if want semi; then
   # semi after 20 SGD steps (its gates have moved; at init semi is the unstructured mask): the steps run on the CPU

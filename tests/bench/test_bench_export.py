@@ -48,6 +48,21 @@ def test_torch_runner_returns_scores_of_the_model():
 
 
 
+def test_half_is_refused_on_the_cpu_and_skips_onnxruntime():
+    """--half (float16 inference) is a GPU measurement: a clear error on the CPU; the ort runner says it is not
+    timed (the ONNX export is float32) instead of timing float32 next to float16; the compile runner takes a mode."""
+    b = _bench()
+    with pytest.raises(SystemExit, match='drop --half'):
+        b.main(['--half'])
+    assert b.make_runner('ort', torch.nn.Identity(), None, 'x', 1, torch.zeros(1), half=True) is None
+    a = b.parse_args(['--compile-mode', 'max-autotune'])
+    assert a.compile_mode == 'max-autotune'
+    with pytest.raises(SystemExit):
+        b.parse_args(['--compile-mode', 'fastest'])
+    m = b.on_device(torch.nn.Linear(2, 2), 'cpu', half=True)
+    assert m.weight.dtype == torch.float16
+
+
 def test_summary_leaves_out_a_runtime_that_was_not_timed():
     """On a CUDA machine whose onnxruntime lacks the CUDA provider, 'ort' is skipped: the table must still print
     (it raised KeyError ('ort', 1) on the first H200 run, losing every exported timing)."""
