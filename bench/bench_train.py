@@ -160,6 +160,9 @@ def bench(name, args):
     assert not soft.pruner.frozen and frozen.pruner.frozen
     med = {k: 1000 * statistics.median(v) for k, v in times.items()}
     mean = {k: 1000 * statistics.fmean(v) for k, v in times.items()}
+    # paired: the median over rounds of (variant's step / stock's step in the same round), robust to drifts that
+    # move every variant's step together (clocks, other load) which the ratio of medians is not
+    paired = {k: statistics.median(a / b for a, b in zip(v, times['stock'])) for k, v in times.items()}
     counts = {}
     if not args.no_profile:  # per step, averaged over one mask update interval
         n = max(args.update_every, 1)
@@ -172,7 +175,7 @@ def bench(name, args):
     if args.kernel_table:
         kernel_tables(variants, step, args.kernel_table, dev)
     mem = (torch.cuda.memory_allocated(), torch.cuda.max_memory_allocated()) if dev.type == 'cuda' else None
-    return med, mean, counts, len(soft.pruner.masks), mem
+    return med, mean, paired, counts, len(soft.pruner.masks), mem
 
 
 def kernel_tables(variants, step, n, dev):
@@ -213,12 +216,13 @@ def main(argv=None):
           f'{", GPU reductions forced (--atomic-free)" if args.atomic_free else ""} (syncs / operators averaged over '
           f'{args.update_every} step(s))')
     cuda = args.device == 'cuda'
-    print('| model | step | median ms | ratio to stock | mean ms | ratio | syncs/step | operators/step | ops ratio |'
+    print('| model | step | median ms | ratio to stock | mean ms | ratio | paired ratio | syncs/step | operators/step | '
+          'ops ratio |'
           + (' CUDA launches/step | launches ratio | CUDA syncs/step (incl. the bench\'s own 1) |' if cuda else ''))
-    print('|---|---|---|---|---|---|---|---|---|' + ('---|---|---|' if cuda else ''))
+    print('|---|---|---|---|---|---|---|---|---|---|' + ('---|---|---|' if cuda else ''))
     for name in args.models:
         with segment.force(True if args.atomic_free else None):
-            med, mean, counts, L, mem = bench(name, args)
+            med, mean, paired, counts, L, mem = bench(name, args)
         for v in ('stock', 'soft', 'frozen'):
             s, o, nl, ds = counts.get(v, ('-', ) * 4)
             _, so, snl, _ = counts.get('stock', (0, 0, 0, 0))
@@ -226,7 +230,7 @@ def main(argv=None):
             ratio_l = f'{nl / snl:.2f}' if counts and snl else '-'  # kernels launched one by one (a graph replay: 0)
             s, o, nl, ds = (f'{s:g}', f'{o:g}', f'{nl:g}', f'{ds:g}') if counts else (s, o, nl, ds)
             print(f'| {name} ({L} masks) | {v} | {med[v]:.1f} | {med[v] / med["stock"]:.2f} | {mean[v]:.1f} | '
-                  f'{mean[v] / mean["stock"]:.2f} | {s} | {o} | {ratio_o} |'
+                  f'{mean[v] / mean["stock"]:.2f} | {paired[v]:.2f} | {s} | {o} | {ratio_o} |'
                   + (f' {nl} | {ratio_l} | {ds} |' if cuda else ''), flush=True)
         if cuda:  # the three variants' models, optimizer states and caches (with the search's graph pool)
             print(f'| {name} | CUDA memory after the runs: {mem[0] / 2**20:.0f} MiB allocated, peak '
