@@ -27,8 +27,9 @@ at update_every 1, 1.15x -> 1.10x at 16 (interleaved in one process). ``atomic_f
 :func:`force` switches it for tests, which compare both paths on the CPU. Float64 prefix sums make the two agree
 to float32 rounding (the order of additions differs; so does CUDA's ``index_add_`` from run to run).
 """
+import functools
 from contextlib import contextmanager
-from typing import Optional
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 
@@ -57,65 +58,59 @@ def force(on: Optional[bool]):
         _FORCE = old
 
 
+class _Layout(NamedTuple):
+    """Where each segment lies once the entries are in segment order."""
+    perm: Optional[torch.Tensor]  # (N,) stable order of the entries by segment id; None when ``seg`` is sorted
+    edges: torch.Tensor  # (S + 1,) first ordered position of each segment id (offsets for segment_reduce)
+    start: torch.Tensor  # (S,) edges[:-1]
+    end: torch.Tensor  # (S,) edges[1:]
+    bounds: torch.Tensor  # (2S,) end then start: one gather reads both ends of every segment
+
+
+def _sequential(v: torch.Tensor) -> bool:
+    """CPU, float32 / float64: where ``segment_reduce`` adds each segment's entries one after the other in index
+    order, as ``index_add_`` does: the same sums bit for bit, ~2x faster on one thread (NTU ST-GCN, 3.05 M
+    entries: 10.1 -> 5.1 ms with the permutation, 10.9 -> 4.5 ms sorted)."""
+    return v.dtype in _SEQUENTIAL and v.device.type == 'cpu'
+
+
 class SegmentPlan:
     """Static plan to sum (N,) vectors over the S segments of ``seg`` ((N,) int64 ids in [0, S)).
 
     Built once per index (one host read: whether ``seg`` is sorted); :meth:`sum` then runs without host sync. The
-    scan's order (a stable sort of ``seg`` unless sorted) and segment edges are built at their first use."""
+    scan's order (a stable sort of ``seg`` unless sorted) and segment edges (:attr:`layout`) are built at their
+    first use."""
 
     def __init__(self, seg: torch.Tensor, nseg: int):
         self.seg, self.nseg = seg, int(nseg)
         n = seg.numel()
         self.sorted = n < 2 or bool((seg[1:] >= seg[:-1]).all())
-        self._edges = None
         self._empty = None  # whether a segment is empty (amax on the CPU)
 
-    def _build_edges(self):
+    @functools.cached_property
+    def layout(self) -> _Layout:
         if self.sorted:
             perm, ordered = None, self.seg
         else:
             ordered, perm = torch.sort(self.seg, stable=True)
-        bounds = torch.arange(self.nseg + 1, device=self.seg.device, dtype=ordered.dtype)
-        edges = torch.searchsorted(ordered, bounds)  # (S + 1,) first sorted position of each segment id
+        ids = torch.arange(self.nseg + 1, device=self.seg.device, dtype=ordered.dtype)
+        edges = torch.searchsorted(ordered, ids)
         start, end = edges[:-1].contiguous(), edges[1:].contiguous()
-        # bounds (2S,): one gather reads both ends of every segment
-        self._edges = (perm, start, end, torch.cat([end, start]), edges)
-        return self._edges
-
-    @property
-    def perm(self):
-        return (self._edges or self._build_edges())[0]
-
-    @property
-    def start(self):
-        return (self._edges or self._build_edges())[1]
-
-    @property
-    def end(self):
-        return (self._edges or self._build_edges())[2]
-
-    @property
-    def bounds(self):
-        return (self._edges or self._build_edges())[3]
+        return _Layout(perm, edges, start, end, torch.cat([end, start]))
 
     def sequential(self, v: torch.Tensor) -> bool:
-        """CPU: whether :meth:`sum` runs ``segment_reduce`` (float32 / float64; over ``v`` reordered by the stable
-        permutation unless the ids are sorted), which adds each segment's entries one after the other in index
-        order, as ``index_add_`` does: the same sums bit for bit, ~2x faster on one thread (NTU ST-GCN, 3.05 M
-        entries: 10.1 -> 5.1 ms with the permutation, 10.9 -> 4.5 ms sorted)."""
-        return v.dtype in _SEQUENTIAL and v.device.type == 'cpu'
+        """CPU: whether :meth:`sum` runs ``segment_reduce`` over ``v`` in segment order (:func:`_sequential`)."""
+        return _sequential(v)
 
     def sum(self, v: torch.Tensor) -> torch.Tensor:
         """(S,) Σ v ((N,)) over each segment, in v's dtype (differentiable in v: backward ``grad[seg]``)."""
-        if atomic_free(v.device) or self.sequential(v):
-            if v.requires_grad and torch.is_grad_enabled():
-                return _SegmentSum.apply(v, self)
-            return self._reduce(v)
-        return torch.zeros(self.nseg, dtype=v.dtype, device=v.device).index_add_(0, self.seg, v)
+        if v.requires_grad and torch.is_grad_enabled() and (atomic_free(v.device) or _sequential(v)):
+            return _SegmentSum.apply(v, self)
+        return self._reduce(v)  # (index_add_'s own backward is the same gather)
 
-    def _ordered(self, v: torch.Tensor) -> torch.Tensor:
+    def _ordered(self, v: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
         """``v`` in segment order (stable: index order within a segment) and the (S + 1,) segment offsets."""
-        perm, *_, edges = self._edges or self._build_edges()
+        perm, edges = self.layout.perm, self.layout.edges
         return (v if perm is None else v.index_select(0, perm)), edges
 
     def _reduce(self, v: torch.Tensor) -> torch.Tensor:
@@ -123,7 +118,7 @@ class SegmentPlan:
         ``index_add_``."""
         if atomic_free(v.device):
             return self._scan(v)
-        if self.sequential(v):
+        if _sequential(v):
             x, offsets = self._ordered(v)
             return torch.segment_reduce(x, 'sum', offsets=offsets, unsafe=True)
         return torch.zeros(self.nseg, dtype=v.dtype, device=v.device).index_add_(0, self.seg, v)
@@ -134,7 +129,7 @@ class SegmentPlan:
         maximum of 0 counts the initial 0 as one more tie, as torch's backward does). ``segment_reduce`` on the
         CPU (float32 / float64: NTU ST-GCN rows, forward and backward ~4x faster than scatter_reduce's), else
         ``scatter_reduce_``."""
-        if atomic_free(v.device) or not self.sequential(v):
+        if atomic_free(v.device) or not _sequential(v):
             return torch.zeros(self.nseg, dtype=v.dtype, device=v.device).scatter_reduce_(
                 0, self.seg, v, 'amax', include_self=False)
         if v.requires_grad and torch.is_grad_enabled():
@@ -153,9 +148,9 @@ class SegmentPlan:
         # dimension and one thread per column along the first. Measured on an H200, one (N, 2) scan for the two
         # gate-price sums made the NTU soft step 470 ms (along dim 0) or +8 ms (as (2, N) rows) instead of two 1-D
         # scans (tests/core/test_segment.py checks that every scan of the GPU path is 1-D).
-        x = v if self.perm is None else v.index_select(0, self.perm)
+        x, _ = self._ordered(v)
         c = torch.nn.functional.pad(torch.cumsum(x, 0, dtype=torch.float64), (1, 0))
-        ends = c.index_select(0, self.bounds)
+        ends = c.index_select(0, self.layout.bounds)
         return (ends[:self.nseg] - ends[self.nseg:]).to(v.dtype)
 
 
@@ -202,14 +197,14 @@ def segment_amax(v: torch.Tensor, seg: torch.Tensor, nseg: int, plans: dict, key
     """(nseg,) max of v ((N,)) over the segments ``seg`` (0 for an empty one) by the :class:`SegmentPlan`
     ``plans[key]``: what ``zeros(nseg).scatter_reduce_(0, seg, v, 'amax', include_self=False)`` gives, values and
     gradient (see :meth:`SegmentPlan.amax`). No plan off the CPU or on the forced GPU path (``scatter_reduce_``)."""
-    if atomic_free(v.device) or v.dtype not in _SEQUENTIAL or v.device.type != 'cpu':
+    if atomic_free(v.device) or not _sequential(v):
         return torch.zeros(nseg, dtype=v.dtype, device=v.device).scatter_reduce_(0, seg, v, 'amax', include_self=False)
     return _plan(plans, key, seg, nseg).amax(v)
 
 
 class _Expand(torch.autograd.Function):
     """(N,) = v[seg] (a per-segment value on every entry); backward: the segment sum of grad (the scan on the GPU,
-    no atomics; ``segment_reduce`` on the CPU for sorted ids)."""
+    no atomics; ``segment_reduce`` on the CPU)."""
 
     @staticmethod
     def forward(ctx, v, plan):
@@ -226,13 +221,10 @@ class _Expand(torch.autograd.Function):
 def expand(v: torch.Tensor, seg: torch.Tensor, plans: dict, key) -> torch.Tensor:
     """(N,) ``v[seg]`` for static segment ids ``seg`` ((N,), values in [0, len(v))): the gather whose backward is
     the segment sum of a :class:`SegmentPlan` kept in ``plans[key]``: the scan where :func:`atomic_free` says so
-    (no atomics), ``segment_reduce`` on the CPU for sorted ids; else ``index_select`` (backward ``index_add_``)."""
-    if not (v.requires_grad and torch.is_grad_enabled()):
+    (no atomics), ``segment_reduce`` on the CPU (float32 / float64); else ``index_select`` (backward ``index_add_``)."""
+    if not (v.requires_grad and torch.is_grad_enabled() and (atomic_free(v.device) or _sequential(v))):
         return v.index_select(0, seg)
-    if atomic_free(v.device):
-        return _Expand.apply(v, _plan(plans, key, seg, v.shape[0], at_least=True))
-    p = _plan(plans, key, seg, v.shape[0], at_least=True)
-    return _Expand.apply(v, p) if p.sequential(v) else v.index_select(0, seg)
+    return _Expand.apply(v, _plan(plans, key, seg, v.shape[0], at_least=True))
 
 
 def segment_sum(v: torch.Tensor, seg: torch.Tensor, nseg: int, plans: dict, key) -> torch.Tensor:
@@ -277,5 +269,6 @@ def select_per_segment_sorted(v: torch.Tensor, seg: torch.Tensor, nseg: int, k: 
     bits = v.contiguous().view(torch.int32).to(torch.int64)
     ks = torch.sort((seg.to(torch.int64) << 32) | bits).values
     vals = (ks & 0xFFFFFFFF).to(torch.int32).view(torch.float32)  # ascending within each segment
-    idx = (p.end - k.to(torch.int64)).clamp(0, max(v.numel() - 1, 0))
-    return torch.where(p.end > p.start, vals.index_select(0, idx), 0.0)
+    end, start = p.layout.end, p.layout.start
+    idx = (end - k.to(torch.int64)).clamp(0, max(v.numel() - 1, 0))
+    return torch.where(end > start, vals.index_select(0, idx), 0.0)

@@ -30,7 +30,7 @@ def test_segment_sum_and_gradient_equal_index_add(sorted_ids):
     if sorted_ids:
         seg = seg.sort().values
     plan = SegmentPlan(seg, S)
-    assert (plan.perm is None) == sorted_ids
+    assert (plan.layout.perm is None) == sorted_ids
     v = torch.randn(n, generator=g, dtype=torch.float32).requires_grad_()
     ref = torch.zeros(S).index_add_(0, seg, v)
     with segment.force(True):
@@ -64,7 +64,7 @@ def test_cpu_segment_sums_are_index_add_bit_for_bit(dtype, sorted_ids):
     v = (torch.randn(n, generator=g) * torch.exp(3 * torch.randn(n, generator=g))).to(dtype).requires_grad_()
     plans = {}
     out = segment.segment_sum(v, seg, S, plans, 'k')
-    assert plans['k'].sequential(v) and (plans['k'].perm is None) == sorted_ids
+    assert plans['k'].sequential(v) and (plans['k'].layout.perm is None) == sorted_ids
     assert torch.equal(out, torch.zeros(S, dtype=dtype).index_add_(0, seg, v.detach()))
     up = torch.randn(S, generator=g, dtype=dtype)
     (gv, ) = torch.autograd.grad((out * up).sum(), v)
