@@ -85,22 +85,14 @@ class GraphedSearch:
             if self._churn >= _CHURN:
                 # recaptured about every step: something rewrites the captured inputs each step (e.g. DDP with
                 # broadcast_buffers=True copying the mask buffers in place); capturing costs more than it saves
-                self.failed = True
-                self._graph = None
-                warnings.warn(f'SemiPruner(cuda_graphs=True): the threshold search had to be recaptured at {_CHURN} '
-                              'consecutive steps (its inputs change between steps: e.g. DDP\'s broadcast_buffers=True '
-                              'rewrites the mask buffers; MMEngine\'s default is False); the search runs eagerly from '
-                              'now on (prune_cfg.cuda_graphs=False says so up front)')
-                solve_thresholds(items, rate, floor, stats=False)
+                self._give_up(f'the threshold search had to be recaptured at {_CHURN} consecutive steps (its inputs '
+                              'change between steps: e.g. DDP\'s broadcast_buffers=True rewrites the mask buffers; '
+                              'MMEngine\'s default is False)', items, rate, floor)
                 return
             try:
                 self._capture(items, rate, floor)
             except Exception as e:  # noqa: BLE001 - any capture failure: eager from now on
-                self.failed = True
-                self._graph = None
-                warnings.warn(f'SemiPruner(cuda_graphs=True): capturing the threshold search failed ({type(e).__name__}: '
-                              f'{e}); the search runs eagerly from now on')
-                solve_thresholds(items, rate, floor, stats=False)
+                self._give_up(f'capturing the threshold search failed ({type(e).__name__}: {e})', items, rate, floor)
                 return
             self._replays_at = self.replays
             self._deps = ([m for m, _ in items], [w for _, w in items], _versions([m.cost for m, _ in items]),
@@ -111,6 +103,14 @@ class GraphedSearch:
         if self._scale is not None:  # the batched masks reuse the search's per-tensor scale (budget.flat_scores)
             flat = _flat_for([m for m, _ in items], self._scale.device)
             flat.scale = (self._scale, _versions([w for _, w in items]))
+
+    def _give_up(self, why: str, items, rate: float, floor: float) -> None:
+        """The eager search from now on, with one warning saying why; runs this step's search eagerly."""
+        self.failed = True
+        self._graph = None
+        warnings.warn(f'SemiPruner(cuda_graphs=True): {why}; the search runs eagerly from now on '
+                      '(prune_cfg.cuda_graphs=False says so up front)')
+        solve_thresholds(items, rate, floor, stats=False)
 
     def _capture(self, items, rate, floor):
         self._graph = None
