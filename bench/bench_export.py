@@ -41,6 +41,7 @@ recomputed and thresholds re-solved every step, progress 0.5) and after freezing
 ``RecognizerGCN``, as ratios.
 """
 import argparse
+import contextlib
 import copy
 import json
 import logging
@@ -80,6 +81,9 @@ def parse_args(argv=None):
                    choices=['default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs'],
                    help="torch.compile mode of the compile runtime (default: 'reduce-overhead' on cuda, 'default' "
                         "on cpu; 'max-autotune' also benchmarks Triton / cuDNN kernels per shape: slower to compile)")
+    p.add_argument('--inductor-freezing', action='store_true',
+                   help="compile runtime: torch._inductor.config.freezing = True (weights become constants: conv + "
+                        "BatchNorm folding and constant folding; inference only)")
     p.add_argument('--half', action='store_true',
                    help='cuda: dense and exported models and inputs in float16 (torch and compile runtimes; ort is '
                         'skipped: the ONNX export is float32)')
@@ -212,9 +216,10 @@ def on_device(module, device, channels_last=False, half=False):
 
 
 def make_runner(runtime, module, tmpdir, name, threads, example, device='cpu', channels_last=False,
-                compile_mode=None, half=False):
+                compile_mode=None, half=False, freezing=False):
     """A callable x -> class scores that has finished on return (CUDA: synchronised), or None with a message when
-    the runtime is unavailable here (e.g. no CUDA provider in this onnxruntime build)."""
+    the runtime is unavailable here (e.g. no CUDA provider in this onnxruntime build). ``freezing``: the compile
+    runtime compiles (at each new batch size: ``dynamic=False``) with ``torch._inductor.config.freezing``."""
     from mmsemiprune.export import LogitsModel
     from mmsemiprune.export.exporter import export_onnx
     cuda = device == 'cuda'
@@ -225,8 +230,14 @@ def make_runner(runtime, module, tmpdir, name, threads, example, device='cpu', c
             mode = compile_mode or ('reduce-overhead' if cuda else 'default')
             m = torch.compile(m, mode=None if mode == 'default' else mode, dynamic=False)
 
+        if runtime == 'compile' and freezing:
+            import torch._inductor.config as inductor_config
+            freeze_ctx = inductor_config.patch(freezing=True)  # read when a graph compiles, under inference_mode
+        else:
+            freeze_ctx = contextlib.nullcontext()
+
         def run(x):
-            with torch.inference_mode():
+            with torch.inference_mode(), freeze_ctx:
                 out = m(x)
             sync()
             return out
@@ -267,7 +278,7 @@ def time_all(args, dense, variants, shape):
             runners = []
             for n, m in timed:  # a runtime this machine lacks says so once and is skipped
                 run = make_runner(runtime, m, tmp, n.replace('@', '_'), args.threads, example, args.device,
-                                  args.channels_last, args.compile_mode, args.half)
+                                  args.channels_last, args.compile_mode, args.half, args.inductor_freezing)
                 if run is None:
                     break
                 runners.append((n, run))
@@ -398,6 +409,11 @@ def main(argv=None):
                          'float16 are not what a CPU deployment runs: drop --half')
     if args.batches is None:
         args.batches = [1, 64] if cuda else [1, 16]
+    if args.inductor_freezing:
+        if args.runtimes is not None and 'compile' not in args.runtimes:
+            raise SystemExit('bench_export: --inductor-freezing changes the compile runtime only: add '
+                             '--runtimes ... compile')
+
     if args.runtimes is None:
         args.runtimes = ['torch', 'compile', 'ort'] if cuda else ['torch', 'ort']
     if cuda:
@@ -421,6 +437,7 @@ def main(argv=None):
         f'channel widths rounded to {args.round_to}; '
         f'{"float16; " if args.half else ""}'
         f'{"compile mode " + args.compile_mode + "; " if args.compile_mode else ""}'
+        f'{"inductor freezing; " if args.inductor_freezing else ""}'
         f'torch {torch.__version__}')
     dense, base, variants = build_variants(args, cfg, shape)
     res = time_all(args, dense, variants, shape)

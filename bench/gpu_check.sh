@@ -24,7 +24,10 @@
 #                        dispatched operator by operator, not one CUDA graph replay), fp32 and fp16, ST-GCN (each
 #                        call times its own stock: compare with the speed phase's rows of the same call).
 #       fp16x  (~2 min): as cl8 with --half: dense and exported structured 0.9 in float16, eager and compiled.
-#       autotune (~5 min): as cl8, compiled with torch.compile mode max-autotune (per-shape kernel benchmarks).
+#       freeze (~1.5 min): as cl8, compile runtime only, with --inductor-freezing (weights as constants: conv +
+#                        BatchNorm folded, constants folded), fp32.
+#       autotune (~3 min): as cl8 at batch 64, compiled with torch.compile mode max-autotune (per-shape kernel
+#                        benchmarks).
 #       mem    (~1.5 min): ST-GCN and CTR-GCN fp32, 20 steps, eager search then graph replay: CUDA memory (the
 #                        graph's pool) and the frozen / soft ratios again.
 #       all:             train, export, semi, amp (more than 8 files: call at most three phases at a time).
@@ -101,9 +104,13 @@ if want fp16x; then  # exported structured 0.9 in float16 (dense too), round8 + 
   step 150 export_fp16.txt $PY bench/bench_export.py --device cuda --modes structured --rates 0.9 --reps 20 \
     --threads 8 --round-to 8 --channels-last --half --runtimes torch compile --json "$OUT/export_fp16.json"
 fi
+if want freeze; then  # inductor freezing: BatchNorm folded into the convolutions, weights as constants
+  step 120 export_freeze.txt $PY bench/bench_export.py --device cuda --modes structured --rates 0.9 --reps 20 \
+    --threads 8 --round-to 8 --channels-last --runtimes compile --inductor-freezing --json "$OUT/export_freeze.json"
+fi
 if want autotune; then  # torch.compile mode max-autotune (kernel benchmarks per shape): slow to compile
-  step 300 export_autotune.txt $PY bench/bench_export.py --device cuda --modes structured --rates 0.9 --reps 20 \
-    --threads 8 --round-to 8 --channels-last --runtimes compile --compile-mode max-autotune \
+  step 240 export_autotune.txt $PY bench/bench_export.py --device cuda --modes structured --rates 0.9 --reps 20 \
+    --threads 8 --round-to 8 --channels-last --runtimes compile --compile-mode max-autotune --batches 64 \
     --json "$OUT/export_autotune.json"
 fi
 if want semi; then

@@ -79,3 +79,34 @@ def test_summary_leaves_out_a_runtime_that_was_not_timed():
     assert 'ort b' not in text and 'torch b16' in text
     assert abs(v['speedup_torch_b16'] - 2.5) < 1e-9 and abs(v['ms_torch_b1'] - 4.0) < 1e-9
     assert 'semi ST-GCN rate 0.9, batch 16: speedup torch 1.25x' in text
+
+
+def test_inductor_freezing_compiles_the_same_scores_and_needs_the_compile_runtime():
+    """--inductor-freezing (weights as constants: conv + BatchNorm folded) applies to the compile runtime only, gives
+    the eager scores, and leaves the global inductor config as it was (it is patched around each call)."""
+    import torch._inductor.config as inductor_config
+    b = _bench()
+    with pytest.raises(SystemExit, match='compile runtime only'):
+        b.main(['--inductor-freezing', '--runtimes', 'torch'])
+    torch.manual_seed(0)
+
+    class Rec(torch.nn.Module):  # a conv + BatchNorm backbone: what freezing folds
+        def __init__(self):
+            super().__init__()
+            self.backbone = torch.nn.Sequential(torch.nn.Conv2d(3, 8, (9, 1), padding=(4, 0)),
+                                                torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+                                                torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+            self.cls_head = torch.nn.Linear(8, 4)
+
+    rec = Rec().eval()
+    with torch.no_grad():
+        rec.backbone[1].running_mean.uniform_(-1, 1)
+        rec.backbone[1].running_var.uniform_(0.5, 2)
+    x = torch.randn(2, 3, 20, 5)
+    with torch.inference_mode():
+        ref = rec.cls_head(rec.backbone(x))
+    run = b.make_runner('compile', rec, None, 'rec', 1, x, freezing=True)
+    for _ in range(2):  # the second call runs what the first compiled
+        got = torch.as_tensor(run(x))
+        assert torch.allclose(got, ref, atol=1e-5), (got - ref).abs().max()
+    assert inductor_config.freezing is False
