@@ -92,14 +92,16 @@ def _select(v: torch.Tensor, target, w: torch.Tensor) -> torch.Tensor:
     hi, lo = bits >> 16, bits & (_LO - 1)
     h1 = torch.zeros(_HI + 1, dtype=torch.float64, device=v.device).index_add_(0, hi, w)
     r1 = h1.flip(0).cumsum(0).flip(0)  # r1[h] = Σ w over high bits ≥ h (r1[_HI] = 0)
-    hstar = (r1 > target).sum() - 1  # the bucket of the crossing element; -1: everything fits
+    # bucket ids counted in int32, hi's dtype (a mixed int32 == int64 compare runs a slower loop, and no casts:
+    # index_select takes int32 indices; hs·2¹⁶ + lstar ≤ 2³¹ − 1)
+    hstar = (r1 > target).sum(dtype=torch.int32) - 1  # the bucket of the crossing element; -1: everything fits
     hs = hstar.clamp_min(0).reshape(1)
-    rest = target - r1.gather(0, hs + 1)  # weight still allowed inside the bucket
-    inb = torch.where(hi == hs.to(hi.dtype), w, 0.0)  # compared in int32 (a mixed int32 == int64 loop is slower)
+    rest = target - r1.index_select(0, hs + 1)  # weight still allowed inside the bucket
+    inb = torch.where(hi == hs, w, 0.0)
     h2 = torch.zeros(_LO, dtype=torch.float64, device=v.device).index_add_(0, lo, inb)
     r2 = h2.flip(0).cumsum(0).flip(0)
-    lstar = ((r2 > rest).sum() - 1).clamp_min(0)
-    val = (hs * _LO + lstar).to(torch.int32).view(torch.float32)
+    lstar = ((r2 > rest).sum(dtype=torch.int32) - 1).clamp_min(0)
+    val = (hs * _LO + lstar).view(torch.float32)
     return torch.where(hstar >= 0, val, 0.0).reshape(())
 
 
@@ -281,7 +283,8 @@ def flat_scale(latents) -> torch.Tensor:
 def flat_scores(flat: _Flat, masks, latents):
     """(|x| (N,), per slot the group statistics (G_k,), coarse score per entry (N,) or None): the scores
     :meth:`~.cascade.SemiMask.group_scores` gives, for all masks at once (no grad)."""
-    w = torch.cat([(t.detach() if t.requires_grad and torch.is_grad_enabled() else t).reshape(-1) for t in latents])
+    plain = [t.detach() if t.requires_grad else t for t in latents] if torch.is_grad_enabled() else list(latents)
+    w = torch._C._nn.flatten_dense_tensors(plain)  # one operator (cat of the flattened tensors)
     m0 = masks[0]
     if m0.normalize:
         scale = flat_scale(latents)

@@ -148,7 +148,7 @@ class SemiMask(nn.Module):
         if c is None:
             return None
         self.__dict__['_lazy'] = (c, i)
-        W = c.W[i].view(self.shape)
+        W = c.W[i]  # shaped as the latent
         if bias is None:
             return W, None
         if c.bias is not None and c.biases[i] is bias:

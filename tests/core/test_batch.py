@@ -173,3 +173,35 @@ def test_stored_masks_batched_equal_per_tensor_bit_for_bit(toy, monkeypatch):
     pr._batch._stored = None
     net(x)
     assert pr._batch._stored is None
+
+
+def test_flat_cat_and_split_as_are_cat_and_split_with_one_operator_each_way():
+    """The flattening of the latents / gate logits / biases and the split of Ŵ ⊙ ψ back into shaped weights: the values
+    and gradients of ``cat`` + ``split`` bit for bit (an unused output's gradient counts as zeros; 1-D inputs as
+    is), one operator forward and one backward each, whatever the number of tensors."""
+    from torch.profiler import profile
+
+    from mmsemiprune.core.batch import _flat_cat, _split_as
+    g = torch.Generator().manual_seed(0)
+    shapes = [(6, 3, 9, 1), (5, ), (4, 2), (7, 7, 1, 1)]
+    ours = [torch.randn(s, generator=g, requires_grad=True) for s in shapes]
+    ref = [t.detach().clone().requires_grad_() for t in ours]
+    scale = torch.randn(sum(t.numel() for t in ours), generator=g)
+    flat = _flat_cat(ours)
+    flat_ref = torch.cat([t.reshape(-1) for t in ref])
+    assert torch.equal(flat, flat_ref)
+    parts = _split_as(flat * scale, ours)
+    parts_ref = [p.view(s) for p, s in zip((flat_ref * scale).split([t.numel() for t in ref]), shapes)]
+    assert [p.shape for p in parts] == [torch.Size(s) for s in shapes]
+    assert all(torch.equal(a, b) for a, b in zip(parts, parts_ref))
+    loss = sum((p ** 2).sum() for i, p in enumerate(parts) if i != 1)  # output 1 unused
+    loss_ref = sum((p ** 2).sum() for i, p in enumerate(parts_ref) if i != 1)
+    loss.backward()
+    loss_ref.backward()
+    assert all(torch.equal(a.grad, b.grad) for a, b in zip(ours, ref))
+    with profile() as prof:
+        out = _split_as(_flat_cat(ours) * 2, ours)
+        sum(o.sum() for o in out).backward()
+    names = [e.name for e in prof.events() if e.name.endswith('flatten_dense_tensors')]
+    assert names.count('aten::flatten_dense_tensors') == 2 and names.count('aten::unflatten_dense_tensors') == 2
+    assert not any(e.name in ('aten::narrow', 'aten::cat') for e in prof.events() if e.cpu_parent is None)

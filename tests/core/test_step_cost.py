@@ -131,11 +131,11 @@ def test_threshold_search_has_no_sync_and_constant_operators():
 
 
 @pytest.mark.xfail(strict=True, reason='open (issue "pruning at GPU speed"): on these small models with the '
-                   'threshold search at every step (update_every=1) the soft step costs 985 / 1,294 operators against '
-                   'stock 438 / 669 (2.25x / 1.93x): the on-device search alone is ~240 operators (four radix '
-                   'selects), more than the 219 the bound leaves at depth 4, and the latents, gate logits and biases '
-                   'still cost ~13 operators per masked tensor (views, cat backward, SGD on the gate logits). On the '
-                   'NTU ST-GCN with update_every=16 the bound holds (test below)')
+                   'threshold search at every step (update_every=1) the soft step costs 904 / 1,171 operators against '
+                   'stock 438 / 669 (2.06x / 1.75x): the on-device search alone is ~230 operators (four radix '
+                   'selects), more than the 219 the bound leaves at depth 4, and every masked tensor still costs ~6 '
+                   '(its mean square for the search, SGD on its gate logits). On the NTU ST-GCN the bound holds, '
+                   'with the search at every step and every 16 steps (tests below)')
 def test_soft_step_operators_within_1_5x_stock(costs):
     for s in (4, 7):
         ops_soft, ops_stock = costs[(s, True)][2], costs[(s, False)][2]
@@ -144,15 +144,16 @@ def test_soft_step_operators_within_1_5x_stock(costs):
 
 def test_soft_step_operators_batched(costs):
     """The soft masks are computed for all tensors at once (core/batch.py): what the soft step adds to stock's
-    grows by at most 15 operators per masked tensor (measured 13: flatten + view of the latent and their backward,
-    the cat backward of latent, bias and gate logits, SGD on the gate logits, the search's flatten and mean;
-    ~40 + 25 per tensor before), and the step stays within 2.3x stock (measured 2.25x at 9 masks, 1.93x at 15;
+    grows by at most 8 operators per masked tensor (measured 6: the search's mean square per tensor, SGD on the gate
+    logits (5 on the CPU, where SGD loops over tensors), the gate gradient's accumulation; ~13 in session 8, before
+    the latents, gate logits and biases were flattened and their gradients split by one operator each way, ~40 + 25
+    per tensor before the batch), and the step stays within 2.1x stock (measured 2.06x at 9 masks, 1.75x at 15;
     4.7x before)."""
     (ops_s, L_s), (ops_b, L_b) = (costs[(4, True)][2], costs[(4, True)][4]), (costs[(7, True)][2], costs[(7, True)][4])
     stock_s, stock_b = costs[(4, False)][2], costs[(7, False)][2]
     per_mask = ((ops_b - stock_b) - (ops_s - stock_s)) / (L_b - L_s)
-    assert per_mask <= 15, (per_mask, ops_s, ops_b, stock_s, stock_b)
-    assert ops_s <= 2.3 * stock_s and ops_b <= 2.3 * stock_b, (ops_s, stock_s, ops_b, stock_b)
+    assert per_mask <= 8, (per_mask, ops_s, ops_b, stock_s, stock_b)
+    assert ops_s <= 2.1 * stock_s and ops_b <= 2.1 * stock_b, (ops_s, stock_s, ops_b, stock_b)
 
 
 def test_frozen_step_operators_close_to_stock():
@@ -224,11 +225,24 @@ def _ntu_step_ops(pruned, steps, max_iters=100, **prune):
 def test_ntu_soft_step_operators_within_1_5x_stock_with_update_interval():
     """The issue's bound on the issue's model: the NTU-60 ST-GCN soft step (semi 0.9, its shipped config) in a run of
     20,000 steps, where update_every='auto' updates the masks every 16 steps, costs <= 1.5x stock's operators per
-    step, averaged over one interval (measured 1,654 vs 1,125: 1.47x; 1,881 = 1.67x with the search at every
-    step), and no host sync more than stock's."""
+    step, averaged over one interval (measured 1,654 vs 1,125: 1.47x, session 7), and no host sync more than
+    stock's."""
     torch.set_num_threads(1)
     s_stock, o_stock = _ntu_step_ops(False, 1)
     s_soft, o_soft = _ntu_step_ops(True, 16, max_iters=20000)
+    assert s_soft == s_stock, (s_soft, s_stock)
+    assert o_soft <= 1.5 * o_stock, (o_soft, o_stock, o_soft / o_stock)
+
+
+def test_ntu_soft_step_operators_within_1_5x_stock_with_the_search_at_every_step():
+    """The same bound with the threshold search (eager on the CPU; one CUDA graph replay on a GPU) and the soft masks
+    recomputed at every step (update_every='auto' in a run of up to 1,250 steps: the demo, the leaderboard):
+    measured 1,685 vs 1,125 (1.498x; 1,862 = 1.66x in session 8, before the latents, gate logits and biases were
+    flattened by one operator each way, and the search's bucket ids kept in int32). The margin is 3 operators:
+    anything added per step or per masked tensor shows here."""
+    torch.set_num_threads(1)
+    s_stock, o_stock = _ntu_step_ops(False, 1)
+    s_soft, o_soft = _ntu_step_ops(True, 1, max_iters=100)
     assert s_soft == s_stock, (s_soft, s_stock)
     assert o_soft <= 1.5 * o_stock, (o_soft, o_stock, o_soft / o_stock)
 
