@@ -28,6 +28,9 @@
 #                        BatchNorm folded, constants folded), fp32.
 #       autotune (~3 min): as cl8 at batch 64, compiled with torch.compile mode max-autotune (per-shape kernel
 #                        benchmarks).
+#       counts (~2 min): the soft / frozen steps' times, operators and launches: ST-GCN fp32 and fp16, CTR-GCN fp32.
+#       roundk (~1.5 min): exported structured 0.9 in float16, channels-last, eager, batch 64, channel widths
+#                        rounded to 8, 16 and 32 (Tensor Core tile multiples), each against dense in its process.
 #       mem    (~1.5 min): ST-GCN and CTR-GCN fp32, 20 steps, eager search then graph replay: CUDA memory (the
 #                        graph's pool) and the frozen / soft ratios again.
 #       all:             train, export, semi, amp (more than 8 files: call at most three phases at a time).
@@ -73,6 +76,17 @@ fi
 if want eager; then
   step 60 train_eager.txt $T --reps 10 --models stgcn --eager-search
   step 50 train_eager.txt $T --reps 10 --models stgcn --amp fp16 --eager-search
+fi
+if want counts; then
+  step 50 train_counts.txt $T --reps 10 --models stgcn
+  step 45 train_counts.txt $T --reps 10 --models stgcn --amp fp16
+  step 60 train_counts.txt $T --reps 10 --models ctrgcn
+fi
+if want roundk; then
+  for k in 8 16 32; do
+    step 40 export_round$k.txt $PY bench/bench_export.py --device cuda --modes structured --rates 0.9 --reps 30 \
+      --threads 8 --round-to $k --channels-last --half --runtimes torch --batches 64
+  done
 fi
 if want mem; then  # the search's graph pool: CUDA memory with and without it; 20 steps against CTR-GCN's noise
   step 60 train_mem.txt $T --reps 20 --models stgcn ctrgcn --eager-search
