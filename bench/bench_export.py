@@ -87,6 +87,10 @@ def parse_args(argv=None):
     p.add_argument('--half', action='store_true',
                    help='cuda: dense and exported models and inputs in float16 (torch and compile runtimes; ort is '
                         'skipped: the ONNX export is float32)')
+    p.add_argument('--kernel-table', type=int, default=0, metavar='N',
+                   help='after timing, profile 5 eager calls of dense and each timed variant at the largest batch '
+                        '(torch.profiler): device-busy (cuda) or host ms per call and the N costliest operators / '
+                        'kernels, in the --channels-last / --half format')
     p.add_argument('--reps', type=int, default=5, help='timed rounds (median over them)')
     p.add_argument('--warmup', type=int, default=1, help='untimed rounds first')
     p.add_argument('--threads', type=int, default=1, help='intra-op threads for PyTorch and onnxruntime')
@@ -265,6 +269,41 @@ def make_runner(runtime, module, tmpdir, name, threads, example, device='cpu', c
     return run
 
 
+def kernel_tables(args, dense, variants, shape):
+    """Where an eager call's time goes, per model: torch.profiler over 5 calls at the largest batch (kernels on CUDA,
+    operators' self CPU time on the CPU)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    from mmsemiprune.export import LogitsModel
+    from mmsemiprune.export.exporter import synthetic_skeletons
+    cuda = args.device == 'cuda'
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    b = max(args.batches)
+    x = synthetic_skeletons((b, ) + tuple(shape[1:]), seed=4).to(args.device)
+    if args.half:
+        x = x.half()
+    key = 'self_device_time_total' if cuda else 'self_cpu_time_total'
+    out = {}
+    for n, m in [('dense', dense)] + [(v['name'], v['model']) for v in variants if not v['same_graph']]:
+        m = LogitsModel(on_device(m, args.device, args.channels_last, args.half)).eval()
+        with torch.inference_mode():
+            for _ in range(3):  # warm-up (cuDNN autotuning)
+                m(x)
+            if cuda:
+                torch.cuda.synchronize()
+            with profile(activities=acts) as prof:
+                for _ in range(5):
+                    m(x)
+                if cuda:
+                    torch.cuda.synchronize()
+        ka = prof.key_averages()
+        busy = sum(getattr(e, key, 0) for e in ka) / 5e3
+        out[n] = busy
+        log(f'\n### {n}, eager, batch {b}: {"device busy" if cuda else "host (self CPU)"} {busy:.2f} ms per call')
+        log(ka.table(sort_by=key, row_limit=args.kernel_table, max_name_column_width=60))
+    return out
+
+
 def time_all(args, dense, variants, shape):
     from mmsemiprune.export import LogitsModel
     from mmsemiprune.export.exporter import synthetic_skeletons
@@ -441,13 +480,14 @@ def main(argv=None):
         f'torch {torch.__version__}')
     dense, base, variants = build_variants(args, cfg, shape)
     res = time_all(args, dense, variants, shape)
+    busy = kernel_tables(args, dense, variants, shape) if args.kernel_table else None
 
     lines, cols = summary(args, res, variants, base)
     log('\n'.join(lines))
 
     out = dict(args=vars(args), shape=list(shape), dense=base, torch=torch.__version__,
                variants=[{k: val for k, val in v.items() if k not in ('model', 'signature')} for v in variants],
-               latency={f'{rt}_b{b}': res[(rt, b)] for rt, b in cols})
+               latency={f'{rt}_b{b}': res[(rt, b)] for rt, b in cols}, profiled_ms_per_call=busy)
     if not args.no_train_bench:
         t0 = time.time()
         tr = train_overhead(args, cfg, shape)

@@ -110,3 +110,15 @@ def test_inductor_freezing_compiles_the_same_scores_and_needs_the_compile_runtim
         got = torch.as_tensor(run(x))
         assert torch.allclose(got, ref, atol=1e-5), (got - ref).abs().max()
     assert inductor_config.freezing is False
+
+
+def test_kernel_table_profiles_dense_and_each_exported_model(capsys):
+    """--kernel-table N: after the timing, where an eager call's time goes for dense and every exported model (the
+    profile behind the 'where batch 64 goes' numbers of bench/README.md), also in the JSON output."""
+    b = _bench()
+    out = b.main(['--modes', 'structured', '--rates', '0.9', '--reps', '1', '--runtimes', 'torch', '--batches', '1',
+                  '--frames', '8', '--no-train-bench', '--kernel-table', '3'])
+    busy = out['profiled_ms_per_call']
+    assert set(busy) == {'dense', 'structured@0.9'} and all(v > 0 for v in busy.values()), busy
+    text = capsys.readouterr()
+    assert '### structured@0.9, eager, batch 1' in text.out + text.err
