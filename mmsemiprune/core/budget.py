@@ -443,7 +443,7 @@ def solve_thresholds(items: Sequence, rate: float, floor: float = 0.0, stats: bo
     else:
         kept_mask = torch.cat([m.hard(w).reshape(-1) for m, w in live])
     if hard_masks:
-        return [part.view(m.shape) for part, m in zip(kept_mask.split(flat.sizes), masks)]
+        return list(torch._C._nn.unflatten_dense_tensors(kept_mask, latents))  # views shaped as the latents
     kept = (w_entry * kept_mask).sum() / total
     return dict(alpha_entry=float(alpha_e), alpha_group=float(alpha_g), level=float(level),
                 kept_fraction=float(kept))

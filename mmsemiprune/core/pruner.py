@@ -306,7 +306,7 @@ class SemiPruner(nn.Module):
                                            tol=1e-3 if self.update_every == 1 else 5e-3, secant=self.update_every > 1)
         self._soft_asked = asked
         items = self.items()
-        flat = torch.cat([masks[key].reshape(-1) for key, _, _ in items])
+        flat = torch._C._nn.flatten_dense_tensors([masks[key] for key, _, _ in items])  # one operator
         dev = flat.device
         if self._live is None or self._live.rowid.device != dev or self._live.shapes != [m.shape for m in self.masks]:
             self._live = LiveRegions([m.shape for m in self.masks], dev)

@@ -12,12 +12,14 @@ channels reach something that cannot be masked (the classifier, a concatenation)
 - **Physical removal** (:mod:`.shrink`) is exact for channels whose consumer slices are all zero: what
   such a channel computes is never read.
 """
+import math
 from dataclasses import dataclass, field
 from typing import Dict, List
 
 import torch
 
-__all__ = ['Slot', 'ChannelSet', 'channel_view', 'channel_any', 'zero_channels', 'alive', 'make_consistent']
+__all__ = ['Slot', 'ChannelSet', 'channel_view', 'channel_any', 'zero_channels', 'alive', 'make_consistent',
+           'FlatConsistency', 'flat_consistency']
 
 
 @dataclass(frozen=True)
@@ -125,3 +127,93 @@ def make_consistent(masks: Dict[str, torch.Tensor], sets: List[ChannelSet], max_
         if n == 0:
             break
     return removed_total
+
+
+class FlatConsistency:
+    """:func:`make_consistent` over the concatenation of the masks of ``keys`` (N,), all channel sets at once.
+
+    Static ids, built once per key list, shapes, sets and device: every entry i lies in at most one producer
+    channel p(i) and one consumer channel c(i) (global ids over all sets; a dummy id C for none), and a side of a
+    channel *counts* its masks only when every one of its slots is masked and it is not fixed (else it is alive
+    whatever, as in :func:`alive`). One round, for all sets together:
+
+        P_c = Σ_{p(i)=c} M_i,  Q_c = Σ_{c(i)=c} M_i                       (two segment sums)
+        dead_c = ¬((P_c > 0 ∨ ¬open_P,c) ∧ (Q_c > 0 ∨ ¬open_Q,c)) ∧ (P_c + Q_c > 0)
+        M_i ← M_i ∧ ¬dead[p(i)] ∧ ¬dead[c(i)]                                (two gathers)
+
+    repeated until no channel dies (one host read per round). Every removal rule is monotone and only zeroes, so
+    the result is the greatest consistent sub-mask of the input: the masks :func:`make_consistent` gives (it
+    visits the sets one by one, which may take fewer rounds, ~20 operators per set and slot each), whatever the
+    order. ``applicable``: False when a tensor is a producer (or a consumer) slot of two sets; use
+    :func:`make_consistent` then."""
+
+    def __init__(self, keys, shapes, sets: List[ChannelSet], device):
+        self.keys = tuple(keys)
+        self.shapes = [tuple(s) for s in shapes]
+        self.sizes = [math.prod(s) for s in self.shapes]
+        self.sets = list(sets)
+        where = {k: i for i, k in enumerate(self.keys)}
+        role = {}  # (key, producer?) -> (channel offset, slot, set size)
+        open_p, open_q, C = [], [], 0
+        self.applicable = True
+        for cs in self.sets:
+            for side, slots in ((True, cs.producers), (False, cs.consumers)):
+                for s in slots:
+                    if s.key() in where:
+                        if (s.key(), side) in role:
+                            self.applicable = False
+                        role[(s.key(), side)] = (C, s, cs.size)
+            p_open = not (cs.fixed_producer or not cs.producers or any(s.key() not in where for s in cs.producers))
+            q_open = not (cs.fixed_consumer or not cs.consumers or any(s.key() not in where for s in cs.consumers))
+            open_p += [p_open] * cs.size
+            open_q += [q_open] * cs.size
+            C += cs.size
+        self.C = C
+        self.closed_p = ~torch.tensor(open_p + [True], dtype=torch.bool, device=device)  # (C + 1,): the dummy
+        self.closed_q = ~torch.tensor(open_q + [True], dtype=torch.bool, device=device)
+        ids = {True: [], False: []}
+        for k, shp, n in zip(self.keys, self.shapes, self.sizes):
+            for side in (True, False):
+                r = role.get((k, side))
+                if r is None:
+                    ids[side].append(torch.full((n, ), C, dtype=torch.long, device=device))
+                    continue
+                off, s, size = r
+                if len(shp) <= s.dim or shp[s.dim] != s.fold * size:
+                    raise ValueError(f'{s.key()}: dim {s.dim} of shape {shp} is not {s.fold}×{size} for its channel '
+                                     'set')
+                stride = math.prod(shp[s.dim + 1:])
+                pos = torch.arange(n, device=device) // stride % shp[s.dim]  # coordinate along the slot's dim
+                ids[side].append(pos % size + off)  # channel c of index f·C + c (channel_view's layout)
+        self.pid = torch.cat(ids[True]) if ids[True] else torch.zeros(0, dtype=torch.long, device=device)
+        self.qid = torch.cat(ids[False]) if ids[False] else torch.zeros(0, dtype=torch.long, device=device)
+        self.real = torch.ones(C + 1, dtype=torch.bool, device=device)
+        self.real[C] = False  # the dummy channel of entries outside every set never dies
+        self.plans = {}
+
+    def matches(self, keys, shapes, sets, device) -> bool:
+        return (tuple(keys) == self.keys and [tuple(s) for s in shapes] == self.shapes and len(sets) == len(self.sets)
+                and all(a is b for a, b in zip(sets, self.sets)) and self.pid.device == torch.device(device))
+
+    def __call__(self, flat: torch.Tensor, max_rounds: int = 50) -> torch.Tensor:
+        """The consistent flat bool mask (N,) of ``flat`` (a new tensor; ``flat`` is not modified)."""
+        from .segment import segment_sum
+        m = flat
+        C = self.C
+        for _ in range(max_rounds):
+            v = m.to(torch.float32)  # per-channel counts up to 2^24 are exact
+            P = segment_sum(v, self.pid, C + 1, self.plans, 'p')
+            Q = segment_sum(v, self.qid, C + 1, self.plans, 'q')
+            dead = ~(((P > 0) | self.closed_p) & ((Q > 0) | self.closed_q)) & ((P + Q) > 0) & self.real
+            if not bool(dead.any()):  # one host read per round
+                break
+            m = m & ~dead.index_select(0, self.pid) & ~dead.index_select(0, self.qid)
+        return m
+
+
+def flat_consistency(keys, shapes, sets: List[ChannelSet], device, cache: dict) -> 'FlatConsistency':
+    """The :class:`FlatConsistency` of these keys, shapes and sets on ``device``, kept in ``cache``."""
+    hit = cache.get(str(device))
+    if hit is None or not hit.matches(keys, shapes, sets, device):
+        hit = cache[str(device)] = FlatConsistency(keys, shapes, sets, device)
+    return hit
