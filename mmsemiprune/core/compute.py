@@ -28,7 +28,7 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from .budget import _unchanged, _versions
-from .topology import ChannelSet, alive, channel_view, zero_channels
+from .topology import ChannelSet, alive, channel_view, flat_for_masks, zero_channels
 
 __all__ = ['entry_macs', 'removed_entries', 'masked_macs', 'masked_macs_tensor', 'dense_macs', 'channel_freed_macs',
            'group_prices', 'project_macs']
@@ -200,7 +200,9 @@ def project_macs(items, masks: Dict[str, torch.Tensor], sets: List[ChannelSet], 
     shapes = {k: tuple(w.shape) for k, _, w in items}
     removed, last = None, None
     for _ in range(10):  # F_c double-counts entries shared by two removed channels: re-count and repeat
-        state = [alive(masks, cs) for cs in sets]
+        fc, like = flat_for_masks(items, masks, sets)  # all sets' alive maps at once where it applies
+        state = (fc.alive_all(torch._C._nn.flatten_dense_tensors(like)) if fc is not None
+                 else [alive(masks, cs) for cs in sets])
         now = masked_macs_tensor(items, masks, sets, macs, state)
         now_h = float(now)  # the round's one host read
         if now_h <= budget or now_h == last:  # met, or the last round removed nothing (a removal lowers MACs)

@@ -17,7 +17,7 @@ from torch import nn
 from .budget import _flat_for, flat_scores, solve_thresholds
 from .compute import project_macs
 from .segment import segment_sum
-from .topology import flat_consistency, make_consistent
+from .topology import flat_for_masks, make_consistent
 
 __all__ = ['harden', 'consistent_masks', 'recalibrate_bn', 'live_region', 'LiveRegions']
 
@@ -95,18 +95,12 @@ def _consistent(items, masks, sets) -> None:
     """:func:`~.topology.make_consistent` in place in ``masks``, for all sets at once over the flat masks
     (:class:`~.topology.FlatConsistency`: the same masks, ~20 operators per round instead of ~20 per set and slot)
     where it applies, else set by set."""
-    keys = [k for k, _, _ in items]
-    if len(masks) != len(keys) or any(k not in masks for k in keys):
-        make_consistent(masks, sets)
-        return
-    like = [masks[k] for k in keys]
-    cache = items[0][1].__dict__.setdefault('_sp_topo', {})
-    fc = flat_consistency(keys, [t.shape for t in like], sets, like[0].device, cache)
-    if not fc.applicable or any(t.dtype != torch.bool for t in like):
+    fc, like = flat_for_masks(items, masks, sets)
+    if fc is None:
         make_consistent(masks, sets)
         return
     out = fc(torch._C._nn.flatten_dense_tensors(like))
-    masks.update(zip(keys, torch._C._nn.unflatten_dense_tensors(out, like)))
+    masks.update(zip([k for k, _, _ in items], torch._C._nn.unflatten_dense_tensors(out, like)))
 
 
 def _pruned_fraction(items, masks) -> float:

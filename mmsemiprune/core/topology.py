@@ -19,7 +19,7 @@ from typing import Dict, List
 import torch
 
 __all__ = ['Slot', 'ChannelSet', 'channel_view', 'channel_any', 'zero_channels', 'alive', 'make_consistent',
-           'FlatConsistency', 'flat_consistency']
+           'FlatConsistency', 'flat_consistency', 'flat_for_masks']
 
 
 @dataclass(frozen=True)
@@ -195,6 +195,16 @@ class FlatConsistency:
         return (tuple(keys) == self.keys and [tuple(s) for s in shapes] == self.shapes and len(sets) == len(self.sets)
                 and all(a is b for a, b in zip(sets, self.sets)) and self.pid.device == torch.device(device))
 
+    def alive_all(self, flat: torch.Tensor):
+        """[:func:`alive` (producer_alive, consumer_alive) of every set, in order] of the flat bool masks (N,): two
+        segment sums and one split per side for all sets (the same booleans)."""
+        from .segment import segment_sum
+        v = flat.to(torch.float32)
+        P = (segment_sum(v, self.pid, self.C + 1, self.plans, 'p') > 0) | self.closed_p
+        Q = (segment_sum(v, self.qid, self.C + 1, self.plans, 'q') > 0) | self.closed_q
+        sizes = [cs.size for cs in self.sets]
+        return list(zip(P[:self.C].split(sizes), Q[:self.C].split(sizes)))
+
     def __call__(self, flat: torch.Tensor, max_rounds: int = 50) -> torch.Tensor:
         """The consistent flat bool mask (N,) of ``flat`` (a new tensor; ``flat`` is not modified)."""
         from .segment import segment_sum
@@ -209,6 +219,21 @@ class FlatConsistency:
                 break
             m = m & ~dead.index_select(0, self.pid) & ~dead.index_select(0, self.qid)
         return m
+
+
+def flat_for_masks(items, masks: Dict[str, torch.Tensor], sets: List[ChannelSet]):
+    """(the cached :class:`FlatConsistency` of ``items``' keys, the masks in that order) when it applies to ``masks``
+    (bool, exactly the items' keys, no tensor in two slots of one side), else (None, None). ``items``: (key,
+    SemiMask, latent); the cache lives on the first mask."""
+    keys = [k for k, _, _ in items]
+    if not sets or not keys or len(masks) != len(keys) or any(k not in masks for k in keys):
+        return None, None
+    like = [masks[k] for k in keys]
+    if any(t.dtype != torch.bool for t in like):
+        return None, None
+    cache = items[0][1].__dict__.setdefault('_sp_topo', {})
+    fc = flat_consistency(keys, [t.shape for t in like], sets, like[0].device, cache)
+    return (fc, like) if fc.applicable else (None, None)
 
 
 def flat_consistency(keys, shapes, sets: List[ChannelSet], device, cache: dict) -> 'FlatConsistency':

@@ -150,3 +150,19 @@ def test_flat_consistency_refuses_a_tensor_in_two_producer_slots():
     assert not fc.applicable
     with pytest.raises(ValueError, match='a.weight'):
         FlatConsistency(['a.weight'], [(5, 3)], sets[:1], 'cpu')
+
+
+def test_flat_alive_maps_are_alives():
+    """The compute projection's alive maps of every set at once (two segment sums) are :func:`alive`'s, fixed and
+    unmasked sides included."""
+    from mmsemiprune.core.topology import FlatConsistency
+    sets, shapes = _residual_net()
+    keys = list(shapes)
+    fc = FlatConsistency(keys, [shapes[k] for k in keys], sets, 'cpu')
+    g = torch.Generator().manual_seed(1)
+    for p in (0.3, 0.7, 0.95):
+        masks = {k: torch.rand(s, generator=g) >= p for k, s in shapes.items()}
+        got = fc.alive_all(torch.cat([masks[k].reshape(-1) for k in keys]))
+        for cs, (prod, cons) in zip(sets, got):
+            ref = alive(masks, cs)
+            assert torch.equal(prod, ref[0]) and torch.equal(cons, ref[1]), cs.name
