@@ -18,6 +18,8 @@ from typing import Dict, List
 
 import torch
 
+from .segment import segment_sum
+
 __all__ = ['Slot', 'ChannelSet', 'channel_view', 'channel_any', 'zero_channels', 'alive', 'make_consistent',
            'FlatConsistency', 'flat_consistency', 'flat_for_masks']
 
@@ -198,7 +200,6 @@ class FlatConsistency:
     def alive_all(self, flat: torch.Tensor):
         """[:func:`alive` (producer_alive, consumer_alive) of every set, in order] of the flat bool masks (N,): two
         segment sums and one split per side for all sets (the same booleans)."""
-        from .segment import segment_sum
         v = flat.to(torch.float32)
         P = (segment_sum(v, self.pid, self.C + 1, self.plans, 'p') > 0) | self.closed_p
         Q = (segment_sum(v, self.qid, self.C + 1, self.plans, 'q') > 0) | self.closed_q
@@ -207,7 +208,6 @@ class FlatConsistency:
 
     def __call__(self, flat: torch.Tensor, max_rounds: int = 50) -> torch.Tensor:
         """The consistent flat bool mask (N,) of ``flat`` (a new tensor; ``flat`` is not modified)."""
-        from .segment import segment_sum
         m = flat
         C = self.C
         for _ in range(max_rounds):
