@@ -28,10 +28,11 @@ from typing import Dict, List, Optional, Tuple
 import torch
 
 from .budget import _unchanged, _versions
+from .segment import segment_sum
 from .topology import ChannelSet, alive, channel_view, flat_for_masks, zero_channels
 
-__all__ = ['entry_macs', 'removed_entries', 'masked_macs', 'masked_macs_tensor', 'dense_macs', 'channel_freed_macs',
-           'group_prices', 'project_macs']
+__all__ = ['entry_macs', 'removed_entries', 'masked_macs', 'masked_macs_tensor', 'FlatMacs', 'dense_macs',
+           'channel_freed_macs', 'group_prices', 'project_macs']
 
 
 #: the MAC projection never leaves a channel set with fewer live channels than this fraction of its size
@@ -134,6 +135,70 @@ def masked_macs_tensor(items, masks: Dict[str, torch.Tensor], sets: List[Channel
     return total
 
 
+class FlatMacs:
+    """:func:`masked_macs_tensor` for all tensors at once from the consumer-alive map of every channel (C,) (what
+    :meth:`~.topology.FlatConsistency.alive_all` gives): with n_s the live channels of set s,
+
+        MACs = Σ_ℓ macs_ℓ · whole_ℓ · Π_{roles r of ℓ} fold_r · n_{s(r)}  +  Σ_s a_s · (C_s if fixed else n_s)
+
+    (roles: the producer and consumer slots of ℓ in sets without a fixed consumer; whole_ℓ: the sizes of its other
+    dims), one segment sum and a handful of operators instead of ~10 per tensor. Every term is an integer in float64
+    (entry MACs count output positions, a_s = K·V times one), so any summation order gives the bits of the
+    per-tensor loop; ``ok`` is False (use :func:`masked_macs_tensor`) when a value is not an integer or a tensor's
+    two roles share a dim."""
+
+    def __init__(self, fc, macs: Dict[str, float], device):
+        sets = fc.sets
+        S = len(sets)
+        self.key = tuple(macs[k] for k in fc.keys)
+        aggs = [_agg(cs, macs) for cs in sets]
+        self.ok = all(float(v).is_integer() for v in list(self.key) + aggs)
+        pset, pfold, qset, qfold, whole = [], [], [], [], []
+        for k, shp in zip(fc.keys, fc.shapes):
+            dims = {}
+            for side, sl, fl in ((True, pset, pfold), (False, qset, qfold)):
+                r = fc.role.get((k, side))
+                if r is None or sets[r[3]].fixed_consumer:
+                    sl.append(S)
+                    fl.append(1.0)
+                    continue
+                slot = r[1]
+                if slot.dim in dims:
+                    self.ok = False
+                dims[slot.dim] = True
+                sl.append(r[3])
+                fl.append(float(slot.fold))
+            whole.append(float(math.prod(n for i, n in enumerate(shp) if i not in dims)))
+        f64 = dict(dtype=torch.float64, device=device)
+        self.pset = torch.tensor(pset, dtype=torch.long, device=device)
+        self.qset = torch.tensor(qset, dtype=torch.long, device=device)
+        self.scale = torch.tensor(self.key, **f64) * torch.tensor(whole, **f64) * torch.tensor(pfold, **f64) \
+            * torch.tensor(qfold, **f64)
+        self.set_of = torch.cat([torch.full((cs.size, ), i, dtype=torch.long, device=device)
+                                 for i, cs in enumerate(sets)])  # the set of every channel (no host read)
+        self.agg = torch.tensor(aggs, **f64)
+        self.fixed = torch.tensor([cs.fixed_consumer for cs in sets], dtype=torch.bool, device=device)
+        self.size = torch.tensor([float(cs.size) for cs in sets], **f64)
+        self.one = torch.ones(1, **f64)
+        self.S = S
+        self.plans = {}
+
+    def __call__(self, cons: torch.Tensor) -> torch.Tensor:
+        """0-dim float64 MACs(M) from the consumer-alive map (C,) bool of every channel, no host sync."""
+        n = segment_sum(cons.to(torch.float64), self.set_of, self.S, self.plans, 'set')  # live channels per set
+        ne = torch.cat([n, self.one])  # the dummy set of a side outside every (removable) set: factor 1
+        tensors = (self.scale * ne.index_select(0, self.pset) * ne.index_select(0, self.qset)).sum()
+        return tensors + (self.agg * torch.where(self.fixed, self.size, n)).sum()
+
+
+def flat_macs(fc, macs: Dict[str, float], device) -> Optional['FlatMacs']:
+    """The :class:`FlatMacs` of ``fc`` for these entry MACs (kept on ``fc``), or None where it does not apply."""
+    hit = fc.__dict__.get('_flat_macs')
+    if hit is None or hit.key != tuple(macs[k] for k in fc.keys) or hit.pset.device != torch.device(device):
+        hit = fc.__dict__['_flat_macs'] = FlatMacs(fc, macs, device)
+    return hit if hit.ok else None
+
+
 def masked_macs(items, masks: Dict[str, torch.Tensor], sets: List[ChannelSet]) -> float:
     """MACs(M) of the module docstring: what remains after physical channel removal."""
     return float(masked_macs_tensor(items, masks, sets))
@@ -200,10 +265,13 @@ def project_macs(items, masks: Dict[str, torch.Tensor], sets: List[ChannelSet], 
     shapes = {k: tuple(w.shape) for k, _, w in items}
     removed, last = None, None
     for _ in range(10):  # F_c double-counts entries shared by two removed channels: re-count and repeat
-        fc, like = flat_for_masks(items, masks, sets)  # all sets' alive maps at once where it applies
-        state = (fc.alive_all(torch._C._nn.flatten_dense_tensors(like)) if fc is not None
-                 else [alive(masks, cs) for cs in sets])
-        now = masked_macs_tensor(items, masks, sets, macs, state)
+        fc, like = flat_for_masks(items, masks, sets)  # all sets' alive maps and the MACs at once where it applies
+        fm = flat_macs(fc, macs, like[0].device) if fc is not None else None
+        if fc is not None:
+            state, cons = fc.alive_all(torch._C._nn.flatten_dense_tensors(like), full=True)
+        else:
+            state = [alive(masks, cs) for cs in sets]
+        now = fm(cons) if fm is not None else masked_macs_tensor(items, masks, sets, macs, state)
         now_h = float(now)  # the round's one host read
         if now_h <= budget or now_h == last:  # met, or the last round removed nothing (a removal lowers MACs)
             break

@@ -155,22 +155,23 @@ class FlatConsistency:
         self.sizes = [math.prod(s) for s in self.shapes]
         self.sets = list(sets)
         where = {k: i for i, k in enumerate(self.keys)}
-        role = {}  # (key, producer?) -> (channel offset, slot, set size)
+        role = {}  # (key, producer?) -> (channel offset, slot, set size, set index)
         open_p, open_q, C = [], [], 0
         self.applicable = True
-        for cs in self.sets:
+        for si, cs in enumerate(self.sets):
             for side, slots in ((True, cs.producers), (False, cs.consumers)):
                 for s in slots:
                     if s.key() in where:
                         if (s.key(), side) in role:
                             self.applicable = False
-                        role[(s.key(), side)] = (C, s, cs.size)
+                        role[(s.key(), side)] = (C, s, cs.size, si)
             p_open = not (cs.fixed_producer or not cs.producers or any(s.key() not in where for s in cs.producers))
             q_open = not (cs.fixed_consumer or not cs.consumers or any(s.key() not in where for s in cs.consumers))
             open_p += [p_open] * cs.size
             open_q += [q_open] * cs.size
             C += cs.size
         self.C = C
+        self.role = role
         self.closed_p = ~torch.tensor(open_p + [True], dtype=torch.bool, device=device)  # (C + 1,): the dummy
         self.closed_q = ~torch.tensor(open_q + [True], dtype=torch.bool, device=device)
         ids = {True: [], False: []}
@@ -180,7 +181,7 @@ class FlatConsistency:
                 if r is None:
                     ids[side].append(torch.full((n, ), C, dtype=torch.long, device=device))
                     continue
-                off, s, size = r
+                off, s, size, _ = r
                 if len(shp) <= s.dim or shp[s.dim] != s.fold * size:
                     raise ValueError(f'{s.key()}: dim {s.dim} of shape {shp} is not {s.fold}×{size} for its channel '
                                      'set')
@@ -197,14 +198,16 @@ class FlatConsistency:
         return (tuple(keys) == self.keys and [tuple(s) for s in shapes] == self.shapes and len(sets) == len(self.sets)
                 and all(a is b for a, b in zip(sets, self.sets)) and self.pid.device == torch.device(device))
 
-    def alive_all(self, flat: torch.Tensor):
+    def alive_all(self, flat: torch.Tensor, full: bool = False):
         """[:func:`alive` (producer_alive, consumer_alive) of every set, in order] of the flat bool masks (N,): two
-        segment sums and one split per side for all sets (the same booleans)."""
+        segment sums and one split per side for all sets (the same booleans); ``full``: also the consumer side of
+        all channels as one (C,) vector."""
         v = flat.to(torch.float32)
         P = (segment_sum(v, self.pid, self.C + 1, self.plans, 'p') > 0) | self.closed_p
         Q = (segment_sum(v, self.qid, self.C + 1, self.plans, 'q') > 0) | self.closed_q
         sizes = [cs.size for cs in self.sets]
-        return list(zip(P[:self.C].split(sizes), Q[:self.C].split(sizes)))
+        out = list(zip(P[:self.C].split(sizes), Q[:self.C].split(sizes)))
+        return (out, Q[:self.C]) if full else out
 
     def __call__(self, flat: torch.Tensor, max_rounds: int = 50) -> torch.Tensor:
         """The consistent flat bool mask (N,) of ``flat`` (a new tensor; ``flat`` is not modified)."""
