@@ -280,6 +280,10 @@ def flat_scale(latents) -> torch.Tensor:
         return torch.stack([s.mean() for s in sq]).sqrt().clamp_min(_EPS)
 
 
+def _capturing(device) -> bool:
+    return device.type == 'cuda' and torch.cuda.is_current_stream_capturing()
+
+
 def flat_scores(flat: _Flat, masks, latents):
     """(|x| (N,), per slot the group statistics (G_k,), coarse score per entry (N,) or None): the scores
     :meth:`~.cascade.SemiMask.group_scores` gives, for all masks at once (no grad)."""
@@ -287,8 +291,14 @@ def flat_scores(flat: _Flat, masks, latents):
     w = torch._C._nn.flatten_dense_tensors(plain)  # one operator (cat of the flattened tensors)
     m0 = masks[0]
     if m0.normalize:
-        scale = flat_scale(latents)
-        flat.scale = (scale, _versions(latents))  # reused by the batched soft masks (.batch)
+        # rms per tensor: reused while the latents are unchanged (the compute target's probes search again within
+        # the step), never inside a CUDA graph capture (a replay must compute it from the live latents)
+        cached = getattr(flat, 'scale', None)
+        if cached is not None and _unchanged(cached[1], latents) and not _capturing(latents[0].device):
+            scale = cached[0]
+        else:
+            scale = flat_scale(latents)
+            flat.scale = (scale, _versions(latents))  # reused by the batched soft masks (.batch)
         x = (w / scale.index_select(0, flat.lid)).abs()
     else:
         x = w.abs()
