@@ -280,11 +280,7 @@ def flat_scale(latents) -> torch.Tensor:
         return torch.stack([s.mean() for s in sq]).sqrt().clamp_min(_EPS)
 
 
-def _capturing(device) -> bool:
-    return device.type == 'cuda' and torch.cuda.is_current_stream_capturing()
-
-
-def flat_scores(flat: _Flat, masks, latents):
+def flat_scores(flat: _Flat, masks, latents, reuse: bool = True):
     """(|x| (N,), per slot the group statistics (G_k,), coarse score per entry (N,) or None): the scores
     :meth:`~.cascade.SemiMask.group_scores` gives, for all masks at once (no grad)."""
     plain = [t.detach() if t.requires_grad else t for t in latents] if torch.is_grad_enabled() else list(latents)
@@ -292,9 +288,9 @@ def flat_scores(flat: _Flat, masks, latents):
     m0 = masks[0]
     if m0.normalize:
         # rms per tensor: reused while the latents are unchanged (the compute target's probes search again within
-        # the step), never inside a CUDA graph capture (a replay must compute it from the live latents)
+        # the step) unless ``reuse`` is False (the graphed search: a replay must compute it from the live latents)
         cached = getattr(flat, 'scale', None)
-        if cached is not None and _unchanged(cached[1], latents) and not _capturing(latents[0].device):
+        if reuse and cached is not None and _unchanged(cached[1], latents):
             scale = cached[0]
         else:
             scale = flat_scale(latents)
@@ -361,7 +357,7 @@ def solve_thresholds(items: Sequence, rate: float, floor: float = 0.0, stats: bo
         m.check_latent(w)
     dev = latents[0].device
     flat = _flat_for(masks, dev)
-    x, gstats, coarse = flat_scores(flat, masks, latents)
+    x, gstats, coarse = flat_scores(flat, masks, latents, reuse=rate_t is None)  # rate_t: the graphed search
     c64, total, sub_w, pool_w, w_entry = flat.cost_weights(masks)
     target = (1.0 - (rate if rate_t is None else rate_t)) * total
 
