@@ -158,11 +158,18 @@ def test_projection_host_reads_do_not_grow_with_the_model():
     assert abs(out[4] - out[7]) <= 2, out
 
 
+@pytest.mark.parametrize('force', [None, True])
 @pytest.mark.parametrize('seed', [0, 1, 2])
-def test_flat_macs_are_the_per_tensor_count_bit_for_bit(seed):
+def test_flat_macs_are_the_per_tensor_count_bit_for_bit(seed, force):
     """The projection's MACs for all tensors at once (one segment sum over the consumer-alive map) equal the
-    per-tensor loop to the last bit (integer terms in float64), at 4 and 7 stages; a non-integer entry MAC (where
-    the summation order could matter) turns it off."""
+    per-tensor loop to the last bit (integer terms in float64), at 4 and 7 stages, on both reduction paths; a
+    non-integer entry MAC (where the summation order could matter) turns it off."""
+    from mmsemiprune.core import segment
+    with segment.force(force):
+        _check_flat_macs(seed)
+
+
+def _check_flat_macs(seed):
     from mmsemiprune.core.compute import flat_macs
     from mmsemiprune.core.topology import flat_for_masks
     for stages in (4, 7):

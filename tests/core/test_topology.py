@@ -117,11 +117,18 @@ def _residual_net():
     return sets, shapes
 
 
-def test_flat_consistency_gives_make_consistents_masks():
+@pytest.mark.parametrize('force', [None, True])
+def test_flat_consistency_gives_make_consistents_masks(force):
     """All channel sets at once over the flat masks (the hard-mask probes' path) give, on random masks with
     residual producers, folds along both dims, fixed sides and a tensor outside every set, the masks of the
-    set-by-set reference."""
+    set-by-set reference, with this device's segment sums and with the GPU path's scans (forced)."""
+    from mmsemiprune.core import segment
     from mmsemiprune.core.topology import FlatConsistency
+    with segment.force(force):
+        _check_flat_consistency(FlatConsistency)
+
+
+def _check_flat_consistency(FlatConsistency):
     sets, shapes = _residual_net()
     keys = list(shapes)
     fc = FlatConsistency(keys, [shapes[k] for k in keys], sets, 'cpu')
@@ -152,9 +159,16 @@ def test_flat_consistency_refuses_a_tensor_in_two_producer_slots():
         FlatConsistency(['a.weight'], [(5, 3)], sets[:1], 'cpu')
 
 
-def test_flat_alive_maps_are_alives():
+@pytest.mark.parametrize('force', [None, True])
+def test_flat_alive_maps_are_alives(force):
     """The compute projection's alive maps of every set at once (two segment sums) are :func:`alive`'s, fixed and
-    unmasked sides included."""
+    unmasked sides included, on both reduction paths."""
+    from mmsemiprune.core import segment
+    with segment.force(force):
+        _check_flat_alive()
+
+
+def _check_flat_alive():
     from mmsemiprune.core.topology import FlatConsistency
     sets, shapes = _residual_net()
     keys = list(shapes)
