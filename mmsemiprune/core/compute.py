@@ -143,8 +143,8 @@ class FlatMacs:
 
     (roles: the producer and consumer slots of ℓ in sets without a fixed consumer; whole_ℓ: the sizes of its other
     dims), one segment sum and a handful of operators instead of ~10 per tensor. Every term is an integer in float64
-    (entry MACs count output positions, a_s = K·V times one), so any summation order gives the bits of the
-    per-tensor loop; ``ok`` is False (use :func:`masked_macs_tensor`) when a value is not an integer or a tensor's
+    (entry MACs count output positions; a_s is K·V times an entry's MACs), so any summation order gives the bits of
+    the per-tensor loop; ``ok`` is False (use :func:`masked_macs_tensor`) when a value is not an integer or a tensor's
     two roles share a dim."""
 
     def __init__(self, fc, macs: Dict[str, float], device):
