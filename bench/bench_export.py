@@ -54,8 +54,9 @@ import time
 import warnings
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+for _p in (ROOT, osp.join(ROOT, 'bench')):  # the plugin; bench_train's profiling helper
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
 warnings.filterwarnings('ignore')
 
 import torch  # noqa: E402
@@ -270,14 +271,12 @@ def make_runner(runtime, module, tmpdir, name, threads, example, device='cpu', c
 
 
 def kernel_tables(args, dense, variants, shape):
-    """Where an eager call's time goes, per model: torch.profiler over 5 calls at the largest batch (kernels on CUDA,
-    operators' self CPU time on the CPU)."""
-    from torch.profiler import ProfilerActivity, profile
+    """Where an eager call's time goes, per model: torch.profiler over 5 calls of the eager runner at the largest
+    batch (kernels on CUDA, operators' self CPU time on the CPU)."""
+    from bench_train import profile_calls  # (bench/ is on sys.path: this script's folder)
 
-    from mmsemiprune.export import LogitsModel
     from mmsemiprune.export.exporter import synthetic_skeletons
     cuda = args.device == 'cuda'
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     b = max(args.batches)
     x = synthetic_skeletons((b, ) + tuple(shape[1:]), seed=4).to(args.device)
     if args.half:
@@ -285,21 +284,12 @@ def kernel_tables(args, dense, variants, shape):
     key = 'self_device_time_total' if cuda else 'self_cpu_time_total'
     out = {}
     for n, m in [('dense', dense)] + [(v['name'], v['model']) for v in variants if not v['same_graph']]:
-        m = LogitsModel(on_device(m, args.device, args.channels_last, args.half)).eval()
-        with torch.inference_mode():
-            for _ in range(3):  # warm-up (cuDNN autotuning)
-                m(x)
-            if cuda:
-                torch.cuda.synchronize()
-            with profile(activities=acts) as prof:
-                for _ in range(5):
-                    m(x)
-                if cuda:
-                    torch.cuda.synchronize()
-        ka = prof.key_averages()
-        busy = sum(getattr(e, key, 0) for e in ka) / 5e3
-        out[n] = busy
-        log(f'\n### {n}, eager, batch {b}: {"device busy" if cuda else "host (self CPU)"} {busy:.2f} ms per call')
+        run = make_runner('torch', m, None, n, args.threads, x, args.device, args.channels_last, half=args.half)
+        for _ in range(3):  # warm-up (cuDNN autotuning)
+            run(x)
+        ka, busy, host = profile_calls(lambda: run(x), 5, cuda)
+        out[n] = busy if cuda else host
+        log(f'\n### {n}, eager, batch {b}: {"device busy" if cuda else "host (self CPU)"} {out[n]:.2f} ms per call')
         log(ka.table(sort_by=key, row_limit=args.kernel_table, max_name_column_width=60))
     return out
 
@@ -452,7 +442,6 @@ def main(argv=None):
         if args.runtimes is not None and 'compile' not in args.runtimes:
             raise SystemExit('bench_export: --inductor-freezing changes the compile runtime only: add '
                              '--runtimes ... compile')
-
     if args.runtimes is None:
         args.runtimes = ['torch', 'compile', 'ort'] if cuda else ['torch', 'ort']
     if cuda:

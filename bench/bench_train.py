@@ -178,18 +178,24 @@ def bench(name, args):
     return med, mean, paired, counts, len(soft.pruner.masks), mem
 
 
+def profile_calls(fn, calls: int, cuda: bool):
+    """torch.profiler over ``calls`` calls of ``fn``: (key averages, device-busy ms per call (sum of the kernels'
+    self device time; nan off CUDA), host ms per call (self CPU time of all events)). Also bench_export's."""
+    from torch.profiler import ProfilerActivity, profile
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    with profile(activities=acts) as prof:
+        for _ in range(calls):
+            fn()
+    ka = prof.key_averages()
+    busy = sum(getattr(e, 'self_device_time_total', 0) for e in ka) / (calls * 1e3) if cuda else float('nan')
+    return ka, busy, sum(e.self_cpu_time_total for e in ka) / (calls * 1e3)
+
+
 def kernel_tables(variants, step, n, dev):
     """Where a step's time goes: device-busy ms per step (kernels) and the costliest operators (torch.profiler)."""
-    from torch.profiler import ProfilerActivity, profile
     cuda = dev.type == 'cuda'
-    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     for vname, model, ow, it in variants:
-        with profile(activities=acts) as prof:
-            for _ in range(3):
-                step(model, ow, it)
-        ka = prof.key_averages()
-        busy = sum(getattr(e, 'self_device_time_total', 0) for e in ka) / 3e3 if cuda else float('nan')
-        host = sum(e.self_cpu_time_total for e in ka) / 3e3
+        ka, busy, host = profile_calls(lambda: step(model, ow, it), 3, cuda)
         print(f'\n### {vname}: device busy {busy:.1f} ms/step, host (self CPU of all events) {host:.1f} ms/step')
         key = 'self_device_time_total' if cuda else 'self_cpu_time_total'
         print(ka.table(sort_by=key, row_limit=n, max_name_column_width=48))

@@ -130,8 +130,7 @@ class SegmentPlan:
         CPU (float32 / float64: NTU ST-GCN rows, forward and backward ~4x faster than scatter_reduce's), else
         ``scatter_reduce_``."""
         if atomic_free(v.device) or not _sequential(v):
-            return torch.zeros(self.nseg, dtype=v.dtype, device=v.device).scatter_reduce_(
-                0, self.seg, v, 'amax', include_self=False)
+            return _scatter_amax(v, self.seg, self.nseg)
         if v.requires_grad and torch.is_grad_enabled():
             return _SegmentMax.apply(v, self)
         return self._max(v)
@@ -197,9 +196,14 @@ def segment_amax(v: torch.Tensor, seg: torch.Tensor, nseg: int, plans: dict, key
     """(nseg,) max of v ((N,)) over the segments ``seg`` (0 for an empty one) by the :class:`SegmentPlan`
     ``plans[key]``: what ``zeros(nseg).scatter_reduce_(0, seg, v, 'amax', include_self=False)`` gives, values and
     gradient (see :meth:`SegmentPlan.amax`). No plan off the CPU or on the forced GPU path (``scatter_reduce_``)."""
-    if atomic_free(v.device) or not _sequential(v):
-        return torch.zeros(nseg, dtype=v.dtype, device=v.device).scatter_reduce_(0, seg, v, 'amax', include_self=False)
+    if atomic_free(v.device) or not _sequential(v):  # no plan needed (its sortedness check reads the host)
+        return _scatter_amax(v, seg, nseg)
     return _plan(plans, key, seg, nseg).amax(v)
+
+
+def _scatter_amax(v: torch.Tensor, seg: torch.Tensor, nseg: int) -> torch.Tensor:
+    """The reference: ``zeros(nseg).scatter_reduce_(0, seg, v, 'amax', include_self=False)``."""
+    return torch.zeros(nseg, dtype=v.dtype, device=v.device).scatter_reduce_(0, seg, v, 'amax', include_self=False)
 
 
 class _Expand(torch.autograd.Function):

@@ -83,15 +83,21 @@ def alive(masks: Dict[str, torch.Tensor], cs: ChannelSet):
     return _alive_from(masks, cs, with_live=False)[:2]
 
 
+def _counted_sides(cs: ChannelSet, masked) -> tuple:
+    """(producers count, consumers count): whether a side of ``cs`` is alive by its masks, i.e. not fixed, not
+    empty and every slot of it masked (a key in ``masked``); a side with a fixed or unmasked slice is alive
+    whatever its masks."""
+    p = not (cs.fixed_producer or not cs.producers or any(s.key() not in masked for s in cs.producers))
+    c = not (cs.fixed_consumer or not cs.consumers or any(s.key() not in masked for s in cs.consumers))
+    return p, c
+
+
 def _alive_from(masks: Dict[str, torch.Tensor], cs: ChannelSet, with_live: bool = True):
     """(producer_alive, consumer_alive, some masked slice non-zero or None), each (C,) bool, reading every masked
     slice once."""
     C = cs.size
     dev = next(iter(masks.values())).device if masks else None
-    # a side with a fixed or unmasked slice (or none) is alive whatever its masks: its slices are read only for
-    # the live map
-    p_all = not (cs.fixed_producer or not cs.producers or any(s.key() not in masks for s in cs.producers))
-    c_all = not (cs.fixed_consumer or not cs.consumers or any(s.key() not in masks for s in cs.consumers))
+    p_all, c_all = _counted_sides(cs, masks)  # else that side is alive whatever; its slices only feed the live map
     pa = [channel_any(masks[s.key()], s, C) for s in cs.producers if s.key() in masks] if p_all or with_live else []
     ca = [channel_any(masks[s.key()], s, C) for s in cs.consumers if s.key() in masks] if c_all or with_live else []
 
@@ -165,8 +171,7 @@ class FlatConsistency:
                         if (s.key(), side) in role:
                             self.applicable = False
                         role[(s.key(), side)] = (C, s, cs.size, si)
-            p_open = not (cs.fixed_producer or not cs.producers or any(s.key() not in where for s in cs.producers))
-            q_open = not (cs.fixed_consumer or not cs.consumers or any(s.key() not in where for s in cs.consumers))
+            p_open, q_open = _counted_sides(cs, where)
             open_p += [p_open] * cs.size
             open_q += [q_open] * cs.size
             C += cs.size
@@ -198,13 +203,19 @@ class FlatConsistency:
         return (tuple(keys) == self.keys and [tuple(s) for s in shapes] == self.shapes and len(sets) == len(self.sets)
                 and all(a is b for a, b in zip(sets, self.sets)) and self.pid.device == torch.device(device))
 
+    def _counts(self, flat: torch.Tensor):
+        """(P, Q), (C + 1,) each: the surviving entries of every channel's producer and consumer slices (exact up
+        to 2^24 per channel)."""
+        v = flat.to(torch.float32)
+        return (segment_sum(v, self.pid, self.C + 1, self.plans, 'p'),
+                segment_sum(v, self.qid, self.C + 1, self.plans, 'q'))
+
     def alive_all(self, flat: torch.Tensor, full: bool = False):
         """[:func:`alive` (producer_alive, consumer_alive) of every set, in order] of the flat bool masks (N,): two
         segment sums and one split per side for all sets (the same booleans); ``full``: also the consumer side of
         all channels as one (C,) vector."""
-        v = flat.to(torch.float32)
-        P = (segment_sum(v, self.pid, self.C + 1, self.plans, 'p') > 0) | self.closed_p
-        Q = (segment_sum(v, self.qid, self.C + 1, self.plans, 'q') > 0) | self.closed_q
+        P, Q = self._counts(flat)
+        P, Q = (P > 0) | self.closed_p, (Q > 0) | self.closed_q
         sizes = [cs.size for cs in self.sets]
         out = list(zip(P[:self.C].split(sizes), Q[:self.C].split(sizes)))
         return (out, Q[:self.C]) if full else out
@@ -212,11 +223,8 @@ class FlatConsistency:
     def __call__(self, flat: torch.Tensor, max_rounds: int = 50) -> torch.Tensor:
         """The consistent flat bool mask (N,) of ``flat`` (a new tensor; ``flat`` is not modified)."""
         m = flat
-        C = self.C
         for _ in range(max_rounds):
-            v = m.to(torch.float32)  # per-channel counts up to 2^24 are exact
-            P = segment_sum(v, self.pid, C + 1, self.plans, 'p')
-            Q = segment_sum(v, self.qid, C + 1, self.plans, 'q')
+            P, Q = self._counts(m)
             dead = ~(((P > 0) | self.closed_p) & ((Q > 0) | self.closed_q)) & ((P + Q) > 0) & self.real
             if not bool(dead.any()):  # one host read per round
                 break
