@@ -170,16 +170,35 @@ class _FlatCat(torch.autograd.Function):
     """cat_ℓ vec(t_ℓ) (N,) by one ``flatten_dense_tensors`` (what DDP's buckets use), whose backward hands every input
     its part of the flat gradient, shaped, by one ``unflatten_dense_tensors``: 2 operators dispatched from Python
     instead of autograd's reshape + narrow + reshape per input (66 for 22 tensors). The same values; every
-    gradient is a view of the flat one, as ``cat``'s own backward gives."""
+    gradient is a view of the flat one, as ``cat``'s own backward gives. ``pre``: None, or ``[flat]`` when that cat
+    was already made this step (the threshold search's, :func:`~.budget.flat_scores`): a view of it, no copy."""
 
     @staticmethod
-    def forward(ctx, *tensors):
+    def forward(ctx, pre, *tensors):
         ctx.like = tensors
+        if pre is not None:
+            return pre[0].view_as(pre[0])
         return torch._C._nn.flatten_dense_tensors(list(tensors))
 
     @staticmethod
     def backward(ctx, grad):
-        return tuple(torch._C._nn.unflatten_dense_tensors(grad, list(ctx.like)))
+        return (None, ) + tuple(torch._C._nn.unflatten_dense_tensors(grad, list(ctx.like)))
+
+
+class _Scaled(torch.autograd.Function):
+    """x = w / s (N,) for a per-entry scale s without gradient, whose value the threshold search computed this step
+    from the same latents (``pre = [x, s]``): a view of it forward, ``grad / s`` backward (what autograd's division
+    gives), instead of a second gather of s and divide over all entries."""
+
+    @staticmethod
+    def forward(ctx, w, pre):
+        ctx.s = pre[1]
+        return pre[0].view_as(pre[0])
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        return grad / ctx.s, None
 
 
 class _SplitAs(torch.autograd.Function):
@@ -201,9 +220,17 @@ def _recorded(tensors) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-def _flat_cat(tensors):
-    """cat_ℓ vec(t_ℓ): :class:`_FlatCat` where autograd records, else one ``flatten_dense_tensors``."""
-    return _FlatCat.apply(*tensors) if _recorded(tensors) else torch._C._nn.flatten_dense_tensors(list(tensors))
+def _flat_cat(tensors, pre=None):
+    """cat_ℓ vec(t_ℓ): :class:`_FlatCat` where autograd records, else one ``flatten_dense_tensors``; ``pre``: that cat
+    made already (same tensors, same versions), used instead of a new one."""
+    if _recorded(tensors):
+        return _FlatCat.apply(None if pre is None else [pre], *tensors)
+    return pre if pre is not None else torch._C._nn.flatten_dense_tensors(list(tensors))
+
+
+def _scaled(w, x, s):
+    """x = w / s given its value ``x`` (:class:`_Scaled` where autograd records)."""
+    return _Scaled.apply(w, [x, s]) if torch.is_grad_enabled() and w.requires_grad else x
 
 
 def _split_as(flat, like):
@@ -352,14 +379,21 @@ class SoftBatch:
         m0 = masks[0]
         mode, L = self.mode, ix.L
         lid = ix.lid
-        w = _flat_cat(latents)
+        # the search's flat latents, per-entry scale and x = w / s when it ran on these latents this step (eager
+        # search, same versions: budget.flat_scores): the same values without a second cat, gather and divide
+        sh = ix.flat.__dict__.get('shared')
+        if sh is not None and not (_unchanged(sh[0], latents) and sh[1].dtype == dt and sh[1].device == dev):
+            sh = None
+        w = _flat_cat(latents, None if sh is None else sh[1])
         with torch.no_grad():
             # per-tensor scalars, one stack: thr_entry, thr_group, τ, τ_g (rows of (4, L))
             te = torch.stack([m.thr_entry for m in masks] + [m.thr_group for m in masks]
                                             + [m.temperature for m in masks]
                                             + [m.gate_temperature for m in masks])
             te, tg, tau, gtau = _as(te, dt).view(4, L).unbind(0)
-        if m0.normalize:
+        if m0.normalize and sh is not None:
+            x = _scaled(w, sh[3], sh[2])
+        elif m0.normalize:
             x = w / _as(self._scale(ix, latents), dt).index_select(0, lid)
         else:
             x = w

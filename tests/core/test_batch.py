@@ -107,6 +107,45 @@ def test_second_forward_and_stale_entries_recompute(toy):
     assert torch.allclose(W, ref, rtol=1e-5, atol=1e-7) and torch.allclose(W2, ref, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize('mode', MODES)
+@pytest.mark.parametrize('normalize', [True, False])
+def test_the_search_values_the_batch_takes_give_the_same_bits(toy, mode, normalize, monkeypatch):
+    """The batched masks take the threshold search's flat latents and x = w / s of the same step (budget.flat_scores
+    keeps them, keyed by the latents' versions): the same loss and gradients bit for bit as computing them again,
+    and a latent changed in place after the search is seen (the values are not taken)."""
+    from mmsemiprune.core import batch
+    taken = []
+    flat_cat, scaled = batch._flat_cat, batch._scaled
+    monkeypatch.setattr(batch, '_flat_cat', lambda t, pre=None: (taken.append(pre is not None), flat_cat(t, pre))[1])
+    monkeypatch.setattr(batch, '_scaled', lambda *a: (taken.append('x'), scaled(*a))[1])
+    net, pr = _setup(toy, mode, normalize=normalize)
+    x, y = toy.data(8)
+    params = [w for _, _, w in pr.items()] + [m.gate.logit for m in pr.masks if m.gate.mode == 'learned']
+
+    def run():
+        taken.clear()
+        loss = F.cross_entropy(net(x), y) + pr.budget_loss()
+        return [loss.detach()] + list(torch.autograd.grad(loss, params, allow_unused=True)), list(taken)
+
+    got, used = run()
+    assert used[0] is True and ('x' in used) == normalize  # the latents' cat (and x) from the search
+    flat = next(iter(pr._batch._index.values())).flat
+    flat.shared = None  # what the batch computes without the search's values
+    pr._batch.clear()
+    ref, used = run()
+    assert used[0] is False and 'x' not in used
+    assert len(got) == len(ref)
+    for a, r in zip(got, ref):
+        assert (a is None and r is None) or torch.equal(a, r)
+    pr.set_progress(0.5)  # the search again: values kept for these latents ...
+    assert flat.shared is not None
+    with torch.no_grad():
+        net.c2.weight.mul_(2.0)  # ... then one changed in place
+    pr._batch.clear()
+    _, used = run()
+    assert used[0] is False and 'x' not in used
+
+
 def test_frozen_hard_and_copies_leave_the_soft_batch(toy):
     net, pr = toy.train('semi', 'params', 0.8, iters=30)
     assert pr.frozen
