@@ -127,6 +127,9 @@ class SemiMask(nn.Module):
         # ψ / Δ / ψ̄_G of the last forward are per-step caches (graph views that deepcopy refuses): a copy
         # recomputes them at its own next forward
         state.update(_batch=None, _lazy=None, _last_psi=None, _last_delta=None, _last_group=None)
+        # the threshold search's flat index of the original's mask list (budget._flat_for), with the step's flat
+        # latents and scores: a copy's masks are other objects and build their own
+        state.pop('_sp_flat', None)
         return state
 
     def batched(self, latent: torch.Tensor, bias: Optional[torch.Tensor] = None):

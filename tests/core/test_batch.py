@@ -161,14 +161,17 @@ def test_frozen_hard_and_copies_leave_the_soft_batch(toy):
 @pytest.mark.parametrize('read_first', [False, True])
 def test_deepcopy_after_a_soft_step(toy, read_first):
     """A model copied between steps (EMA / SWA hooks, a diagnostic copy) after a soft forward + backward:
-    the per-step caches (graph views, which deepcopy refuses) are dropped, the copy computes its own."""
+    the per-step caches (graph views, which deepcopy refuses; the search's flat index and values) are dropped, the
+    copy computes its own."""
     net, pr = _setup(toy, 'semi')
     x, y = toy.data(8)
     F.cross_entropy(net(x), y).backward()
     if read_first:  # the budget loss materialises the lazy views
         pr.budget_loss()
+    assert pr.masks[0].__dict__.get('_sp_flat')  # the search's index, with this step's flat latents
     net2, pr2 = copy.deepcopy((net, pr))
     assert all(m.__dict__.get('_last_psi') is None for m in pr2.masks)
+    assert all('_sp_flat' not in m.__dict__ for m in pr2.masks)  # not copied: the copy's masks build their own
     loss = F.cross_entropy(net2(x), y) + pr2.budget_loss()
     loss.backward()
     assert torch.allclose(net2(x), net(x), atol=1e-6)
