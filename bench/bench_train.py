@@ -45,6 +45,9 @@ def parse_args(argv=None):
                    help='compute target of the pruned model (soft projection on; what the leaderboard semi uses)')
     p.add_argument('--update-every', type=int, default=1,
                    help='prune_cfg.update_every (mask update interval); counts are averaged over that many steps')
+    p.add_argument('--malloc', choices=['retain', 'default'], default='retain',
+                   help="CPU: 'retain' keeps freed heap memory for reuse as a training run with SemiPruneHook does "
+                        "(glibc mallopt, mmsemiprune/engine/allocator.py); 'default': glibc's defaults")
     p.add_argument('--no-profile', action='store_true')
     p.add_argument('--eager-search', action='store_true',
                    help='prune_cfg.cuda_graphs=False: the soft-phase threshold search dispatched operator by operator '
@@ -215,11 +218,16 @@ def main(argv=None):
     MMLogger.get_current_instance().setLevel(logging.ERROR)
     logging.getLogger().setLevel(logging.ERROR)
     dev = torch.cuda.get_device_name() if args.device == 'cuda' else 'cpu'
+    malloc = 'glibc defaults'
+    if args.device == 'cpu' and args.malloc == 'retain':  # what SemiPruneHook does on a CPU run
+        from mmsemiprune.engine.allocator import retain_freed_memory
+        malloc = f'freed memory retained ({retain_freed_memory()})'
     print(f'device {dev}, torch {torch.__version__}, threads {args.threads}, batch {args.batch} clips of '
           f'2x{args.frames}x25x3, amp {args.amp or "off (fp32)"}, {args.reps} interleaved steps; pruned: '
           f'target_macs {args.target_macs}, update_every {args.update_every}'
           f'{", eager search (--eager-search)" if args.eager_search else ""}'
-          f'{", GPU reductions forced (--atomic-free)" if args.atomic_free else ""} (syncs / operators averaged over '
+          f'{", GPU reductions forced (--atomic-free)" if args.atomic_free else ""}'
+          f'{f", malloc: {malloc}" if args.device == "cpu" else ""} (syncs / operators averaged over '
           f'{args.update_every} step(s))')
     cuda = args.device == 'cuda'
     print('| model | step | median ms | ratio to stock | mean ms | ratio | paired ratio | syncs/step | operators/step | '

@@ -273,3 +273,19 @@ def test_momentum_of_masked_tensors_cleared_once_masks_are_hard(one_thread):
     hook._reset_momentum(runner, model)
     assert all(w not in opt.state for w in latents + gates)
     assert all(p in opt.state for p in others)  # BatchNorm, head, biases keep theirs
+
+
+@pytest.mark.parametrize('on', [True, False])
+def test_hook_retains_freed_memory_on_a_cpu_run(tmp_path, monkeypatch, on):
+    """before_run of a CPU run asks glibc to keep freed memory (engine/allocator.py) and logs the outcome; off with
+    SemiPruneHook(retain_freed_memory=False); a dense model (no pruner) is left alone."""
+    from mmsemiprune.engine import allocator
+    calls = []
+    monkeypatch.setattr(allocator, 'retain_freed_memory', lambda: calls.append(1) or 'applied')
+    runner = fake_runner(tiny_model(), tmp_path, loader=batches(1))
+    runner.optim_wrapper = {}  # (the gate group needs a real optimizer: not what this test is about)
+    SemiPruneHook(retain_freed_memory=on).before_run(runner)
+    assert calls == ([1] if on else [])
+    assert any('keeps freed memory for reuse: applied' in m for _, m in runner.logger.records) == on
+    SemiPruneHook().before_run(fake_runner(tiny_model(pruned=False), tmp_path))
+    assert calls == ([1] if on else [])
