@@ -287,15 +287,17 @@ def flat_scores(flat: _Flat, masks, latents, reuse: bool = True):
     """(|x| (N,), per slot the group statistics (G_k,), coarse score per entry (N,) or None): the scores
     :meth:`~.cascade.SemiMask.group_scores` gives, for all masks at once (no grad).
 
-    ``reuse`` (the eager search): the flat latents w, the per-entry scale s, x = w / s and |x| are kept on ``flat``
-    (``flat.shared``, keyed by the latents' versions) for the rest of the step: the compute target's probes search
-    again within the step, and the batched soft masks (:mod:`.batch`) take w and x from there instead of a second
-    cat, gather and divide over all entries. ``reuse=False`` (the graphed search) recomputes everything from the live
+    ``reuse`` (the eager search): the flat latents w, the per-entry scale s, x = w / s, |x| and the scores are kept
+    on ``flat`` (``flat.shared``, keyed by the latents' versions) for the rest of the step: the compute target's
+    probes search again within the step and take the scores as they are, and the batched soft masks (:mod:`.batch`)
+    take w and x from there instead of a second cat, gather and divide over all entries. ``reuse=False`` (the graphed search) recomputes everything from the live
     latents (a replay must) and keeps nothing."""
     m0 = masks[0]
     sh = flat.__dict__.get('shared')
     if reuse and sh is not None and _unchanged(sh[0], latents):
-        w, se, xs, x = sh[1:]
+        w, se, xs, x, stats, coarse = sh[1:]
+        if stats is not None:  # the scores depend on the latents alone: a probe of the same step takes them
+            return x, stats, coarse
     else:
         plain = [t.detach() if t.requires_grad else t for t in latents] if torch.is_grad_enabled() else list(latents)
         w = torch._C._nn.flatten_dense_tensors(plain)  # one operator (cat of the flattened tensors)
@@ -312,7 +314,6 @@ def flat_scores(flat: _Flat, masks, latents, reuse: bool = True):
         else:
             se, xs = None, w
         x = xs.abs()
-        flat.shared = (_versions(latents), w, se, xs, x) if reuse else None
     stats, coarse = [], None
     for s in flat.slots:
         v = x if m0.group_stat == 'l1' else x * x
@@ -323,6 +324,7 @@ def flat_scores(flat: _Flat, masks, latents, reuse: bool = True):
         stats.append(st)
         c = st.index_select(0, s['gid'])
         coarse = c if coarse is None else torch.minimum(coarse, torch.where(s['gid'] == s['G'], coarse, c))
+    flat.shared = (_versions(latents), w, se, xs, x, stats, coarse) if reuse else None
     return x, stats, coarse
 
 

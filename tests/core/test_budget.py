@@ -143,3 +143,28 @@ def test_solve_thresholds_hard_masks_leaves_frozen_and_mixed_to_the_caller():
     m2.freeze(torch.ones(w2.shape, dtype=torch.bool))
     assert solve_thresholds([(m1, w1), (m2, w2)], 0.5, stats=False, hard_masks=True) is None
     assert float(m1.thr_entry) > 0  # the thresholds were still placed
+
+
+def test_flat_scores_are_kept_for_the_step_and_recomputed_when_a_latent_changes():
+    """The eager search keeps the flat latents, x and the scores on the flat index for the rest of the step (the
+    compute target's probes and the batched masks take them): a second call on the same latents returns them as
+    they are, a latent changed in place is seen (its version), and the graphed search (reuse=False) keeps
+    nothing."""
+    from mmsemiprune.core.budget import _flat_for, flat_scores
+    (m1, w1), (m2, w2) = _pair('semi')
+    masks, latents = [m1, m2], [w1, w2]
+    flat = _flat_for(masks, w1.device)
+    x, stats, coarse = flat_scores(flat, masks, latents)
+    x2, stats2, coarse2 = flat_scores(flat, masks, latents)
+    assert x2 is x and stats2 is stats and coarse2 is coarse
+    with torch.no_grad():
+        w2.mul_(3.0)
+        w2[0].zero_()
+    x3, stats3, coarse3 = flat_scores(flat, masks, latents)
+    assert x3 is not x
+    flat.shared = None
+    ref = flat_scores(flat, masks, latents, reuse=False)  # recomputed from scratch
+    assert flat.shared is None
+    assert torch.equal(ref[0], x3) and torch.equal(ref[2], coarse3)
+    assert all(torch.equal(a, b) for a, b in zip(ref[1], stats3))
+    assert not torch.equal(x3, x)
