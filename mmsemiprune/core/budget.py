@@ -290,30 +290,27 @@ def flat_scores(flat: _Flat, masks, latents, reuse: bool = True):
     ``reuse`` (the eager search): the flat latents w, the per-entry scale s, x = w / s, |x| and the scores are kept
     on ``flat`` (``flat.shared``, keyed by the latents' versions) for the rest of the step: the compute target's
     probes search again within the step and take the scores as they are, and the batched soft masks (:mod:`.batch`)
-    take w and x from there instead of a second cat, gather and divide over all entries. ``reuse=False`` (the graphed search) recomputes everything from the live
-    latents (a replay must) and keeps nothing."""
+    take w and x from there instead of a second cat, gather and divide over all entries. ``reuse=False`` (the
+    graphed search) recomputes everything from the live latents (a replay must) and keeps nothing."""
     m0 = masks[0]
     sh = flat.__dict__.get('shared')
     if reuse and sh is not None and _unchanged(sh[0], latents):
-        w, se, xs, x, stats, coarse = sh[1:]
-        if stats is not None:  # the scores depend on the latents alone: a probe of the same step takes them
-            return x, stats, coarse
-    else:
-        plain = [t.detach() if t.requires_grad else t for t in latents] if torch.is_grad_enabled() else list(latents)
-        w = torch._C._nn.flatten_dense_tensors(plain)  # one operator (cat of the flattened tensors)
-        if m0.normalize:
-            # rms per tensor: reused while the latents are unchanged unless ``reuse`` is False
-            cached = getattr(flat, 'scale', None)
-            if reuse and cached is not None and _unchanged(cached[1], latents):
-                scale = cached[0]
-            else:
-                scale = flat_scale(latents)
-                flat.scale = (scale, _versions(latents))  # reused by the batched soft masks (.batch)
-            se = scale.index_select(0, flat.lid)
-            xs = w / se
+        return sh[4:]  # (|x|, stats, coarse): the scores depend on the latents alone
+    plain = [t.detach() if t.requires_grad else t for t in latents] if torch.is_grad_enabled() else list(latents)
+    w = torch._C._nn.flatten_dense_tensors(plain)  # one operator (cat of the flattened tensors)
+    if m0.normalize:
+        # rms per tensor: reused while the latents are unchanged unless ``reuse`` is False
+        cached = getattr(flat, 'scale', None)
+        if reuse and cached is not None and _unchanged(cached[1], latents):
+            scale = cached[0]
         else:
-            se, xs = None, w
-        x = xs.abs()
+            scale = flat_scale(latents)
+            flat.scale = (scale, _versions(latents))  # reused by the batched soft masks (.batch)
+        se = scale.index_select(0, flat.lid)
+        xs = w / se
+    else:
+        se, xs = None, w
+    x = xs.abs()
     stats, coarse = [], None
     for s in flat.slots:
         v = x if m0.group_stat == 'l1' else x * x

@@ -6,8 +6,9 @@ soft-mask step allocates and frees ~100 MB of (N,)-sized temporaries over the 3 
 system when they are freed (``M_TRIM_THRESHOLD``, dynamic: twice the mmap threshold) and faulted back in at the
 next step: ~30,000 minor page faults and ~56 ms of system time per step, none for the stock step. With
 ``M_MMAP_THRESHOLD`` = 32 MiB (the dynamic threshold's ceiling) and ``M_TRIM_THRESHOLD`` = 1 GiB the heap keeps
-them: ~0 faults and no system time; the soft step 1.138x -> 1.114x stock (paired medians of 10 rounds, the
-stock step itself unchanged). PyTorch's CPU tuning guide recommends jemalloc / tcmalloc for the same reason;
+them: ~0 faults and no system time; the soft step 1.138x stock (glibc's defaults) -> 1.114x (the same settings
+by environment variables) and 1.099x (by this function) in two runs (paired medians of 10 rounds, the stock step
+itself unchanged). PyTorch's CPU tuning guide recommends jemalloc / tcmalloc for the same reason;
 this is the glibc-only equivalent, set from Python at the start of a run.
 
 Both values must be set together: setting either turns glibc's dynamic adjustment off, and the other then stays
