@@ -120,7 +120,7 @@ def _pruned_fraction(items, masks) -> float:
 @torch.no_grad()
 def consistent_masks(items: List, rate: float, floor: float = 0.0, sets=None, iters: int = 20,
                      target_macs: Optional[float] = None, start: Optional[float] = None, tol: float = 1e-3,
-                     secant: bool = False):
+                     secant: bool = False, memo: bool = True):
     """Hard masks (no gradient) at the current latents and hard gates that meet ``rate`` after
     topological consistency (and, with ``target_macs``, after :func:`~.compute.project_macs`).
 
@@ -130,23 +130,41 @@ def consistent_masks(items: List, rate: float, floor: float = 0.0, sets=None, it
     bisection below it (the pruner uses the secant step with a mask update interval > 1, where the start
     misses more often, and then interpolates (safeguarded regula falsi) instead of bisecting; without it the search
     is exactly the one the published leaderboard ran). The thresholds of the chosen probe are left in the masks'
-    buffers. ``tol``: the accepted |achieved − rate|. Returns (masks, asked, achieved)."""
+    buffers. ``tol``: the accepted |achieved − rate|. ``memo``: a rate probed before in this call is not probed
+    again (its masks and achieved rate are a function of the rate here: the same result; False: probe again, the
+    reference). Returns (masks, asked, achieved)."""
     scores = _producer_scores(items) if target_macs is not None else None
-    probe = lambda r: _hard_masks(items, r, floor, sets, target_macs, scores)  # noqa: E731
-    lo, hi, best, last = 0.0, rate, None, None
+    pairs = [(m, w) for _, m, w in items]
+    seen = {}  # asked rate -> (masks, achieved): a probe is a function of the rate within this call (same latents)
+    written = [None]  # the asked rate whose thresholds the masks' buffers hold
+
+    def probe(r):
+        """(masks, achieved) at asked rate r; a rate probed before in this call is not probed again (the bisection
+        revisits the warm start's rate: one search, consistency pass and host read fewer)."""
+        hit = seen.get(r) if memo else None
+        if hit is None:
+            mk = _hard_masks(items, r, floor, sets, target_macs, scores)
+            hit = seen[r] = (mk, _pruned_fraction(items, mk))
+            written[0] = r
+        return hit
+
+    def done(masks, asked, achieved):
+        if written[0] != asked:  # leave the thresholds of the chosen probe, not of the last one, in the buffers
+            solve_thresholds(pairs, asked, floor, stats=False)  # (the same thresholds; nothing read back)
+        return masks, asked, achieved
+
+    lo, hi, best = 0.0, rate, None
     a_lo = a_hi = None  # achieved rates at lo / hi where probed (secant mode's interpolation)
     if start is not None and 0.0 <= start <= rate:
         # warm start (the previous recomputation's asked rate), then one secant step of slope 1 (the rate
         # consistency adds varies little between nearby latents), before the bisection
         guess = start
         for _ in range(2 if secant else 1):
-            mk = probe(guess)
-            a = _pruned_fraction(items, mk)
-            last = guess
+            mk, a = probe(guess)
             if best is None or abs(a - rate) < best[0]:
                 best = (abs(a - rate), guess, mk, a)
             if abs(a - rate) < tol:
-                return mk, guess, a
+                return done(mk, guess, a)
             if a > rate:
                 if guess <= hi:
                     hi, a_hi = guess, a
@@ -159,13 +177,11 @@ def consistent_masks(items: List, rate: float, floor: float = 0.0, sets=None, it
         if not secant:  # the start missed: the plain search from [0, rate]
             lo, hi, best = 0.0, rate, None
     if best is None or hi >= rate:  # the rate itself (no consistency loss: done)
-        masks = probe(rate)
-        achieved = _pruned_fraction(items, masks)
-        last = rate
+        masks, achieved = probe(rate)
         if best is None or abs(achieved - rate) < best[0]:
             best = (abs(achieved - rate), rate, masks, achieved)
         if not (sets and achieved > rate + 1e-4):
-            return masks, rate, achieved
+            return done(masks, rate, achieved)
         if achieved > rate:
             a_hi = achieved
     if sets:
@@ -178,9 +194,7 @@ def consistent_masks(items: List, rate: float, floor: float = 0.0, sets=None, it
                 a0 = a_lo if a_lo is not None else 0.0
                 x = lo + (rate - a0) * (hi - lo) / (a_hi - a0)
                 mid = min(max(x, lo + 0.1 * (hi - lo)), hi - 0.1 * (hi - lo))
-            mk = probe(mid)
-            a = _pruned_fraction(items, mk)
-            last = mid
+            mk, a = probe(mid)
             if abs(a - rate) < best[0]:
                 best = (abs(a - rate), mid, mk, a)
             if a > rate:
@@ -190,9 +204,7 @@ def consistent_masks(items: List, rate: float, floor: float = 0.0, sets=None, it
             if best[0] < tol:
                 break
     _, asked, masks, achieved = best
-    if asked != last:  # leave the thresholds of the chosen probe, not of the last one, in the buffers
-        solve_thresholds([(m, w) for _, m, w in items], asked, floor)
-    return masks, asked, achieved
+    return done(masks, asked, achieved)
 
 
 def _producer_scores(items) -> Dict[str, torch.Tensor]:

@@ -457,3 +457,37 @@ def test_soft_projection_keep_is_the_live_region_of_the_projected_masks(toy):
             assert len(set(now)) == 1 and now[0] == p_._keep_flat.untyped_storage().data_ptr()
             ptrs = ptrs or now
             assert now == ptrs  # updated in place
+
+
+@pytest.mark.parametrize('secant', [False, True])
+@pytest.mark.parametrize('start', [0.45, 0.675, 0.7875, 0.84375, 0.86])
+def test_consistent_masks_probe_a_rate_once(toy, start, secant):
+    """A rate the search probed before in the same call (the bisection from [0, rate] revisits the warm start's
+    dyadic rate) is not probed again: the same masks, asked and achieved rates and thresholds in the buffers bit
+    for bit as probing it again, with one probe per distinct rate."""
+    import mmsemiprune.core.finalize as fin
+    net, pr = toy.make_pruner('semi', 'params', 0.9, target_macs=0.5)
+    pr.profile(lambda: net(toy.data(2)[0]))
+    items = pr.items()
+    rates = []
+    orig = fin._hard_masks
+
+    def run(memo):
+        rates.clear()
+        out = consistent_masks(items, 0.9, pr.layer_floor, pr.channel_sets, start=start, secant=secant,
+                               target_macs=0.5, memo=memo)
+        thr = [torch.cat([m.thr_entry.reshape(-1), m.thr_group.reshape(-1)]) for _, m, _ in items]
+        return out, thr, list(rates)
+
+    fin._hard_masks = lambda *a, **k: rates.append(a[1]) or orig(*a, **k)
+    try:
+        (ref, asked, achieved), thr_ref, probed = run(False)
+        (got, asked2, achieved2), thr, probed2 = run(True)
+    finally:
+        fin._hard_masks = orig
+    assert (asked2, achieved2) == (asked, achieved)
+    assert all(torch.equal(got[k], ref[k]) for k in ref)
+    assert all(torch.equal(a, b) for a, b in zip(thr, thr_ref))
+    assert probed2 == list(dict.fromkeys(probed))  # each distinct rate once, in the same order
+    if start in (0.45, 0.675) and not secant:  # measured: the bisection revisits these starts (7 probes -> 6)
+        assert len(probed2) < len(probed), probed
