@@ -48,6 +48,10 @@ def parse_args(argv=None):
     p.add_argument('--malloc', choices=['retain', 'default'], default='retain',
                    help="CPU: 'retain' keeps freed heap memory for reuse as a training run with SemiPruneHook does "
                         "(glibc mallopt, mmsemiprune/engine/allocator.py); 'default': glibc's defaults")
+    p.add_argument('--ramp', action='store_true',
+                   help='soft step in the warm-up ramp (progress 0.1 of a 1,000-step run, +1 step per round: the rate '
+                        'moves at every step, so with target_macs and update_every 1 the projection bisects anew) '
+                        'instead of at progress 0.5 (the steady state)')
     p.add_argument('--no-profile', action='store_true')
     p.add_argument('--eager-search', action='store_true',
                    help='prune_cfg.cuda_graphs=False: the soft-phase threshold search dispatched operator by operator '
@@ -135,7 +139,11 @@ def bench(name, args):
                 data_samples=[ActionDataSample().set_gt_labels(torch.tensor([i % ncls])) for i in range(B)])
     hub = MessageHub.get_current_instance()
     variants = []
-    for vname, model, it in (('stock', stock, None), ('soft', soft, 50), ('frozen', frozen, 99)):
+    # soft: progress 0.5 (the scheduled rate is the target: the steady state), or with --ramp progress 0.1 + 0.001 per
+    # round (the warm-up ramp of a 1,000-step run: the rate moves at every step)
+    span = 1000 if args.ramp else 100
+    for vname, model, it in (('stock', stock, None), ('soft', soft, span // 10 if args.ramp else 50),
+                             ('frozen', frozen, span - 1)):
         model.to(dev).train()
         opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4, nesterov=True)
         if args.amp:
@@ -147,7 +155,7 @@ def bench(name, args):
     def step(model, ow, it):
         if it is not None:
             hub.update_info('iter', it)
-            hub.update_info('max_iters', 100)
+            hub.update_info('max_iters', span)
         model.train_step(copy.copy(data), ow)
         if dev.type == 'cuda':
             torch.cuda.synchronize()
@@ -156,6 +164,8 @@ def bench(name, args):
     for r in range(args.warmup + args.reps):
         order = variants if r % 2 == 0 else variants[::-1]
         for vname, model, ow, it in order:
+            if args.ramp and vname == 'soft':
+                it = span // 10 + r
             t = time.perf_counter()
             step(model, ow, it)
             if r >= args.warmup:
@@ -226,6 +236,7 @@ def main(argv=None):
           f'2x{args.frames}x25x3, amp {args.amp or "off (fp32)"}, {args.reps} interleaved steps; pruned: '
           f'target_macs {args.target_macs}, update_every {args.update_every}'
           f'{", eager search (--eager-search)" if args.eager_search else ""}'
+          f'{", soft step in the warm-up ramp (--ramp)" if args.ramp else ""}'
           f'{", GPU reductions forced (--atomic-free)" if args.atomic_free else ""}'
           f'{f", malloc: {malloc}" if args.device == "cpu" else ""} (syncs / operators averaged over '
           f'{args.update_every} step(s))')

@@ -16,3 +16,24 @@ def test_bench_train_cuda_without_gpu_is_a_clear_error():
     spec.loader.exec_module(mod)
     with pytest.raises(SystemExit, match='--device cpu'):
         mod.main(['--device', 'cuda'])
+
+
+def test_ramp_walks_the_soft_step_through_the_warm_up(monkeypatch, capsys):
+    """--ramp: the soft step's iteration advances by one per round from progress 0.1 of a 1,000-step run (the rate
+    moves at every step), and the header says so; without it the soft step stays at progress 0.5."""
+    spec = importlib.util.spec_from_file_location('_mmsp_bench_train2', osp.join(ROOT, 'bench', 'bench_train.py'))
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    from mmsemiprune.core.pruner import SemiPruner
+    seen = []
+    orig = SemiPruner.set_progress
+    monkeypatch.setattr(SemiPruner, 'set_progress', lambda self, p: (seen.append(round(p, 4)), orig(self, p))[1])
+    argv = ['--device', 'cpu', '--models', 'stgcn', '--batch', '1', '--frames', '4', '--reps', '2', '--warmup', '1',
+            '--no-profile']
+    mod.main(argv + ['--ramp'])
+    assert 'warm-up ramp (--ramp)' in capsys.readouterr().out
+    soft = [p for p in seen if p < 0.9]  # (the frozen copy runs at progress 0.999)
+    assert soft == [0.1, 0.101, 0.102], seen
+    seen.clear()
+    mod.main(argv)
+    assert [p for p in seen if p < 0.9] == [0.5, 0.5, 0.5], seen
