@@ -15,6 +15,9 @@
 #       prof   (~1 min): bench_train.py --kernel-table 25: where the soft / frozen step's time goes (device-busy ms,
 #                        costliest kernels, host time per operator), ST-GCN and CTR-GCN, fp32.
 #       macs   (~1.5 min): the compute-target soft step only (target_macs 0.4, update_every 1 and 16), fp32.
+#       ramp   (~1.5 min): the soft step in the warm-up ramp (--ramp: the rate moves at every step, so the N = 1
+#                        compute-target projection bisects anew: 2.33x stock on the CPU in session 10), with and
+#                        without target_macs 0.4, fp32.
 #       profamp (~1 min): bench_train.py --amp fp16 --kernel-table 25: where the fp16 soft step's time goes.
 #       amp    (~2 min): tools/train.py --amp on the demo (fp16, 10 epochs; bf16, 3 epochs), tools/test.py on each.
 #       speed  (~3 min): train without update_every 16: fp32 ST-GCN and CTR-GCN, fp16 and bf16 ST-GCN, the compute
@@ -95,6 +98,10 @@ fi
 if want macs; then
   step 45 train_macs.txt $T --reps 10 --models stgcn --target-macs 0.4
   step 60 train_macs.txt $T --reps 32 --models stgcn --target-macs 0.4 --update-every 16 --no-profile
+fi
+if want ramp; then
+  step 60 train_ramp.txt $T --reps 10 --models stgcn --target-macs 0.4 --ramp
+  step 45 train_ramp.txt $T --reps 10 --models stgcn --ramp
 fi
 if want profamp; then
   step 60 train_profamp.txt $T --reps 3 --models stgcn --amp fp16 --no-profile --kernel-table 25
