@@ -48,6 +48,8 @@ def parse_args(argv=None):
     p.add_argument('--malloc', choices=['retain', 'default'], default='retain',
                    help="CPU: 'retain' keeps freed heap memory for reuse as a training run with SemiPruneHook does "
                         "(glibc mallopt, mmsemiprune/engine/allocator.py); 'default': glibc's defaults")
+    p.add_argument('--projection-search', choices=['auto', 'secant'], default=None,
+                   help="prune_cfg.projection_search (with --target-macs): 'secant' takes the secant step at N = 1 too")
     p.add_argument('--ramp', action='store_true',
                    help='soft step in the warm-up ramp (progress 0.1 of a 1,000-step run, +1 step per round: the rate '
                         'moves at every step, so with target_macs and update_every 1 the projection bisects anew) '
@@ -129,6 +131,8 @@ def bench(name, args):
         extra['cuda_graphs'] = False
     if args.target_macs is not None:
         extra['target_macs'] = args.target_macs
+    if args.projection_search is not None:
+        extra['projection_search'] = args.projection_search
     soft = build(cfg.model, True, args.rate, **extra)
     soft.load_state_dict(stock.state_dict(), strict=False)
     frozen = copy.deepcopy(soft)
@@ -237,6 +241,7 @@ def main(argv=None):
           f'target_macs {args.target_macs}, update_every {args.update_every}'
           f'{", eager search (--eager-search)" if args.eager_search else ""}'
           f'{", soft step in the warm-up ramp (--ramp)" if args.ramp else ""}'
+          f'{f", projection_search {args.projection_search}" if args.projection_search else ""}'
           f'{", GPU reductions forced (--atomic-free)" if args.atomic_free else ""}'
           f'{f", malloc: {malloc}" if args.device == "cpu" else ""} (syncs / operators averaged over '
           f'{args.update_every} step(s))')

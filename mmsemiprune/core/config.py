@@ -113,6 +113,12 @@ class PruneConfig:
         'per mask phase, N = max(1, freeze·max_iters // 1000) (1 for runs of up to 1,250 steps at freeze 0.8; '
         'measured on SBU, 60-step mask phases, 5 folds: N = 16 moved top-1 by -0.9 [-4.0, +2.3] points); '
         '1: every step'))
+    projection_search: str = field(default='auto', metadata=_doc(
+        'how the consistent (compute-projected) hard masks find the rate to ask of the threshold search: `auto`: '
+        'at N = 1 the previous asked rate, else a bisection from [0, rate] (the published leaderboard\'s search), at '
+        'N > 1 the previous asked rate, one secant step and a safeguarded regula falsi; `secant`: the latter at every '
+        'N (fewer probes while the asked rate moves, e.g. the warm-up ramp; other asked rates within the tolerance, '
+        'so other masks than `auto`)'))
     cuda_graphs: bool = field(default=True, metadata=_doc(
         'CUDA: run the soft phase\'s threshold search as one replay of a captured CUDA graph (~180 operators '
         'fewer dispatched per step, same thresholds; measured on an H200, batch 32: ST-GCN soft step 1.27x -> 1.17x '
@@ -183,6 +189,7 @@ class PruneConfig:
         if self.prune_head:
             raise ValueError('prune_cfg.prune_head=True is not supported: the classifier is never pruned')
         _choice(self.group_stat, 'group_stat', ('rms', 'l1'))
+        _choice(self.projection_search, 'projection_search', ('auto', 'secant'))
         if self.target_macs is not None:
             self.target_macs = check_fraction(self.target_macs, 'prune_cfg.target_macs')
         check_update_every(self.update_every)
@@ -238,7 +245,7 @@ class PruneConfig:
                     gate_price_by=self.gate_price_by, hard_phase=self.hard_phase, mask_bias=self.mask_bias,
                     target_macs=self.target_macs, gate_relative=self.gate_relative,
                     soft_projection=self.soft_projection, update_every=self.update_every,
-                    cuda_graphs=self.cuda_graphs)
+                    projection_search=self.projection_search, cuda_graphs=self.cuda_graphs)
 
 
 AUTO_UPDATES = 1000  # update_every='auto': about this many mask updates per mask phase

@@ -110,7 +110,7 @@ class SemiPruner(nn.Module):
                  normalize: bool = True, group_stat: str = 'rms', gate_init=0.0, gate_price: float = 1.0,
                  gate_price_by: str = 'both', hard_phase: bool = True, mask_bias: bool = True,
                  target_macs: Optional[float] = None, gate_relative: bool = True, soft_projection: bool = True,
-                 update_every='auto', cuda_graphs: bool = True):
+                 update_every='auto', projection_search: str = 'auto', cuda_graphs: bool = True):
         super().__init__()
         # one validation path: the same dataclass that validates prune_cfg (core/config.py)
         if isinstance(schedule, dict):
@@ -123,7 +123,8 @@ class SemiPruner(nn.Module):
                           layer_floor=layer_floor, normalize=normalize, group_stat=group_stat, gate_init=gate_init,
                           gate_price=gate_price, gate_price_by=gate_price_by, hard_phase=bool(hard_phase),
                           mask_bias=bool(mask_bias), target_macs=target_macs, gate_relative=gate_relative,
-                          soft_projection=soft_projection, update_every=update_every, cuda_graphs=cuda_graphs)
+                          soft_projection=soft_projection, update_every=update_every,
+                          projection_search=projection_search, cuda_graphs=cuda_graphs)
         cfg.validate()
         if cfg.target_macs is not None and not channel_sets:
             raise ValueError('target_macs needs channel sets (physical channel removal): they are declared for '
@@ -148,6 +149,7 @@ class SemiPruner(nn.Module):
         self._update_auto = cfg.update_every == 'auto'
         self.update_every = 1 if self._update_auto else cfg.update_every
         self._updated_at = None  # (phase, scheduled rate, steps since) of the last mask recomputation
+        self.projection_search = cfg.projection_search
         self.cuda_graphs = bool(cfg.cuda_graphs)
         self._graphed = GraphedSearch() if self.cuda_graphs else None  # soft-phase search by graph replay (CUDA)
         self._keep_flat = None  # soft projection: K of every mask, flattened and concatenated (SoftBatch)
@@ -254,7 +256,7 @@ class SemiPruner(nn.Module):
             start = self._hard_asked if self._hard_asked is not None else self._soft_asked
             masks, asked, achieved = consistent_masks(self.items(), rate, self.layer_floor, self.channel_sets,
                                                       target_macs=self.target_macs, start=start,
-                                                      secant=self.update_every > 1)
+                                                      secant=self._secant())
             self._hard_asked = asked
             for key, m, _ in self.items():
                 m.set_hard(masks[key])
@@ -280,6 +282,10 @@ class SemiPruner(nn.Module):
             self._updated_at = None
             torch._foreach_zero_([m.thr_entry for m in self.masks] + [m.thr_group for m in self.masks])
 
+    def _secant(self) -> bool:
+        """Whether the consistent masks' search takes the secant step (``projection_search``)."""
+        return self.projection_search == 'secant' or self.update_every > 1
+
     def set_run_length(self, max_iters: int) -> int:
         """update_every='auto': the interval for a run of ``max_iters`` steps (see the class docstring)."""
         if self._update_auto:
@@ -303,7 +309,7 @@ class SemiPruner(nn.Module):
         # phase and the freeze meet it to 1e-3): measured on the NTU ST-GCN, 1e-3 took 7-11 probes per update
         masks, asked, _ = consistent_masks(self.items(), rate, self.layer_floor, self.channel_sets,
                                            target_macs=macs, start=self._soft_asked,
-                                           tol=1e-3 if self.update_every == 1 else 5e-3, secant=self.update_every > 1)
+                                           tol=1e-3 if self.update_every == 1 else 5e-3, secant=self._secant())
         self._soft_asked = asked
         items = self.items()
         flat = torch._C._nn.flatten_dense_tensors([masks[key] for key, _, _ in items])  # one operator

@@ -49,6 +49,7 @@ def test_defaults_and_pruner_kwargs():
     (dict(target_rate=0.9, schedule=dict(warmup_iters=-1)), 'non-negative integer'),
     (dict(target_rate=0.9, oneshot=True, schedule=dict(warmup=0.1)), 'drop prune_cfg.schedule'),
     (dict(target_rate=0.9, prune_head=True), 'never pruned'),
+    (dict(target_rate=0.9, projection_search='newton'), 'projection_search'),
 ])
 def test_validation_names_the_field(bad, msg):
     with pytest.raises(ValueError, match=msg):

@@ -491,3 +491,15 @@ def test_consistent_masks_probe_a_rate_once(toy, start, secant):
     assert probed2 == list(dict.fromkeys(probed))  # each distinct rate once, in the same order
     if start in (0.45, 0.675) and not secant:  # measured: the bisection revisits these starts (7 probes -> 6)
         assert len(probed2) < len(probed), probed
+
+
+@pytest.mark.parametrize('search, N, secant', [('auto', 1, False), ('auto', 4, True), ('secant', 1, True)])
+def test_projection_search_picks_the_secant_search(toy, monkeypatch, search, N, secant):
+    """prune_cfg.projection_search: 'auto' bisects from [0, rate] at N = 1 (the published leaderboard's search) and
+    takes the secant step at N > 1; 'secant' takes it at every N (soft projection and hard phase alike)."""
+    import mmsemiprune.core.pruner as P
+    seen = []
+    orig = P.consistent_masks
+    monkeypatch.setattr(P, 'consistent_masks', lambda *a, **k: seen.append(k['secant']) or orig(*a, **k))
+    net, pr, _, it = _train_until(toy, 0.5, target_macs=0.3, update_every=N, projection_search=search)
+    assert pr.projection_search == search and seen and set(seen) == {secant}, seen
