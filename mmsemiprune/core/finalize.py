@@ -136,20 +136,21 @@ def consistent_masks(items: List, rate: float, floor: float = 0.0, sets=None, it
     scores = _producer_scores(items) if target_macs is not None else None
     pairs = [(m, w) for _, m, w in items]
     seen = {}  # asked rate -> (masks, achieved): a probe is a function of the rate within this call (same latents)
-    written = [None]  # the asked rate whose thresholds the masks' buffers hold
+    written = None  # the asked rate whose thresholds the masks' buffers hold
 
     def probe(r):
         """(masks, achieved) at asked rate r; a rate probed before in this call is not probed again (the bisection
         revisits the warm start's rate: one search, consistency pass and host read fewer)."""
+        nonlocal written
         hit = seen.get(r) if memo else None
         if hit is None:
             mk = _hard_masks(items, r, floor, sets, target_macs, scores)
             hit = seen[r] = (mk, _pruned_fraction(items, mk))
-            written[0] = r
+            written = r
         return hit
 
     def done(masks, asked, achieved):
-        if written[0] != asked:  # leave the thresholds of the chosen probe, not of the last one, in the buffers
+        if written != asked:  # leave the thresholds of the chosen probe, not of the last one, in the buffers
             solve_thresholds(pairs, asked, floor, stats=False)  # (the same thresholds; nothing read back)
         return masks, asked, achieved
 
