@@ -78,6 +78,11 @@ def parse_args(argv=None):
                         "(cpu), torch compile ort (cuda)")
     p.add_argument('--channels-last', action='store_true', help='channels-last memory format (cuda: may pick faster '
                    'cuDNN kernels for the (N, C, T, V) convolutions)')
+    p.add_argument('--graph-conv', default='stock', choices=['stock', 'matmul'],
+                   help="PyTorch runtimes: MMAction2's einsum graph convolution, or the same as two matrix products "
+                        'without layout copies (mmsemiprune.export.graph_conv), for dense and exported alike; with '
+                        "matmul the stock dense model is timed too, as 'dense-stock' (onnxruntime always gets the "
+                        'stock graph)')
     p.add_argument('--compile-mode', default=None,
                    choices=['default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs'],
                    help="torch.compile mode of the compile runtime (default: 'reduce-overhead' on cuda, 'default' "
@@ -209,19 +214,22 @@ def build_variants(args, cfg, shape):
 
 
 # -- timing ---------------------------------------------------------------------------------------------------
-def on_device(module, device, channels_last=False, half=False):
+def on_device(module, device, channels_last=False, half=False, graph_conv='stock'):
     """``module`` itself on the CPU in its own format, else a copy moved / converted (``.to`` works in place, and
-    the CPU-side model is still needed by the other runtimes); ``half``: in float16."""
-    if device == 'cpu' and not channels_last and not half:
+    the CPU-side model is still needed by the other runtimes); ``half``: in float16; ``graph_conv``: the
+    copy's ``unit_gcn`` formulation (:func:`mmsemiprune.export.graph_conv.set_graph_conv`)."""
+    from mmsemiprune.export.graph_conv import graph_conv_of, set_graph_conv
+    if device == 'cpu' and not channels_last and not half and graph_conv_of(module) in (graph_conv, 'none'):
         return module
     m = copy.deepcopy(module).to(device)
+    set_graph_conv(m, graph_conv)
     if half:
         m = m.half()
     return m.to(memory_format=torch.channels_last) if channels_last else m
 
 
 def make_runner(runtime, module, tmpdir, name, threads, example, device='cpu', channels_last=False,
-                compile_mode=None, half=False, freezing=False):
+                compile_mode=None, half=False, freezing=False, graph_conv='stock'):
     """A callable x -> class scores that has finished on return (CUDA: synchronised), or None with a message when
     the runtime is unavailable here (e.g. no CUDA provider in this onnxruntime build). ``freezing``: the compile
     runtime compiles (at each new batch size: ``dynamic=False``) with ``torch._inductor.config.freezing``."""
@@ -230,7 +238,7 @@ def make_runner(runtime, module, tmpdir, name, threads, example, device='cpu', c
     cuda = device == 'cuda'
     sync = torch.cuda.synchronize if cuda else (lambda: None)
     if runtime in ('torch', 'compile'):
-        m = LogitsModel(on_device(module, device, channels_last, half)).eval()
+        m = LogitsModel(on_device(module, device, channels_last, half, graph_conv)).eval()
         if runtime == 'compile':
             mode = compile_mode or ('reduce-overhead' if cuda else 'default')
             m = torch.compile(m, mode=None if mode == 'default' else mode, dynamic=False)
@@ -284,7 +292,8 @@ def kernel_tables(args, dense, variants, shape):
     key = 'self_device_time_total' if cuda else 'self_cpu_time_total'
     out = {}
     for n, m in [('dense', dense)] + [(v['name'], v['model']) for v in variants if not v['same_graph']]:
-        run = make_runner('torch', m, None, n, args.threads, x, args.device, args.channels_last, half=args.half)
+        run = make_runner('torch', m, None, n, args.threads, x, args.device, args.channels_last, half=args.half,
+                          graph_conv=args.graph_conv)
         for _ in range(3):  # warm-up (cuDNN autotuning)
             run(x)
         ka, busy, host = profile_calls(lambda: run(x), 5, cuda)
@@ -299,6 +308,8 @@ def time_all(args, dense, variants, shape):
     from mmsemiprune.export.exporter import synthetic_skeletons
     timed = [('dense', dense)] + [(v['name'], v['model']) for v in variants
                                   if args.time_all or (not v['same_graph'] and v['twin'] is None)]
+    if args.graph_conv != 'stock':  # the stock dense model too: what the formulation alone gains
+        timed.append(('dense-stock', dense))
     results = {}  # (runtime, batch) -> {name: median seconds}
     example = synthetic_skeletons((2, ) + tuple(shape[1:]), seed=3)
     with tempfile.TemporaryDirectory() as tmp:
@@ -306,12 +317,15 @@ def time_all(args, dense, variants, shape):
             t0 = time.time()
             runners = []
             for n, m in timed:  # a runtime this machine lacks says so once and is skipped
+                if runtime == 'ort' and n == 'dense-stock':
+                    continue  # onnxruntime always runs the stock graph: 'dense' is it
+                gc = 'stock' if n == 'dense-stock' else args.graph_conv
                 run = make_runner(runtime, m, tmp, n.replace('@', '_'), args.threads, example, args.device,
-                                  args.channels_last, args.compile_mode, args.half, args.inductor_freezing)
+                                  args.channels_last, args.compile_mode, args.half, args.inductor_freezing, gc)
                 if run is None:
                     break
                 runners.append((n, run))
-            if len(runners) < len(timed):
+            if len(runners) < len([n for n, _ in timed if runtime != 'ort' or n != 'dense-stock']):
                 continue
             if runtime == 'ort':
                 log(f'exported {len(runners)} ONNX models in {time.time() - t0:.0f} s')
@@ -417,6 +431,23 @@ def summary(args, res, variants, base):
     lines.append('median ms per call: ' + '; '.join(
         f'{v["name"]} ' + ', '.join(f'{rt} b{b} {v[f"ms_{rt}_b{b}"]:.3g}' for rt, b in cols if f'ms_{rt}_b{b}' in v)
         for v in variants))
+    stock_cols = [(rt, b) for rt, b in cols if 'dense-stock' in res[(rt, b)]['median']]
+    if stock_cols:  # --graph-conv matmul: the formulation's own gain, and every model against the stock dense one
+        lines.append(f'--graph-conv {args.graph_conv} (PyTorch runtimes; the table above compares models in it): '
+                     'the stock dense model in the same rounds: ' + ', '.join(
+                         f'{rt} b{b} {res[(rt, b)]["median"]["dense-stock"] * 1e3:.3g} ms -> '
+                         f'{res[(rt, b)]["median"]["dense"] * 1e3:.3g} ms '
+                         f'({res[(rt, b)]["median"]["dense-stock"] / res[(rt, b)]["median"]["dense"]:.2f}x)'
+                         for rt, b in stock_cols))
+        for v in variants:
+            cells = []
+            for rt, b in stock_cols:
+                med = res[(rt, b)]['median']
+                src = v['name'] if v['name'] in med else (v['twin'] if v['twin'] in med else 'dense')
+                s = med['dense-stock'] / med[src]
+                v[f'speedup_vs_stock_{rt}_b{b}'] = s
+                cells.append(f'{rt} b{b} {s:.2f}x ({s / v["flops_ratio"]:.2f} of the FLOPs ratio)')
+            lines.append(f'  {v["name"]} over the stock dense model: ' + ', '.join(cells))
     for v in variants:
         if v['mode'] == 'semi' and abs(v['rate'] - 0.9) < 1e-9 and 16 in args.batches:
             parts = [f'{rt} {v[f"speedup_{rt}_b16"]:.2f}x' if f'speedup_{rt}_b16' in v else f'{rt} =dense (1x)'
@@ -462,7 +493,7 @@ def main(argv=None):
     dev = torch.cuda.get_device_name() if cuda else 'cpu'
     log(f'bench_export: {osp.relpath(args.config, ROOT)} model on {dev}, clips {shape[1:]}, threads {args.threads}, '
         f'masks frozen {"after %d SGD steps" % args.train_iters if args.train_iters else "at (random) init"}, '
-        f'channel widths rounded to {args.round_to}; '
+        f'channel widths rounded to {args.round_to}; graph convolution {args.graph_conv}; '
         f'{"float16; " if args.half else ""}'
         f'{"compile mode " + args.compile_mode + "; " if args.compile_mode else ""}'
         f'{"inductor freezing; " if args.inductor_freezing else ""}'

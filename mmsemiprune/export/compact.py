@@ -15,7 +15,9 @@ Resizing only ever *narrows* a dimension of a tensor of the same rank (a differe
 size is left alone and reported by the normal size-mismatch error of ``load_state_dict``). After a
 resize, ``in_channels``/``out_channels`` (convs), ``in_features``/``out_features`` (linears) and
 ``num_features`` (norms) follow the new tensors. There is no pruner and no mask: the forward pass is
-MMAction2's own.
+MMAction2's own, except that ``graph_conv='matmul'`` (what ``tools/export.py`` writes) computes
+``unit_gcn``'s graph convolution as two matrix products without layout copies (:mod:`.graph_conv`; same
+parameters, same state dict, same scores up to rounding).
 """
 import warnings
 from typing import Dict, Mapping, Optional, Sequence, Union
@@ -26,6 +28,7 @@ from torch import nn
 
 from ..core.shrink import dense_state_dict
 from ..registry import MODELS
+from .graph_conv import set_graph_conv
 
 __all__ = ['CompactRecognizerGCN', 'LogitsModel', 'resize_to_shapes', 'state_dict_shapes', 'is_sparse_entry',
            'format_shape', 'parse_shape']
@@ -109,12 +112,13 @@ class CompactRecognizerGCN(RecognizerGCN):
         compact_shapes (dict, optional): ``{tensor name: 'AxBx...'}`` for every tensor narrower than the
             stock build (written by ``tools/export.py``).
         export_meta (dict, optional): free-form provenance written by the exporter (ignored).
+        graph_conv (str): ``'stock'`` (MMAction2's einsum) or ``'matmul'`` (:mod:`.graph_conv`).
         Other args as ``RecognizerGCN``.
     """
 
     def __init__(self, backbone, cls_head=None, neck=None, train_cfg=None, test_cfg=None,
                  data_preprocessor=None, compact_shapes: Optional[Mapping[str, object]] = None,
-                 export_meta: Optional[dict] = None, **kwargs):
+                 export_meta: Optional[dict] = None, graph_conv: str = 'stock', **kwargs):
         super().__init__(backbone=backbone, cls_head=cls_head, neck=neck, train_cfg=train_cfg, test_cfg=test_cfg,
                          data_preprocessor=data_preprocessor, **kwargs)
         self.export_meta = dict(export_meta or {})
@@ -127,6 +131,7 @@ class CompactRecognizerGCN(RecognizerGCN):
                                  f'(e.g. {unknown[0]}); the backbone / head config does not match the exported '
                                  'model')
             resize_to_shapes(self, compact_shapes)
+        set_graph_conv(self, graph_conv)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
                               error_msgs):

@@ -37,6 +37,7 @@ from torch import nn
 
 from ..core.shrink import bake_model, shrink, sparse_state_dict
 from .compact import LogitsModel, format_shape, is_sparse_entry
+from .graph_conv import using_graph_conv
 
 __all__ = ['ExportError', 'export_pruned', 'load_pruned_model', 'compact_state_dict', 'build_model',
            'exported_config', 'build_compact', 'example_inputs', 'synthetic_skeletons', 'count_flops',
@@ -159,6 +160,7 @@ def exported_config(cfg, compact_shapes: Dict[str, str], meta: Optional[dict] = 
     m.pop('prune_cfg', None)
     m['type'] = 'mmsemiprune.CompactRecognizerGCN'
     m['compact_shapes'] = dict(sorted(compact_shapes.items()))
+    m['graph_conv'] = 'matmul'  # ST-GCN(++)'s graph convolution without layout copies (.graph_conv); 'stock' undoes
     if meta:
         m['export_meta'] = meta
     out.model = m
@@ -260,11 +262,12 @@ def logits(model: nn.Module, x: torch.Tensor, chunk: int = 16) -> torch.Tensor:
 # -- counting ----------------------------------------------------------------------------------------------
 @torch.no_grad()
 def count_flops(model: nn.Module, x1: torch.Tensor) -> Dict[str, float]:
-    """MACs of one clip by ``mmengine.analysis.FlopAnalyzer`` (total and by operator)."""
+    """MACs of one clip by ``mmengine.analysis.FlopAnalyzer`` (total and by operator), counted on the stock
+    graph convolution (:mod:`.graph_conv`: the counter miscounts the matmul formulation's broadcast product)."""
     from mmengine.analysis import FlopAnalyzer
     m = model if isinstance(model, LogitsModel) else LogitsModel(model)
     m.eval()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), using_graph_conv(m, 'stock'):
         warnings.simplefilter('ignore')
         fa = FlopAnalyzer(m, (x1, ))
         fa.unsupported_ops_warnings(False)
@@ -290,7 +293,8 @@ def conv_positions(model: nn.Module, x1: torch.Tensor) -> Dict[str, int]:
             hooks.append(mod.register_forward_hook(hook))
     try:
         m.eval()
-        m(x1)
+        with using_graph_conv(m, 'stock'):  # the matmul formulation calls no 1x1 conv module
+            m(x1)
     finally:
         for h in hooks:
             h.remove()
@@ -301,10 +305,11 @@ def conv_positions(model: nn.Module, x1: torch.Tensor) -> Dict[str, int]:
 def export_onnx(model: nn.Module, x: torch.Tensor, path: str, opset: int = 17) -> str:
     """``torch.onnx.export`` of the class-score module, dynamic batch axis; the TorchScript-based exporter
     (``dynamo=False``; no onnxscript needed, and measured to give the same graph as the stock model), falling
-    back to the dynamo exporter if that fails. Returns the exporter used."""
+    back to the dynamo exporter if that fails. Traced in the stock graph convolution (:mod:`.graph_conv`:
+    onnxruntime runs it faster). Returns the exporter used."""
     m = LogitsModel(model).eval() if not isinstance(model, LogitsModel) else model.eval()
     xb = x[:2] if len(x) >= 2 else torch.cat([x, x])  # batch > 1 so that the batch size is not specialised
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), using_graph_conv(m, 'stock'):
         warnings.simplefilter('ignore')
         try:
             torch.onnx.export(m, (xb, ), path, dynamo=False, opset_version=opset, input_names=['keypoint'],

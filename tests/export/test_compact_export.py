@@ -6,12 +6,14 @@ import os.path as osp
 import numpy as np
 import pytest
 import torch
+from mmaction.models.utils.gcn_utils import unit_gcn
 from mmengine.config import Config
 from torch import nn
 
 import mmsemiprune  # noqa: F401
 from mmsemiprune.export import CompactRecognizerGCN, ExportError, export_pruned
 from mmsemiprune.export.exporter import build_model, logits, run_onnx, synthetic_skeletons
+from mmsemiprune.export.graph_conv import graph_conv_of
 
 SMALL = dict(base_channels=8, num_stages=4, inflate_stages=[3], down_stages=[3])
 NTU_STGCN = dict(layout='nturgb+d', mode='stgcn_spatial')
@@ -111,9 +113,14 @@ def test_export_is_exact_pytorch_and_onnxruntime(tmp_path_factory, arch, mode):
     model, _ = load_exported(out)
     assert not hasattr(model, 'pruner')
     assert (logits(model, x) - ref).abs().max() <= TOL
+    # ST-GCN(++) exports run the matmul graph convolution (export/graph_conv.py), the others have no unit_gcn
+    assert graph_conv_of(model) == ('matmul' if arch in ('stgcn', 'stgcnpp') else 'none')
     if arch not in ONNX:
         return
     assert ex['onnxruntime_max_abs_err'] <= TOL
+    import onnx  # traced from the stock graph convolution: one Einsum per unit_gcn, no MatMul for it
+    ops = [n.op_type for n in onnx.load(osp.join(out, 'model.onnx')).graph.node]
+    assert ops.count('Einsum') == sum(isinstance(m, unit_gcn) for m in model.modules()) > 0
     for b in (1, 3):  # dynamic batch axis
         o = run_onnx(osp.join(out, 'model.onnx'), x[:b])
         assert o.shape == ref[:b].shape

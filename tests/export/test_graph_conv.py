@@ -1,0 +1,110 @@
+"""The matmul formulation of ``unit_gcn`` (mmsemiprune.export.graph_conv): the stock unit's outputs and
+gradients for every adaptive mode, with and without the unit's residual, in either memory format; in place
+and reversible on whole models (masked ones included); MACs and ONNX stay on the stock graph."""
+import copy
+
+import pytest
+import torch
+from mmaction.models.utils.gcn_utils import unit_gcn
+from torch import nn
+
+import mmsemiprune  # noqa: F401
+from mmsemiprune.export.exporter import build_model, conv_positions, count_flops, logits, synthetic_skeletons
+from mmsemiprune.export.graph_conv import MatmulUnitGCN, graph_conv_of, set_graph_conv, using_graph_conv
+
+from tests.export.test_compact_export import SHAPE, make_pruned
+
+
+@pytest.fixture(autouse=True, scope='module')
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def make_unit(adaptive, with_res, cin=6, cout=8, k=3, v=5, seed=0):
+    torch.manual_seed(seed)
+    u = unit_gcn(cin, cout, torch.rand(k, v, v), adaptive=adaptive, with_res=with_res)
+    with torch.no_grad():
+        if hasattr(u, 'PA'):
+            u.PA.uniform_(0.5, 1.5) if adaptive == 'importance' else u.PA.uniform_(-0.2, 0.2)
+        for m in u.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.3, 0.3)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.3, 0.3)
+    return u
+
+
+def _grads(mod):
+    return {n: p.grad.clone() for n, p in mod.named_parameters() if p.grad is not None}
+
+
+@pytest.mark.parametrize('adaptive', [None, 'init', 'offset', 'importance'])
+@pytest.mark.parametrize('with_res,cin', [(False, 6), (True, 6), (True, 8)])
+@pytest.mark.parametrize('train', [False, True])
+def test_unit_matches_the_stock_forward_and_backward(adaptive, with_res, cin, train):
+    stock = make_unit(adaptive, with_res, cin=cin).train(train)
+    mine = copy.deepcopy(stock)
+    assert set_graph_conv(mine, 'matmul') == 1 and type(mine) is MatmulUnitGCN
+    assert mine.state_dict().keys() == stock.state_dict().keys()
+    x = torch.randn(3, cin, 7, 5)
+    for inp in (x, x.to(memory_format=torch.channels_last)):
+        a = stock(inp.clone().requires_grad_())
+        xb = inp.clone().requires_grad_()
+        b = mine(xb)
+        assert b.shape == a.shape == (3, 8, 7, 5)
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-5), float((a - b).abs().max())
+        assert b.is_contiguous(memory_format=torch.channels_last)  # what the next conv gets
+        g = torch.randn_like(a)
+        stock.zero_grad()
+        mine.zero_grad()
+        a.backward(g)
+        b.backward(g)
+        ga, gb = _grads(stock), _grads(mine)
+        assert ga.keys() == gb.keys() and len(ga) >= 3  # conv weight + bias, BN (+ PA / A)
+        for n in ga:
+            assert torch.allclose(ga[n], gb[n], atol=1e-4, rtol=1e-4), n
+    if train:  # BN's running statistics were updated the same way
+        assert torch.allclose(stock.bn.running_mean, mine.bn.running_mean, atol=1e-6)
+
+
+def test_models_switch_in_place_both_ways():
+    _, model = make_pruned('stgcn', 'structured')  # a masked model: the conv's weight is parametrized
+    x = synthetic_skeletons(SHAPE, seed=1)
+    ref = logits(model, x)
+    n_units = sum(isinstance(m, unit_gcn) for m in model.modules())
+    assert graph_conv_of(model) == 'stock'
+    assert set_graph_conv(model, 'matmul') == n_units == 4
+    assert graph_conv_of(model) == 'matmul'
+    out = logits(model, x)
+    # the masked weight is what is multiplied: the scores of the pruned model, not of its latents
+    assert (out - ref).abs().max() <= 1e-5 * max(1.0, float(ref.abs().max()))
+    with using_graph_conv(model, 'stock'):
+        assert graph_conv_of(model) == 'stock'
+        assert torch.equal(logits(model, x), ref)
+    assert graph_conv_of(model) == 'matmul'
+    set_graph_conv(model, 'stock')
+    assert torch.equal(logits(model, x), ref)
+
+
+def test_models_without_unit_gcn_and_bad_kinds():
+    _, ctr = make_pruned('ctrgcn', 'semi')
+    assert set_graph_conv(ctr, 'matmul') == 0 and graph_conv_of(ctr) == 'none'
+    with pytest.raises(ValueError, match=r"graph_conv='einsum'.*'stock', 'matmul'"):
+        set_graph_conv(nn.Sequential(), 'einsum')
+
+
+def test_counters_see_the_stock_graph():
+    cfg = dict(type='RecognizerGCN', backbone=dict(type='STGCN', graph_cfg=dict(layout='nturgb+d', mode='stgcn_spatial'),
+                                                   base_channels=8, num_stages=4, inflate_stages=[3], down_stages=[3]),
+               cls_head=dict(type='GCNHead', num_classes=5, in_channels=16))
+    model = build_model(cfg).eval()
+    x1 = synthetic_skeletons((1, ) + SHAPE[1:], seed=1)
+    flops, pos = count_flops(model, x1), conv_positions(model, x1)
+    set_graph_conv(model, 'matmul')
+    assert count_flops(model, x1) == flops and 'einsum' in flops['by_operator']
+    assert conv_positions(model, x1) == pos and any(k.endswith('gcn.conv') for k in pos)
+    assert graph_conv_of(model) == 'matmul'
