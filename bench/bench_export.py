@@ -291,9 +291,12 @@ def kernel_tables(args, dense, variants, shape):
         x = x.half()
     key = 'self_device_time_total' if cuda else 'self_cpu_time_total'
     out = {}
-    for n, m in [('dense', dense)] + [(v['name'], v['model']) for v in variants if not v['same_graph']]:
+    models = [('dense', dense)] + [(v['name'], v['model']) for v in variants if not v['same_graph']]
+    if args.graph_conv != 'stock':
+        models.append(('dense-stock', dense))
+    for n, m in models:
         run = make_runner('torch', m, None, n, args.threads, x, args.device, args.channels_last, half=args.half,
-                          graph_conv=args.graph_conv)
+                          graph_conv='stock' if n == 'dense-stock' else args.graph_conv)
         for _ in range(3):  # warm-up (cuDNN autotuning)
             run(x)
         ka, busy, host = profile_calls(lambda: run(x), 5, cuda)
@@ -308,8 +311,8 @@ def time_all(args, dense, variants, shape):
     from mmsemiprune.export.exporter import synthetic_skeletons
     timed = [('dense', dense)] + [(v['name'], v['model']) for v in variants
                                   if args.time_all or (not v['same_graph'] and v['twin'] is None)]
-    if args.graph_conv != 'stock':  # the stock dense model too: what the formulation alone gains
-        timed.append(('dense-stock', dense))
+    if args.graph_conv != 'stock':  # every model in the stock formulation too: what the formulation alone gains
+        timed += [(n + '-stock', m) for n, m in timed]
     results = {}  # (runtime, batch) -> {name: median seconds}
     example = synthetic_skeletons((2, ) + tuple(shape[1:]), seed=3)
     with tempfile.TemporaryDirectory() as tmp:
@@ -317,15 +320,15 @@ def time_all(args, dense, variants, shape):
             t0 = time.time()
             runners = []
             for n, m in timed:  # a runtime this machine lacks says so once and is skipped
-                if runtime == 'ort' and n == 'dense-stock':
-                    continue  # onnxruntime always runs the stock graph: 'dense' is it
-                gc = 'stock' if n == 'dense-stock' else args.graph_conv
+                if runtime == 'ort' and n.endswith('-stock'):
+                    continue  # onnxruntime always runs the stock graph: the plain names are it
+                gc = 'stock' if n.endswith('-stock') else args.graph_conv
                 run = make_runner(runtime, m, tmp, n.replace('@', '_'), args.threads, example, args.device,
                                   args.channels_last, args.compile_mode, args.half, args.inductor_freezing, gc)
                 if run is None:
                     break
                 runners.append((n, run))
-            if len(runners) < len([n for n, _ in timed if runtime != 'ort' or n != 'dense-stock']):
+            if len(runners) < len([n for n, _ in timed if runtime != 'ort' or not n.endswith('-stock')]):
                 continue
             if runtime == 'ort':
                 log(f'exported {len(runners)} ONNX models in {time.time() - t0:.0f} s')
@@ -432,13 +435,21 @@ def summary(args, res, variants, base):
         f'{v["name"]} ' + ', '.join(f'{rt} b{b} {v[f"ms_{rt}_b{b}"]:.3g}' for rt, b in cols if f'ms_{rt}_b{b}' in v)
         for v in variants))
     stock_cols = [(rt, b) for rt, b in cols if 'dense-stock' in res[(rt, b)]['median']]
-    if stock_cols:  # --graph-conv matmul: the formulation's own gain, and every model against the stock dense one
+    if stock_cols:  # --graph-conv matmul: every model also ran in the stock formulation, in the same rounds
         lines.append(f'--graph-conv {args.graph_conv} (PyTorch runtimes; the table above compares models in it): '
-                     'the stock dense model in the same rounds: ' + ', '.join(
-                         f'{rt} b{b} {res[(rt, b)]["median"]["dense-stock"] * 1e3:.3g} ms -> '
-                         f'{res[(rt, b)]["median"]["dense"] * 1e3:.3g} ms '
-                         f'({res[(rt, b)]["median"]["dense-stock"] / res[(rt, b)]["median"]["dense"]:.2f}x)'
-                         for rt, b in stock_cols))
+                     'each model in the stock formulation -> in this one, median ms (stock / this, median of the '
+                     'per-round ratios):')
+        for n in ['dense'] + [v['name'] for v in variants]:
+            cells = []
+            for rt, b in stock_cols:
+                r = res[(rt, b)]
+                if n not in r['median'] or n + '-stock' not in r['median']:
+                    continue
+                paired = statistics.median(a / t for a, t in zip(r['all'][n + '-stock'], r['all'][n]))
+                cells.append(f'{rt} b{b} {r["median"][n + "-stock"] * 1e3:.3g} -> {r["median"][n] * 1e3:.3g} '
+                             f'({paired:.2f}x)')
+            if cells:
+                lines.append(f'  {n:<18}' + ', '.join(cells))
         for v in variants:
             cells = []
             for rt, b in stock_cols:
