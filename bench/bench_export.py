@@ -35,6 +35,12 @@ weights' memory format. The exported ``config.py`` / ``model.onnx`` are the CPU-
 
     python bench/bench_export.py --device cuda --rates 0.9 0.95 --modes structured semi --reps 20
 
+Graph convolution (``--graph-conv``): the PyTorch runtimes run every model in MMAction2's einsum formulation
+(``stock``, the default, in which the recorded tables were measured) or as two matrix products without layout
+copies (``matmul``, :mod:`mmsemiprune.export.graph_conv`, what the exported ``config.py`` runs); with ``matmul``
+each model is also timed in the stock formulation in the same rounds (``<name>-stock``) and the paired
+stock / matmul ratios are printed.
+
 Training overhead: seconds per ``model.train_step`` (data preprocessor + forward + loss + backward + SGD step,
 what MMEngine's loop runs each iteration) of the pruned model (semi, rate 0.9) during the soft phase (masks
 recomputed and thresholds re-solved every step, progress 0.5) and after freezing, over the stock
