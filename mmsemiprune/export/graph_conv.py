@@ -58,12 +58,34 @@ class MatmulUnitGCN(unit_gcn):
             return self.A + self.PA
         return self.A
 
+    def aggregation_matrix(self) -> torch.Tensor:
+        """A₂ (V, V·K), A₂[w, v·K + k] = A[k, v, w]. Without autograd (inference) it is kept between calls
+        while A / PA are the same tensors at the same versions (two kernel launches fewer per unit and call);
+        with autograd, with an adjacency masked by the pruner, or while being compiled / traced, it is recomputed
+        at every call (a compiled graph computes it once anyway)."""
+        raw = [self._buffers.get('A', self._parameters.get('A')), self._parameters.get('PA')]
+        cacheable = (not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+                     and not torch.jit.is_tracing() and not any(hasattr(self, n + '_psi') for n in ('A', 'PA')))
+        key = tuple((r.data_ptr(), r._version, r.device, r.dtype) for r in raw if r is not None)
+        hit = self.__dict__.get('_a2_cache')
+        if cacheable and hit is not None and hit[0] == key:
+            return hit[1]
+        A = self.adjacency()
+        k, v = A.shape[0], A.shape[-1]
+        a2 = A.permute(2, 1, 0).reshape(v, v * k)
+        self.__dict__['_a2_cache'] = (key, a2) if cacheable else None
+        return a2
+
+    def __getstate__(self):  # copies and pickles carry no cached A₂ (it may be an inference-mode tensor)
+        state = dict(super().__getstate__())  # a copy: the default returns the live __dict__
+        state.pop('_a2_cache', None)
+        return state
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n, c, t, v = x.shape
         res = self.down(x) if self.with_res else 0
-        A = self.adjacency()
-        k = A.shape[0]
-        a2 = A.permute(2, 1, 0).reshape(v, v * k)  # A₂[w, v·K + k] = A[k, v, w]: (V, V·K), a few hundred entries
+        a2 = self.aggregation_matrix()  # (V, V·K): a few hundred entries
+        k = a2.shape[1] // v
         w, b = _conv_params(self.conv)  # (K·O, C, 1, 1), rows (k, o); (K·O,)
         o = w.shape[0] // k
         h = F.linear(x.permute(0, 2, 3, 1).reshape(n * t * v, c), w.reshape(w.shape[0], c), b)
@@ -98,6 +120,7 @@ def set_graph_conv(model: nn.Module, kind: str = 'matmul') -> int:
     for m in _units(model):
         if type(m) in (unit_gcn, MatmulUnitGCN):  # a subclass with its own forward is not ours to replace
             m.__class__ = cls
+            m.__dict__.pop('_a2_cache', None)
             n += 1
     return n
 

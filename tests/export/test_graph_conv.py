@@ -108,3 +108,27 @@ def test_counters_see_the_stock_graph():
     assert count_flops(model, x1) == flops and 'einsum' in flops['by_operator']
     assert conv_positions(model, x1) == pos and any(k.endswith('gcn.conv') for k in pos)
     assert graph_conv_of(model) == 'matmul'
+
+
+def test_inference_keeps_the_aggregation_matrix_while_the_adjacency_is_unchanged():
+    u = make_unit('importance', False).eval()
+    set_graph_conv(u, 'matmul')
+    x = torch.randn(2, 6, 4, 5)
+    with torch.inference_mode():
+        a = u(x)
+        a2 = u.aggregation_matrix()
+        assert u.aggregation_matrix() is a2  # kept
+        with torch.no_grad():
+            u.PA.mul_(2.0)  # an in-place change (version bump): recomputed
+        b = u(x)
+        assert u.aggregation_matrix() is not a2
+    ref = copy.deepcopy(u)  # the copy carries no cached inference tensor, and computes the same
+    assert '_a2_cache' not in ref.__dict__
+    set_graph_conv(ref, 'stock')
+    with torch.no_grad():
+        assert torch.allclose(ref(x), b, atol=1e-5) and not torch.allclose(a, b, atol=1e-3)
+    with torch.enable_grad():  # with autograd: never kept, gradients reach PA
+        u.zero_grad()
+        u(x).sum().backward()
+        assert u.PA.grad is not None and u.PA.grad.abs().sum() > 0
+        assert u.__dict__.get('_a2_cache') is None
