@@ -263,7 +263,7 @@ def logits(model: nn.Module, x: torch.Tensor, chunk: int = 16) -> torch.Tensor:
 @torch.no_grad()
 def count_flops(model: nn.Module, x1: torch.Tensor) -> Dict[str, float]:
     """MACs of one clip by ``mmengine.analysis.FlopAnalyzer`` (total and by operator), counted on the stock
-    graph convolution (:mod:`.graph_conv`: the counter miscounts the matmul formulation's broadcast product)."""
+    graph convolution (:mod:`.graph_conv`; the matmul one gives the same total under other operator names)."""
     from mmengine.analysis import FlopAnalyzer
     m = model if isinstance(model, LogitsModel) else LogitsModel(model)
     m.eval()

@@ -28,10 +28,12 @@ It is a forward-only change of formulation: same parameters and buffers, same st
 gradients up to rounding; :func:`set_graph_conv` switches the modules of a model in place, both ways.
 ``conv_pos='post'`` units (and every other graph convolution: AAGCN's, CTR-GCN's) are left as they are.
 
-What reads the stock module structure runs in the stock formulation (:func:`using_graph_conv`): MACs are
-counted on it (mmengine's ``FlopAnalyzer`` counts a broadcast ``matmul`` as one batch's, and the 1×1 conv's
-forward hooks would not fire), and ONNX is traced from it (onnxruntime ran the stock graph faster on the
-CPU: 2.02 vs 2.12 s at batch 16, NTU ST-GCN, one thread).
+The product with A₂ is a ``bmm`` over A₂ expanded with batch stride 0 (no copy) rather than a broadcast
+``matmul``: mmengine's ``FlopAnalyzer`` counts the former right (the same total as the stock graph's conv +
+einsum) and the latter as one batch's. The exporter still counts MACs on the stock formulation
+(:func:`using_graph_conv`: its per-conv forward hooks need the 1×1 conv module to be called, and its
+by-operator names stay 'conv' / 'einsum'), and traces ONNX from it (onnxruntime ran the stock graph faster
+on the CPU: 2.02 vs 2.12 s at batch 16, NTU ST-GCN, one thread).
 """
 import contextlib
 from typing import Iterator
@@ -89,7 +91,8 @@ class MatmulUnitGCN(unit_gcn):
         w, b = _conv_params(self.conv)  # (K·O, C, 1, 1), rows (k, o); (K·O,)
         o = w.shape[0] // k
         h = F.linear(x.permute(0, 2, 3, 1).reshape(n * t * v, c), w.reshape(w.shape[0], c), b)
-        y = torch.matmul(a2, h.view(n * t, v * k, o))  # (N·T, V, O)
+        # (N·T, V, O); bmm over A₂ expanded with batch stride 0 (no copy), which FLOP counters read right
+        y = torch.bmm(a2.expand(n * t, v, v * k), h.view(n * t, v * k, o))
         y = y.view(n, t, v, o).permute(0, 3, 1, 2)  # (N, O, T, V), channels-last strides
         return self.act(self.bn(y) + res)
 

@@ -6,9 +6,11 @@ import copy
 import pytest
 import torch
 from mmaction.models.utils.gcn_utils import unit_gcn
+from mmengine.analysis import FlopAnalyzer
 from torch import nn
 
 import mmsemiprune  # noqa: F401
+from mmsemiprune.export import LogitsModel
 from mmsemiprune.export.exporter import build_model, conv_positions, count_flops, logits, synthetic_skeletons
 from mmsemiprune.export.graph_conv import MatmulUnitGCN, graph_conv_of, set_graph_conv, using_graph_conv
 
@@ -106,6 +108,11 @@ def test_counters_see_the_stock_graph():
     flops, pos = count_flops(model, x1), conv_positions(model, x1)
     set_graph_conv(model, 'matmul')
     assert count_flops(model, x1) == flops and 'einsum' in flops['by_operator']
+    # a user's own FlopAnalyzer on the matmul formulation: the same total (bmm, not a broadcast matmul)
+    fa = FlopAnalyzer(LogitsModel(model), (x1, ))
+    fa.unsupported_ops_warnings(False)
+    fa.uncalled_modules_warnings(False)
+    assert fa.total() == flops['total'] and fa.by_operator()['bmm'] == flops['by_operator']['einsum']
     assert conv_positions(model, x1) == pos and any(k.endswith('gcn.conv') for k in pos)
     assert graph_conv_of(model) == 'matmul'
 
