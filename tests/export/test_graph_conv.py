@@ -17,12 +17,7 @@ from mmsemiprune.export.graph_conv import MatmulUnitGCN, graph_conv_of, set_grap
 from tests.export.test_compact_export import SHAPE, make_pruned
 
 
-@pytest.fixture(autouse=True, scope='module')
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')  # tests/conftest.py
 
 
 def make_unit(adaptive, with_res, cin=6, cout=8, k=3, v=5, seed=0):
