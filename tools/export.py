@@ -57,6 +57,10 @@ def parse_args(argv=None):
     p.add_argument('--round-to', type=int, default=1, metavar='K',
                    help='keep channel widths in multiples of K (e.g. 8 for GPU kernels; the extra channels are read '
                         'by zero weights only, outputs unchanged); default 1: remove every unread channel')
+    p.add_argument('--graph-conv', choices=['matmul', 'stock'], default='matmul',
+                   help="what the exported config.py runs for ST-GCN(++)'s graph convolution: 'matmul' (default: two "
+                        "matrix products without layout copies, faster in PyTorch) or 'stock' (MMAction2's einsum "
+                        'forward, for code that hooks the 1x1 conv modules); same weights, same scores')
     p.add_argument('--trust-checkpoint', action='store_true',
                    help='allow full unpickling of a training checkpoint outside the work dir (only files you trust)')
     p.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config keys, key=value')
@@ -161,7 +165,8 @@ def run(args):
                 raise
     rep = export_pruned(cfg, args.checkpoint, args.out_dir, onnx=args.onnx, torch_export=args.torch_export,
                         shape=shape, inputs=inputs, trust=args.trust_checkpoint, cfg_name=args.config,
-                        num_check=shape[0] if shape else args.num_check, round_to=args.round_to)
+                        num_check=shape[0] if shape else args.num_check, round_to=args.round_to,
+                        graph_conv=args.graph_conv)
     print(format_export_report(rep))
     print(f'wrote {args.out_dir}: ' + ', '.join(sorted(k for k in ('model.pth', 'config.py', 'report.json',
                                                                  'model.onnx', 'model.pt2')

@@ -37,7 +37,7 @@ from torch import nn
 
 from ..core.shrink import bake_model, shrink, sparse_state_dict
 from .compact import LogitsModel, format_shape, is_sparse_entry
-from .graph_conv import using_graph_conv
+from .graph_conv import GRAPH_CONVS, using_graph_conv
 
 __all__ = ['ExportError', 'export_pruned', 'load_pruned_model', 'compact_state_dict', 'build_model',
            'exported_config', 'build_compact', 'example_inputs', 'synthetic_skeletons', 'count_flops',
@@ -151,16 +151,19 @@ def compact_state_dict(model: nn.Module, round_to: int = 1) -> Tuple[Dict[str, t
 
 
 def exported_config(cfg, compact_shapes: Dict[str, str], meta: Optional[dict] = None,
-                    work_dir: Optional[str] = None):
+                    work_dir: Optional[str] = None, graph_conv: str = 'matmul'):
     """Copy of ``cfg`` whose model is ``mmsemiprune.CompactRecognizerGCN`` with ``compact_shapes``; no pruner
-    hook, nothing to load or resume; ``work_dir`` (where tools/test.py logs) replaced."""
+    hook, nothing to load or resume; ``work_dir`` (where tools/test.py logs) replaced; ``graph_conv``: the
+    formulation of ``unit_gcn`` it runs (:mod:`.graph_conv`)."""
+    if graph_conv not in GRAPH_CONVS:
+        raise ExportError(f'graph_conv={graph_conv!r}: choose one of {", ".join(GRAPH_CONVS)}')
     from mmengine.config import Config
     out = Config(copy.deepcopy(cfg._cfg_dict.to_dict()))
     m = dict(out.model)
     m.pop('prune_cfg', None)
     m['type'] = 'mmsemiprune.CompactRecognizerGCN'
     m['compact_shapes'] = dict(sorted(compact_shapes.items()))
-    m['graph_conv'] = 'matmul'  # ST-GCN(++)'s graph convolution without layout copies (.graph_conv); 'stock' undoes
+    m['graph_conv'] = graph_conv  # 'matmul': ST-GCN(++)'s graph convolution without layout copies (.graph_conv)
     if meta:
         m['export_meta'] = meta
     out.model = m
@@ -365,16 +368,18 @@ def _err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 def export_pruned(cfg, checkpoint: str, out_dir: str, onnx: bool = False, torch_export: bool = False,
                   shape: Optional[Sequence[int]] = None, inputs: str = 'auto', trust: bool = False,
-                  cfg_name: str = 'the config', num_check: int = 8, log=print, round_to: int = 1) -> Dict:
+                  cfg_name: str = 'the config', num_check: int = 8, log=print, round_to: int = 1,
+                  graph_conv: str = 'matmul') -> Dict:
     """Export (see module docstring): load and check, compact and verify, count, write. Writes into
     ``out_dir`` only after every check passed; returns the report dict (also written as ``report.json``).
-    ``round_to``: channel widths in multiples of it (GPU alignment; 1 removes every unread channel)."""
+    ``round_to``: channel widths in multiples of it (GPU alignment; 1 removes every unread channel);
+    ``graph_conv``: what the exported config runs (:mod:`.graph_conv`; the exactness check runs it)."""
     t0 = time.time()
     masked = load_pruned_model(cfg, checkpoint, trust=trust, cfg_name=cfg_name)
     x, x_source = example_inputs(cfg, masked, num_check, shape, inputs)
     if x.dim() != 5:
         raise ExportError(f'check inputs must be (N, M, T, V, C), got shape {tuple(x.shape)}')
-    c = _compact_and_verify(cfg, masked, x, checkpoint, cfg_name, out_dir, round_to)
+    c = _compact_and_verify(cfg, masked, x, checkpoint, cfg_name, out_dir, round_to, graph_conv)
     report = _count_report(c, masked, x, x_source, checkpoint, cfg_name)
     _write_export(c, report, out_dir, checkpoint, cfg_name, onnx, torch_export, x)
     report['seconds'] = round(time.time() - t0, 1)
@@ -383,7 +388,7 @@ def export_pruned(cfg, checkpoint: str, out_dir: str, onnx: bool = False, torch_
     return report
 
 
-def _compact_and_verify(cfg, masked, x, checkpoint, cfg_name, out_dir, round_to=1) -> Dict:
+def _compact_and_verify(cfg, masked, x, checkpoint, cfg_name, out_dir, round_to=1, graph_conv='matmul') -> Dict:
     """Compact state dict, exported config and compact model; raises if its class scores on ``x`` differ
     from the masked model's by more than the tolerance. Returns the pieces as a dict."""
     rep_pr = masked.pruner.report()
@@ -395,7 +400,8 @@ def _compact_and_verify(cfg, masked, x, checkpoint, cfg_name, out_dir, round_to=
     meta = dict(source_config=cfg_name, source_checkpoint=osp.basename(checkpoint), mode=rep_pr['mode'],
                 target_rate=float(rep_pr['target_rate']), rate_params=float(rep_pr['rate_params']))
     out_cfg = exported_config(cfg, compact_shapes, meta,
-                              work_dir=f'./work_dirs/{osp.basename(osp.normpath(out_dir))}_exported')
+                              work_dir=f'./work_dirs/{osp.basename(osp.normpath(out_dir))}_exported',
+                              graph_conv=graph_conv)
     with warnings.catch_warnings():  # torch: "sparse CSR support is in beta"
         warnings.simplefilter('ignore')
         stored = sparse_state_dict(compact_sd)

@@ -69,6 +69,8 @@ def test_export_cli_then_tools_test(demo, capsys):
     assert rep['exactness']['pytorch_max_abs_err'] <= 1e-4 and rep['exactness']['onnxruntime_max_abs_err'] <= 1e-4
     sd = torch.load(osp.join(out, 'model.pth'), weights_only=True)
     assert 'state_dict' in sd and not any(k.startswith('pruner.') or '_psi' in k for k in sd['state_dict'])
+    from mmengine.config import Config
+    assert Config.fromfile(osp.join(out, 'config.py')).model.graph_conv == 'matmul'  # the default
 
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1', PYTHONPATH=ROOT)
     r = subprocess.run([sys.executable, osp.join(TOOLS, 'test.py'), osp.join(out, 'config.py'),
@@ -102,13 +104,23 @@ def test_export_cli_errors(demo, tmp_path, capsys):
 
 def test_export_cli_round_to(demo, tmp_path, capsys):
     """--round-to 4: every exported channel width is a multiple of 4 (or the full width), still exact, and
-    tools/test.py's config/weights load; --round-to 0 is a one-line error."""
+    tools/test.py's config/weights load; --round-to 0 is a one-line error. With --graph-conv stock the config
+    runs MMAction2's own unit_gcn forward."""
+    from mmengine.config import Config
+
+    from mmsemiprune.export.exporter import build_compact
+    from mmsemiprune.export.graph_conv import graph_conv_of
     tool = load_tool('export')
     out = str(tmp_path / 'r4')
-    assert tool.main([demo['cfg'], demo['ckpt'], out, '--round-to', '4', '--num-check', '4']) == 0
+    assert tool.main([demo['cfg'], demo['ckpt'], out, '--round-to', '4', '--num-check', '4',
+                      '--graph-conv', 'stock']) == 0
     capsys.readouterr()
     rep = json.load(open(osp.join(out, 'report.json')))
     assert rep['exactness']['pytorch_max_abs_err'] <= 1e-4
+    cfg = Config.fromfile(osp.join(out, 'config.py'))
+    assert cfg.model.graph_conv == 'stock'
+    model = build_compact(cfg.model, torch.load(osp.join(out, 'model.pth'), weights_only=True)['state_dict'])
+    assert graph_conv_of(model) == 'stock'
     sd = torch.load(osp.join(out, 'model.pth'), weights_only=True)['state_dict']
     full = demo['model'].state_dict()
     bn = [k for k in sd if k.endswith('bn.running_mean')]
