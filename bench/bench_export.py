@@ -87,8 +87,8 @@ def parse_args(argv=None):
     p.add_argument('--graph-conv', default='stock', choices=['stock', 'matmul'],
                    help="PyTorch runtimes: MMAction2's einsum graph convolution, or the same as two matrix products "
                         'without layout copies (mmsemiprune.export.graph_conv), for dense and exported alike; with '
-                        "matmul the stock dense model is timed too, as 'dense-stock' (onnxruntime always gets the "
-                        'stock graph)')
+                        "matmul every model is timed in the stock one too, in the same rounds, as '<name>-stock' "
+                        '(onnxruntime always gets the stock graph)')
     p.add_argument('--compile-mode', default=None,
                    choices=['default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs'],
                    help="torch.compile mode of the compile runtime (default: 'reduce-overhead' on cuda, 'default' "
