@@ -48,8 +48,10 @@ def parse_args(argv=None):
     p.add_argument('--malloc', choices=['retain', 'default'], default='retain',
                    help="CPU: 'retain' keeps freed heap memory for reuse as a training run with SemiPruneHook does "
                         "(glibc mallopt, mmsemiprune/engine/allocator.py); 'default': glibc's defaults")
-    p.add_argument('--projection-search', choices=['auto', 'secant'], default=None,
-                   help="prune_cfg.projection_search (with --target-macs): 'secant' takes the secant step at N = 1 too")
+    p.add_argument('--projection-search', choices=['auto', 'secant', 'bisect'], default=None,
+                   help="prune_cfg.projection_search (with --target-macs): 'bisect' is the published leaderboards' "
+                        "search (bisection at N = 1), 'secant' the secant step at every N; default 'auto' (= 'secant' "
+                        'with --target-macs)')
     p.add_argument('--ramp', action='store_true',
                    help='soft step in the warm-up ramp (progress 0.1 of a 1,000-step run, +1 step per round: the rate '
                         'moves at every step, so with target_macs and update_every 1 the projection bisects anew) '

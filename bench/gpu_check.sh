@@ -15,9 +15,9 @@
 #       prof   (~1 min): bench_train.py --kernel-table 25: where the soft / frozen step's time goes (device-busy ms,
 #                        costliest kernels, host time per operator), ST-GCN and CTR-GCN, fp32.
 #       macs   (~1.5 min): the compute-target soft step only (target_macs 0.4, update_every 1 and 16), fp32.
-#       ramp   (~1.5 min): the soft step in the warm-up ramp (--ramp: the rate moves at every step, so the N = 1
-#                        compute-target projection bisects anew: 2.33x stock on the CPU in session 10), with and
-#                        without target_macs 0.4, fp32.
+#       ramp   (~2 min): the soft step in the warm-up ramp (--ramp: the rate moves at every step): with target_macs
+#                        0.4 by the default search (secant since session 11: 1.37x stock on the CPU) and by the
+#                        published one (--projection-search bisect: 2.33x on the CPU), and without target_macs; fp32.
 #       profamp (~1 min): bench_train.py --amp fp16 --kernel-table 25: where the fp16 soft step's time goes.
 #       amp    (~2 min): tools/train.py --amp on the demo (fp16, 10 epochs; bf16, 3 epochs), tools/test.py on each.
 #       speed  (~3 min): train without update_every 16: fp32 ST-GCN and CTR-GCN, fp16 and bf16 ST-GCN, the compute
@@ -104,6 +104,7 @@ if want macs; then
 fi
 if want ramp; then
   step 60 train_ramp.txt $T --reps 10 --models stgcn --target-macs 0.4 --ramp
+  step 60 train_ramp.txt $T --reps 10 --models stgcn --target-macs 0.4 --ramp --projection-search bisect
   step 45 train_ramp.txt $T --reps 10 --models stgcn --ramp
 fi
 if want profamp; then

@@ -99,11 +99,13 @@ class SemiPruner(nn.Module):
             then max(1, freeze·max_iters // 1000), about 1,000 updates per mask phase (the recognizer calls it at
             the first step). Measured on SBU (60-step mask phases, 5 folds, seed 0, rate 0.9): N = 16 moved
             top-1 by −0.9 [−4.0, +2.3] points (paired t-interval), not resolved; short runs keep N = 1.
-        projection_search: how the consistent (projected) hard masks find the rate to ask of the search: 'auto'
-            (default) bisects from [0, rate] whenever the warm start misses at N = 1 (the published leaderboard's
-            search) and takes the secant step at N > 1; 'secant' takes it at every N (ours; measured with
-            ``target_macs`` 0.4 in the warm-up ramp of the NTU ST-GCN: 2.33x -> 1.37x stock on the CPU; on SBU, 5
-            folds, seed 0: top-1 the same on 3 folds, one clip lower on 2).
+        projection_search: how the consistent (projected) hard masks find the rate to ask of the search:
+            'secant' takes the secant step from the warm start at every N; 'bisect' (the published leaderboards'
+            search) bisects from [0, rate] whenever the warm start misses at N = 1 and takes the secant step at
+            N > 1; 'auto' (default): 'secant' with ``target_macs`` (measured: in the warm-up ramp of the NTU
+            ST-GCN 2.33x -> 1.37x stock on the CPU; on SBU (5 folds) and FPHA, 3 seeds, rates 0.9 / 0.95, top-1
+            secant - bisect +0.38 points [-0.50, +1.26] over 36 pairs, exported MACs +0.3 %), else 'bisect' (runs
+            without a compute target keep the search they were measured with).
         cuda_graphs: on CUDA (default on), run the soft phase's threshold search as one replay of a captured CUDA
             graph instead of ~190 operators dispatched per step (:mod:`.cudagraph`; same kernels, same
             thresholds; H200, batch 32, ST-GCN soft step 1.27x -> 1.17x stock in fp32, 1.34x -> 1.28x in fp16).
@@ -289,7 +291,10 @@ class SemiPruner(nn.Module):
 
     def _secant(self) -> bool:
         """Whether the consistent masks' search takes the secant step (``projection_search``)."""
-        return self.projection_search == 'secant' or self.update_every > 1
+        search = self.projection_search
+        if search == 'auto':
+            search = 'secant' if self.target_macs is not None else 'bisect'
+        return search == 'secant' or self.update_every > 1
 
     def set_run_length(self, max_iters: int) -> int:
         """update_every='auto': the interval for a run of ``max_iters`` steps (see the class docstring)."""

@@ -273,12 +273,16 @@ def test_soft_projection_trains_without_the_projected_channels(toy, projection):
         assert ratio > 0.3 + 0.1, ratio
 
 
-def test_soft_projection_makes_the_hard_step_smooth(toy):
+@pytest.mark.parametrize('search', ['bisect', 'secant'])
+def test_soft_projection_makes_the_hard_step_smooth(toy, search):
     """Loss on one batch (same weights) with the masks of the last soft step vs the first hard step: with
-    the projection the hard phase changes little; without it, it removes the projected channels at once."""
+    the projection the hard phase changes little; without it, it removes the projected channels at once.
+    (Over 6 training seeds of this toy the change with the projection ranged 0.019-0.136 with the published
+    search and 0.011-0.113 with the secant one, no systematic difference; without it ~0.5.)"""
     changes = {}
     for projection in (True, False):
-        net, pr, _, it = _train_until(toy, 0.675, target_macs=0.3, soft_projection=projection)
+        net, pr, _, it = _train_until(toy, 0.675, target_macs=0.3, soft_projection=projection,
+                                      projection_search=search)
         assert not pr.in_hard_phase
         x, y = toy.data(64, seed=5)
         net.eval()
@@ -288,7 +292,8 @@ def test_soft_projection_makes_the_hard_step_smooth(toy):
             assert pr.in_hard_phase
             after = F.cross_entropy(net(x), y).item()
         changes[projection] = abs(after / before - 1)
-    assert changes[True] < 0.05 and changes[True] < changes[False], changes  # measured 0.019 vs 0.46
+    # measured at this seed: with the projection 0.019 (bisect) and 0.066 (secant), without it 0.54 (secant)
+    assert changes[True] < 0.1 and changes[True] < changes[False] / 4, changes
 
 
 # -- update_every: the host-side consistent masks every N steps (issue "pruning at GPU speed") ----------
@@ -493,13 +498,18 @@ def test_consistent_masks_probe_a_rate_once(toy, start, secant):
         assert len(probed2) < len(probed), probed
 
 
-@pytest.mark.parametrize('search, N, secant', [('auto', 1, False), ('auto', 4, True), ('secant', 1, True)])
-def test_projection_search_picks_the_secant_search(toy, monkeypatch, search, N, secant):
-    """prune_cfg.projection_search: 'auto' bisects from [0, rate] at N = 1 (the published leaderboard's search) and
-    takes the secant step at N > 1; 'secant' takes it at every N (soft projection and hard phase alike)."""
+@pytest.mark.parametrize('search, N, macs, secant', [
+    ('bisect', 1, 0.3, False), ('bisect', 4, 0.3, True), ('secant', 1, 0.3, True), ('auto', 1, 0.3, True),
+    ('auto', 1, None, False), ('auto', 4, None, True), ('secant', 1, None, True)])
+def test_projection_search_picks_the_secant_search(toy, monkeypatch, search, N, macs, secant):
+    """prune_cfg.projection_search: 'bisect' bisects from [0, rate] at N = 1 (the published leaderboards' search)
+    and takes the secant step at N > 1; 'secant' takes it at every N (soft projection and hard phase alike);
+    'auto' (the default) is 'secant' with a compute target, else 'bisect'. Without a compute target the
+    consistent masks are searched in the hard phase only (trained into it here)."""
     import mmsemiprune.core.pruner as P
     seen = []
     orig = P.consistent_masks
     monkeypatch.setattr(P, 'consistent_masks', lambda *a, **k: seen.append(k['secant']) or orig(*a, **k))
-    net, pr, _, it = _train_until(toy, 0.5, target_macs=0.3, update_every=N, projection_search=search)
+    net, pr, _, it = _train_until(toy, 0.5 if macs else 0.75, target_macs=macs, update_every=N,
+                                  projection_search=search)
     assert pr.projection_search == search and seen and set(seen) == {secant}, seen
