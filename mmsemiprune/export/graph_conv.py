@@ -68,9 +68,14 @@ class MatmulUnitGCN(unit_gcn):
         with autograd, with an adjacency masked by the pruner, or while being compiled / traced, it is recomputed
         at every call (a compiled graph computes it once anyway)."""
         raw = [self._buffers.get('A', self._parameters.get('A')), self._parameters.get('PA')]
-        cacheable = (not torch.is_grad_enabled() and not torch.compiler.is_compiling()
-                     and not torch.jit.is_tracing() and not any(hasattr(self, n + '_psi') for n in ('A', 'PA')))
-        key = tuple((r.data_ptr(), r._version, r.device, r.dtype) for r in raw if r is not None)
+        key = None
+        if not (torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.compiler.is_exporting()
+                or torch.jit.is_tracing() or any(hasattr(self, n + '_psi') for n in ('A', 'PA'))):
+            try:  # a traced (fake / functional) tensor has no storage: no cache then
+                key = tuple((r.data_ptr(), r._version, r.device, r.dtype) for r in raw if r is not None)
+            except RuntimeError:
+                key = None
+        cacheable = key is not None
         hit = self.__dict__.get('_a2_cache')
         if cacheable and hit is not None and hit[0] == key:
             return hit[1]
