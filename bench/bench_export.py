@@ -39,7 +39,8 @@ Graph convolution (``--graph-conv``): the PyTorch runtimes run every model in MM
 (``stock``, the default, in which the recorded tables were measured) or as two matrix products without layout
 copies (``matmul``, :mod:`mmsemiprune.export.graph_conv`, what the exported ``config.py`` runs); with ``matmul``
 each model is also timed in the stock formulation in the same rounds (``<name>-stock``) and the paired
-stock / matmul ratios are printed.
+stock / matmul ratios are printed; the eager runtime stops if the two formulations' scores differ by more than
+1e-3 (float16: 1e-2) × max(1, max |score|).
 
 Training overhead: seconds per ``model.train_step`` (data preprocessor + forward + loss + backward + SGD step,
 what MMEngine's loop runs each iteration) of the pruned model (semi, rate 0.9) during the soft phase (masks
@@ -360,6 +361,16 @@ def time_all(args, dense, variants, shape):
                         err = float((torch.as_tensor(dict(runners)[n](x)).to(ref.device) - ref).abs().max())
                         if err > (1e-2 if args.half else 1e-3) * max(1.0, float(ref.abs().max())):
                             raise RuntimeError(f'torch.compile changed the scores of {n}: |err| {err:.2e}')
+                if runtime == 'torch' and args.graph_conv != 'stock':  # each formulation must give the same scores
+                    run_of = dict(runners)
+                    for n, _ in timed:
+                        if n.endswith('-stock'):
+                            continue
+                        ref = torch.as_tensor(run_of[n + '-stock'](x)).float()
+                        err = float((torch.as_tensor(run_of[n](x)).float() - ref).abs().max())
+                        if err > (1e-2 if args.half else 1e-3) * max(1.0, float(ref.abs().max())):
+                            raise RuntimeError(f'--graph-conv {args.graph_conv} changed the scores of {n}: |err| '
+                                               f'{err:.2e}')
                 d = sorted(times['dense'])
                 log(f'{runtime} batch {b}: dense {med["dense"] * 1e3:.1f} ms (median of {args.reps}, range '
                     f'{d[0] * 1e3:.0f}-{d[-1] * 1e3:.0f} ms; {time.time() - t0:.0f} s for all models)')
