@@ -36,9 +36,10 @@
 #                        rounded to 8, 16 and 32 (Tensor Core tile multiples), each against dense in its process.
 #       mem    (~1.5 min): ST-GCN and CTR-GCN fp32, 20 steps, eager search then graph replay: CUDA memory (the
 #                        graph's pool) and the frozen / soft ratios again.
-#       gcn    (~4 min): exported structured 0.9 (round 8) with --graph-conv matmul (unit_gcn as two matrix
-#                        products without layout copies; the stock dense model timed in the same rounds): fp32 eager
-#                        and compiled; float16 channels-last eager and compiled, with the kernel table.
+#       gcn    (~6.5 min): exported structured 0.9 (round 8) with --graph-conv matmul (unit_gcn as two matrix
+#                        products without layout copies; every model also in the stock formulation, same rounds,
+#                        scores checked against each other): fp32 eager; float16 channels-last eager and compiled,
+#                        with the kernel table.
 #       all:             train, export, semi, amp (more than 8 files: call at most three phases at a time).
 # Writes to $OUT (the device tool's result folder, at most 8 files come back; ./bench_gpu_out elsewhere):
 # env.txt, steps.txt and one .txt (+ .json for exports) per measurement. A step that fails or runs out of time
@@ -144,9 +145,11 @@ if want semi; then
     --train-iters 20 --threads 8 --json "$OUT/export_semi.json"
 fi
 if want gcn; then  # the matmul graph convolution (export/graph_conv.py): session 11, measured on the CPU only
-  step 120 export_gcn.txt $PY bench/bench_export.py --device cuda --modes structured --rates 0.9 --reps 20 \
-    --threads 8 --round-to 8 --graph-conv matmul --runtimes torch compile --json "$OUT/export_gcn.json"
-  step 150 export_gcn16.txt $PY bench/bench_export.py --device cuda --modes structured --rates 0.9 --reps 20 \
+  # eager fp32 first (fast); then float16 channels-last eager and compiled: 4 models (dense, exported, each also in
+  # the stock formulation) x 2 batches compile (reduce-overhead) in the limit
+  step 90 export_gcn.txt $PY bench/bench_export.py --device cuda --modes structured --rates 0.9 --reps 20 \
+    --threads 8 --round-to 8 --graph-conv matmul --runtimes torch --json "$OUT/export_gcn.json"
+  step 300 export_gcn16.txt $PY bench/bench_export.py --device cuda --modes structured --rates 0.9 --reps 20 \
     --threads 8 --round-to 8 --graph-conv matmul --channels-last --half --runtimes torch compile --kernel-table 12 \
     --json "$OUT/export_gcn16.json"
 fi
