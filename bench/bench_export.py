@@ -285,6 +285,14 @@ def make_runner(runtime, module, tmpdir, name, threads, example, device='cpu', c
     return run
 
 
+_STOCK = '-stock'  # --graph-conv matmul: the name suffix of a model's run in the stock formulation
+
+
+def _graph_conv_of_name(name, args):
+    """The ``unit_gcn`` formulation a timed model runs in: the stock one for its '-stock' twin."""
+    return 'stock' if name.endswith(_STOCK) else args.graph_conv
+
+
 def kernel_tables(args, dense, variants, shape):
     """Where an eager call's time goes, per model: torch.profiler over 5 calls of the eager runner at the largest
     batch (kernels on CUDA, operators' self CPU time on the CPU)."""
@@ -300,10 +308,10 @@ def kernel_tables(args, dense, variants, shape):
     out = {}
     models = [('dense', dense)] + [(v['name'], v['model']) for v in variants if not v['same_graph']]
     if args.graph_conv != 'stock':
-        models.append(('dense-stock', dense))
+        models.append(('dense' + _STOCK, dense))
     for n, m in models:
         run = make_runner('torch', m, None, n, args.threads, x, args.device, args.channels_last, half=args.half,
-                          graph_conv='stock' if n == 'dense-stock' else args.graph_conv)
+                          graph_conv=_graph_conv_of_name(n, args))
         for _ in range(3):  # warm-up (cuDNN autotuning)
             run(x)
         ka, busy, host = profile_calls(lambda: run(x), 5, cuda)
@@ -319,23 +327,23 @@ def time_all(args, dense, variants, shape):
     timed = [('dense', dense)] + [(v['name'], v['model']) for v in variants
                                   if args.time_all or (not v['same_graph'] and v['twin'] is None)]
     if args.graph_conv != 'stock':  # every model in the stock formulation too: what the formulation alone gains
-        timed += [(n + '-stock', m) for n, m in timed]
+        timed += [(n + _STOCK, m) for n, m in timed]
     results = {}  # (runtime, batch) -> {name: median seconds}
     example = synthetic_skeletons((2, ) + tuple(shape[1:]), seed=3)
     with tempfile.TemporaryDirectory() as tmp:
         for runtime in args.runtimes:
             t0 = time.time()
+            # onnxruntime always runs the stock graph (export traces it): the plain names are it
+            wanted = [(n, m) for n, m in timed if not (runtime == 'ort' and n.endswith(_STOCK))]
             runners = []
-            for n, m in timed:  # a runtime this machine lacks says so once and is skipped
-                if runtime == 'ort' and n.endswith('-stock'):
-                    continue  # onnxruntime always runs the stock graph: the plain names are it
-                gc = 'stock' if n.endswith('-stock') else args.graph_conv
+            for n, m in wanted:  # a runtime this machine lacks says so once and is skipped
                 run = make_runner(runtime, m, tmp, n.replace('@', '_'), args.threads, example, args.device,
-                                  args.channels_last, args.compile_mode, args.half, args.inductor_freezing, gc)
+                                  args.channels_last, args.compile_mode, args.half, args.inductor_freezing,
+                                  _graph_conv_of_name(n, args))
                 if run is None:
                     break
                 runners.append((n, run))
-            if len(runners) < len([n for n, _ in timed if runtime != 'ort' or not n.endswith('-stock')]):
+            if len(runners) < len(wanted):
                 continue
             if runtime == 'ort':
                 log(f'exported {len(runners)} ONNX models in {time.time() - t0:.0f} s')
@@ -364,9 +372,9 @@ def time_all(args, dense, variants, shape):
                 if runtime == 'torch' and args.graph_conv != 'stock':  # each formulation must give the same scores
                     run_of = dict(runners)
                     for n, _ in timed:
-                        if n.endswith('-stock'):
+                        if n.endswith(_STOCK):
                             continue
-                        ref = torch.as_tensor(run_of[n + '-stock'](x)).float()
+                        ref = torch.as_tensor(run_of[n + _STOCK](x)).float()
                         err = float((torch.as_tensor(run_of[n](x)).float() - ref).abs().max())
                         if err > (1e-2 if args.half else 1e-3) * max(1.0, float(ref.abs().max())):
                             raise RuntimeError(f'--graph-conv {args.graph_conv} changed the scores of {n}: |err| '
@@ -451,7 +459,7 @@ def summary(args, res, variants, base):
     lines.append('median ms per call: ' + '; '.join(
         f'{v["name"]} ' + ', '.join(f'{rt} b{b} {v[f"ms_{rt}_b{b}"]:.3g}' for rt, b in cols if f'ms_{rt}_b{b}' in v)
         for v in variants))
-    stock_cols = [(rt, b) for rt, b in cols if 'dense-stock' in res[(rt, b)]['median']]
+    stock_cols = [(rt, b) for rt, b in cols if 'dense' + _STOCK in res[(rt, b)]['median']]
     if stock_cols:  # --graph-conv matmul: every model also ran in the stock formulation, in the same rounds
         lines.append(f'--graph-conv {args.graph_conv} (PyTorch runtimes; the table above compares models in it): '
                      'each model in the stock formulation -> in this one, median ms (stock / this, median of the '
@@ -460,10 +468,10 @@ def summary(args, res, variants, base):
             cells = []
             for rt, b in stock_cols:
                 r = res[(rt, b)]
-                if n not in r['median'] or n + '-stock' not in r['median']:
+                if n not in r['median'] or n + _STOCK not in r['median']:
                     continue
-                paired = statistics.median(a / t for a, t in zip(r['all'][n + '-stock'], r['all'][n]))
-                cells.append(f'{rt} b{b} {r["median"][n + "-stock"] * 1e3:.3g} -> {r["median"][n] * 1e3:.3g} '
+                paired = statistics.median(a / t for a, t in zip(r['all'][n + _STOCK], r['all'][n]))
+                cells.append(f'{rt} b{b} {r["median"][n + _STOCK] * 1e3:.3g} -> {r["median"][n] * 1e3:.3g} '
                              f'({paired:.2f}x)')
             if cells:
                 lines.append(f'  {n:<18}' + ', '.join(cells))
@@ -472,7 +480,7 @@ def summary(args, res, variants, base):
             for rt, b in stock_cols:
                 med = res[(rt, b)]['median']
                 src = v['name'] if v['name'] in med else (v['twin'] if v['twin'] in med else 'dense')
-                s = med['dense-stock'] / med[src]
+                s = med['dense' + _STOCK] / med[src]
                 v[f'speedup_vs_stock_{rt}_b{b}'] = s
                 cells.append(f'{rt} b{b} {s:.2f}x ({s / v["flops_ratio"]:.2f} of the FLOPs ratio)')
             lines.append(f'  {v["name"]} over the stock dense model: ' + ', '.join(cells))

@@ -54,8 +54,8 @@ def parse_args(argv=None):
                         'with --target-macs)')
     p.add_argument('--ramp', action='store_true',
                    help='soft step in the warm-up ramp (progress 0.1 of a 1,000-step run, +1 step per round: the rate '
-                        'moves at every step, so with target_macs and update_every 1 the projection bisects anew) '
-                        'instead of at progress 0.5 (the steady state)')
+                        'moves at every step, so with target_macs and update_every 1 the projection searches anew '
+                        'each step) instead of at progress 0.5 (the steady state)')
     p.add_argument('--no-profile', action='store_true')
     p.add_argument('--eager-search', action='store_true',
                    help='prune_cfg.cuda_graphs=False: the soft-phase threshold search dispatched operator by operator '
