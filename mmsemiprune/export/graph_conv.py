@@ -74,15 +74,14 @@ class MatmulUnitGCN(unit_gcn):
             try:  # a traced (fake / functional) tensor has no storage: no cache then
                 key = tuple((r.data_ptr(), r._version, r.device, r.dtype) for r in raw if r is not None)
             except RuntimeError:
-                key = None
-        cacheable = key is not None
+                pass
         hit = self.__dict__.get('_a2_cache')
-        if cacheable and hit is not None and hit[0] == key:
+        if key is not None and hit is not None and hit[0] == key:
             return hit[1]
         A = self.adjacency()
         k, v = A.shape[0], A.shape[-1]
         a2 = A.permute(2, 1, 0).reshape(v, v * k)
-        self.__dict__['_a2_cache'] = (key, a2) if cacheable else None
+        self.__dict__['_a2_cache'] = None if key is None else (key, a2)
         return a2
 
     def __getstate__(self):  # copies and pickles carry no cached A₂ (it may be an inference-mode tensor)
