@@ -292,8 +292,10 @@ def test_soft_projection_makes_the_hard_step_smooth(toy, search):
             assert pr.in_hard_phase
             after = F.cross_entropy(net(x), y).item()
         changes[projection] = abs(after / before - 1)
-    # measured at this seed: with the projection 0.019 (bisect) and 0.066 (secant), without it 0.54 (secant)
-    assert changes[True] < 0.1 and changes[True] < changes[False] / 4, changes
+    # measured at this seed: with the projection 0.019 (bisect) and 0.066 (secant), without it 0.54 (secant); the
+    # published search keeps its original bound
+    bound = 0.05 if search == 'bisect' else 0.1
+    assert changes[True] < bound and changes[True] < changes[False] / 4, changes
 
 
 # -- update_every: the host-side consistent masks every N steps (issue "pruning at GPU speed") ----------
