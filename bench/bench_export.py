@@ -46,6 +46,13 @@ Training overhead: seconds per ``model.train_step`` (data preprocessor + forward
 what MMEngine's loop runs each iteration) of the pruned model (semi, rate 0.9) during the soft phase (masks
 recomputed and thresholds re-solved every step, progress 0.5) and after freezing, over the stock
 ``RecognizerGCN``, as ratios.
+
+Memory traffic (``traffic x`` in the table): the bytes every dispatched operator writes in one eager forward (views
+excluded, in-place writes included; :func:`bytes_written`, counted on the CPU at batch 1 in the ``--graph-conv``
+formulation and ``--channels-last`` format), dense / exported. On a GPU at large batches ST-GCN is memory-bound
+(BatchNorm, residual adds, activations, layout copies), so eager speed-ups track this ratio rather than the FLOPs
+ratio: a CPU-countable proxy of what a GPU can gain (a fused kernel's internal traffic is not seen: convolution
+bias adds, separate kernels on CUDA, are inside the CPU's convolution).
 """
 import argparse
 import contextlib
@@ -180,7 +187,9 @@ def build_variants(args, cfg, shape):
     xc = synthetic_skeletons((2, ) + tuple(shape[1:]), seed=2)
     f_dense = count_flops(dense, x1)['total']
     p_dense = sum(p.numel() for p in dense.parameters())
-    log(f'dense: {p_dense:,} params, {f_dense / 1e9:.3f} GMACs per clip {tuple(shape[1:])}')
+    b_dense = bytes_written(dense, x1, args.graph_conv, args.channels_last)
+    log(f'dense: {p_dense:,} params, {f_dense / 1e9:.3f} GMACs per clip {tuple(shape[1:])}, operators write '
+        f'{b_dense / 1e6:.1f} MB per clip ({args.graph_conv} graph convolution)')
     variants = []
     for mode in args.modes:
         for rate in args.rates:
@@ -203,6 +212,7 @@ def build_variants(args, cfg, shape):
             compact = build_compact(ocfg.model, csd)
             err = float((logits(compact, xc) - ref).abs().max())
             f_exp = count_flops(compact, x1)['total']
+            b_exp = bytes_written(compact, x1, args.graph_conv, args.channels_last)
             pruned = sum(info['masked_zeros'].values())
             removed = pruned - sum(info['remaining_zeros'].values())
             sig = tuple(sorted(shapes.items()))
@@ -211,13 +221,49 @@ def build_variants(args, cfg, shape):
                      signature=sig, twin=twin,
                      structural_realized=removed / max(pruned, 1), structural_predicted=rep['structural_share'],
                      params_exported=info['compact_params'], flops_exported=f_exp, flops_ratio=f_dense / f_exp,
+                     bytes_exported=b_exp, traffic_ratio=b_dense / b_exp,
                      same_graph=not shapes, max_abs_err=err, logits_max=float(ref.abs().max()), model=compact)
             variants.append(v)
             log(f'{v["name"]:<18} achieved {v["achieved"]:.3f}  gate->group {gate:.2f}  structural '
                 f'{v["structural_realized"]:.3f} (pred {v["structural_predicted"]:.3f})  params {p_dense:,} -> '
-                f'{v["params_exported"]:,}  MACs x{v["flops_ratio"]:.2f}  |err| {err:.1e}  ({time.time() - t0:.0f} s)')
+                f'{v["params_exported"]:,}  MACs x{v["flops_ratio"]:.2f}  traffic x{v["traffic_ratio"]:.2f}  |err| {err:.1e}  ({time.time() - t0:.0f} s)')
             del model
-    return dense, dict(params=p_dense, flops=f_dense), variants
+    base = dict(params=p_dense, flops=f_dense, bytes=b_dense)
+    if args.graph_conv != 'stock':  # the stock dense model, what the '-stock' twins and MMAction2 run
+        base['bytes_stock'] = bytes_written(dense, x1, 'stock', args.channels_last)
+        log(f'dense in the stock formulation: operators write {base["bytes_stock"] / 1e6:.1f} MB per clip')
+    return dense, base, variants
+
+
+# -- memory traffic -----------------------------------------------------------------------------------------
+def bytes_written(module, x, graph_conv='stock', channels_last=False) -> int:
+    """Bytes written by all operators of one eager forward of ``module`` on ``x`` (CPU, no grad): the sum over
+    every dispatched ATen operator of its outputs' ``numel × element_size``, skipping outputs that alias an input
+    without writing it (views); in-place and ``out=`` writes count. ``graph_conv`` / ``channels_last``: as the
+    timed models (a copy is converted; ``module`` is left as it is)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+
+    total = [0]
+
+    class _Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            rets = func._schema.returns
+            flat = tree_flatten(out)[0]
+            for i, t in enumerate(flat):
+                if not isinstance(t, torch.Tensor):
+                    continue
+                info = rets[i].alias_info if i < len(rets) else None
+                if info is None or info.is_write:
+                    total[0] += t.numel() * t.element_size()
+            return out
+
+    from mmsemiprune.export import LogitsModel
+    m = LogitsModel(on_device(module, 'cpu', channels_last, False, graph_conv)).eval()
+    with torch.no_grad(), _Count():
+        m(x)
+    return total[0]
 
 
 # -- timing ---------------------------------------------------------------------------------------------------
@@ -432,14 +478,14 @@ def summary(args, res, variants, base):
     (fills ``speedup_<rt>_b<b>`` / ``ms_<rt>_b<b>`` into the variants). Returns (lines, cols)."""
     # a runtime this machine lacks (e.g. onnxruntime without its CUDA provider) was skipped: no column
     cols = [(rt, b) for rt in args.runtimes for b in args.batches if (rt, b) in res]
-    head = f'{"variant":<18}{"achieved":>9}{"struct":>8}{"params":>10}{"MACs x":>8}' + ''.join(
+    head = f'{"variant":<18}{"achieved":>9}{"struct":>8}{"params":>10}{"MACs x":>8}{"traffic x":>10}' + ''.join(
         f'{rt + " b" + str(b):>14} ' for rt, b in cols)
     lines = ['', 'speedup over dense (median), next to the FLOPs ratio dense/exported (its physical limit):',
              'dense latency: ' + ', '.join(f'{rt} b{b} {res[(rt, b)]["median"]["dense"] * 1e3:.3g} ms'
                                             for rt, b in cols), head]
     for v in variants:
         row = (f'{v["name"]:<18}{v["achieved"]:>9.3f}{v["structural_realized"]:>8.3f}'
-               f'{v["params_exported"] / base["params"]:>10.3f}{v["flops_ratio"]:>8.2f}')
+               f'{v["params_exported"] / base["params"]:>10.3f}{v["flops_ratio"]:>8.2f}{v["traffic_ratio"]:>10.2f}')
         for rt, b in cols:
             med = res[(rt, b)]['median']
             src = v['name'] if v['name'] in med else v['twin']
@@ -453,6 +499,7 @@ def summary(args, res, variants, base):
         lines.append(row)
     lines.append('columns: achieved = pruned share of the prunable weights; struct = share of the pruned weights '
                  'physically removed; params = exported/dense parameters; MACs x = dense/exported MACs; '
+                 'traffic x = dense/exported bytes written by all operators (the memory-bound limit); '
                  'runtime cells = speedup/FLOPs ratio; =dense: exported graph identical to the dense one (not '
                  're-timed); *: exported graph identical to an earlier row\'s (timed once, values do not change '
                  'dense kernels\' time)')
@@ -483,7 +530,8 @@ def summary(args, res, variants, base):
                 s = med['dense' + _STOCK] / med[src]
                 v[f'speedup_vs_stock_{rt}_b{b}'] = s
                 cells.append(f'{rt} b{b} {s:.2f}x ({s / v["flops_ratio"]:.2f} of the FLOPs ratio)')
-            lines.append(f'  {v["name"]} over the stock dense model: ' + ', '.join(cells))
+            lines.append(f'  {v["name"]} over the stock dense model: ' + ', '.join(cells)
+                         + f'; traffic x {base["bytes_stock"] / v["bytes_exported"]:.2f}')
     for v in variants:
         if v['mode'] == 'semi' and abs(v['rate'] - 0.9) < 1e-9 and 16 in args.batches:
             parts = [f'{rt} {v[f"speedup_{rt}_b16"]:.2f}x' if f'speedup_{rt}_b16' in v else f'{rt} =dense (1x)'

@@ -40,6 +40,10 @@
 #                        products without layout copies; every model also in the stock formulation, same rounds,
 #                        scores checked against each other): fp32 eager; float16 channels-last eager and compiled,
 #                        with the kernel table.
+#       gcnall (~5 min): the exported rows again with --graph-conv matmul (what exported configs run since
+#                        session 11), each also in the stock formulation, with the traffic ratio (bytes written by all
+#                        operators, dense / exported): structured 0.9 / 0.95 (round 8), eager and compiled, fp32;
+#                        semi 0.9 after 20 SGD steps, eager.
 #       all:             train, export, semi, amp (more than 8 files: call at most three phases at a time).
 # Writes to $OUT (the device tool's result folder, at most 8 files come back; ./bench_gpu_out elsewhere):
 # env.txt, steps.txt and one .txt (+ .json for exports) per measurement. A step that fails or runs out of time
@@ -152,6 +156,12 @@ if want gcn; then  # the matmul graph convolution (export/graph_conv.py): sessio
   step 300 export_gcn16.txt $PY bench/bench_export.py --device cuda --modes structured --rates 0.9 --reps 20 \
     --threads 8 --round-to 8 --graph-conv matmul --channels-last --half --runtimes torch compile --kernel-table 12 \
     --json "$OUT/export_gcn16.json"
+fi
+if want gcnall; then  # the table (structured 0.9 / 0.95, semi 0.9) in the formulation exported configs run
+  step 240 export_gcnall.txt $PY bench/bench_export.py --device cuda --modes structured --rates 0.9 0.95 --reps 20 \
+    --threads 8 --round-to 8 --graph-conv matmul --runtimes torch compile --json "$OUT/export_gcnall.json"
+  step 120 export_gcnsemi.txt $PY bench/bench_export.py --device cuda --modes semi --rates 0.9 --train-iters 20 \
+    --reps 20 --threads 8 --graph-conv matmul --runtimes torch --json "$OUT/export_gcnsemi.json"
 fi
 if want amp; then  # tools/train.py --amp end to end on the GPU (demo data made here), then tools/test.py
   step 15 amp.txt $PY tools/make_demo_data.py data/demo/demo_ntu25.pkl

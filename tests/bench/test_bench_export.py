@@ -69,8 +69,8 @@ def test_summary_leaves_out_a_runtime_that_was_not_timed():
     b = _bench()
     args = b.parse_args(['--runtimes', 'torch', 'ort', '--batches', '1', '16'])
     v = dict(name='structured@0.9', mode='structured', rate=0.9, achieved=0.9, structural_realized=0.8,
-             params_exported=25, flops_ratio=3.5, twin=None)
-    semi = dict(v, name='semi@0.9', mode='semi', flops_ratio=1.5)
+             params_exported=25, flops_ratio=3.5, traffic_ratio=1.8, twin=None)
+    semi = dict(v, name='semi@0.9', mode='semi', flops_ratio=1.5, traffic_ratio=1.2)
     res = {('torch', bb): dict(median={'dense': 0.010 * bb, 'structured@0.9': 0.004 * bb, 'semi@0.9': 0.008 * bb})
            for bb in (1, 16)}
     lines, cols = b.summary(args, res, [v, semi], dict(params=100))
@@ -79,6 +79,37 @@ def test_summary_leaves_out_a_runtime_that_was_not_timed():
     assert 'ort b' not in text and 'torch b16' in text
     assert abs(v['speedup_torch_b16'] - 2.5) < 1e-9 and abs(v['ms_torch_b1'] - 4.0) < 1e-9
     assert 'semi ST-GCN rate 0.9, batch 16: speedup torch 1.25x' in text
+    assert 'traffic x' in lines[3] and '1.80' in lines[4] and '1.20' in lines[5]
+
+
+def test_bytes_written_counts_every_write_and_no_view(monkeypatch):
+    """The traffic proxy: the bytes each operator writes, views excluded, in-place writes included; MMAction2's
+    einsum graph convolution writes its layout copies on top of what the matmul formulation writes."""
+    b = _bench()
+
+    class Toy(torch.nn.Module):
+        def forward(self, x):
+            y = x * 2  # writes 4·6 floats
+            y = y.view(6, 4).t()  # views: nothing
+            y.relu_()  # in place: writes 24 floats
+            return y.contiguous()  # a copy of the transposed view: 24 floats
+
+    import mmsemiprune.export as ex
+    with monkeypatch.context() as mp:
+        mp.setattr(ex, 'LogitsModel', lambda m: m)  # the toy is its own logits model
+        assert b.bytes_written(Toy(), torch.randn(4, 6)) == 3 * 24 * 4
+
+    from mmengine.config import Config
+    from mmsemiprune.export.exporter import build_model, synthetic_skeletons
+    b.quiet_mmengine()
+    cfg = Config.fromfile(osp.join(ROOT, 'configs/demo/stgcn_semiprune_demo.py'))
+    dense = build_model(b.dense_cfg(cfg.model))
+    dense.init_weights()
+    clip = synthetic_skeletons((1, 2, 16, 25, 3), seed=0)
+    stock, matmul = b.bytes_written(dense, clip, 'stock'), b.bytes_written(dense, clip, 'matmul')
+    assert matmul < stock  # einsum's layout copies
+    two = b.bytes_written(dense, clip.repeat(2, 1, 1, 1, 1), 'matmul')
+    assert 1.95 * matmul < two < 2 * matmul  # activations scale with the batch; the adjacency, weights' work do not
 
 
 def test_inductor_freezing_compiles_the_same_scores_and_needs_the_compile_runtime():

@@ -134,3 +134,38 @@ def test_inference_keeps_the_aggregation_matrix_while_the_adjacency_is_unchanged
         u(x).sum().backward()
         assert u.PA.grad is not None and u.PA.grad.abs().sum() > 0
         assert u.__dict__.get('_a2_cache') is None
+
+
+def _activation_copies(mod, x):
+    """Names of the copy operators (clone, copy_, _to_copy, contiguous's copies) a no-grad forward of ``mod`` on
+    ``x`` dispatches whose output is at least as large as ``x`` (an activation, not the adjacency)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    aten = torch.ops.aten
+    copies = {aten.clone.default, aten.copy_.default, aten._to_copy.default, aten.copy.default}
+    seen = []
+
+    class _Watch(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func in copies and isinstance(out, torch.Tensor) and out.numel() >= x.numel():
+                seen.append(str(func))
+            return out
+
+    with torch.no_grad(), _Watch():
+        mod(x)
+    return seen
+
+
+@pytest.mark.parametrize('with_res,cin', [(False, 6), (True, 8)])
+def test_matmul_unit_copies_no_activation_in_channels_last(with_res, cin):
+    """The GPU finding behind the formulation (session 9's profile: layout copies around einsum were 37 % of a
+    dense ST-GCN's kernel time at batch 64; session 12: none left, 2.1x faster in float16) guarded on the CPU: on a
+    channels-last input — what the previous tcn hands on — the matmul unit dispatches no copy of an activation;
+    MMAction2's einsum unit does (so this check can fail)."""
+    stock = make_unit(None, with_res, cin=cin).eval()
+    mine = copy.deepcopy(stock)
+    set_graph_conv(mine, 'matmul')
+    x = torch.randn(4, cin, 7, 5).to(memory_format=torch.channels_last)
+    assert _activation_copies(stock, x)
+    assert _activation_copies(mine, x) == []
+    assert _activation_copies(mine, x) == []  # with the cached aggregation matrix too
