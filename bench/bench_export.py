@@ -367,6 +367,17 @@ def kernel_tables(args, dense, variants, shape):
     return out
 
 
+def allow_recompiles(n: int) -> int:
+    """Let dynamo keep ``n`` compiled graphs of one function: every timed model is a ``LogitsModel`` whose
+    ``forward`` is one code object, and each (model, batch) is another graph of it. At torch's default limit (8)
+    the ninth falls back to eager without an error (session 12's first 6-model run: its compiled batch-64 column
+    timed eager models). Never lowers the limit; returns it."""
+    import torch._dynamo.config as dcfg
+    name = 'recompile_limit' if hasattr(dcfg, 'recompile_limit') else 'cache_size_limit'
+    setattr(dcfg, name, max(getattr(dcfg, name), int(n)))
+    return getattr(dcfg, name)
+
+
 def time_all(args, dense, variants, shape):
     from mmsemiprune.export import LogitsModel
     from mmsemiprune.export.exporter import synthetic_skeletons
@@ -374,6 +385,8 @@ def time_all(args, dense, variants, shape):
                                   if args.time_all or (not v['same_graph'] and v['twin'] is None)]
     if args.graph_conv != 'stock':  # every model in the stock formulation too: what the formulation alone gains
         timed += [(n + _STOCK, m) for n, m in timed]
+    if 'compile' in args.runtimes:
+        allow_recompiles(len(timed) * len(args.batches) + 8)
     results = {}  # (runtime, batch) -> {name: median seconds}
     example = synthetic_skeletons((2, ) + tuple(shape[1:]), seed=3)
     with tempfile.TemporaryDirectory() as tmp:

@@ -153,3 +153,17 @@ def test_kernel_table_profiles_dense_and_each_exported_model(capsys):
     assert set(busy) == {'dense', 'structured@0.9'} and all(v > 0 for v in busy.values()), busy
     text = capsys.readouterr()
     assert '### structured@0.9, eager, batch 1' in text.out + text.err
+
+
+def test_compiled_models_are_not_capped_by_the_recompile_limit():
+    """Every timed model shares LogitsModel.forward: past dynamo's default limit of 8 graphs the rest ran eager
+    silently (the first 6-model GPU run). The bench raises the limit to what it compiles, and never lowers it."""
+    import torch._dynamo.config as dcfg
+    b = _bench()
+    name = 'recompile_limit' if hasattr(dcfg, 'recompile_limit') else 'cache_size_limit'
+    old = getattr(dcfg, name)
+    try:
+        assert b.allow_recompiles(old + 20) == old + 20 == getattr(dcfg, name)
+        assert b.allow_recompiles(2) == old + 20  # not lowered
+    finally:
+        setattr(dcfg, name, old)
