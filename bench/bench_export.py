@@ -39,7 +39,8 @@ Graph convolution (``--graph-conv``): the PyTorch runtimes run every model in MM
 (``stock``, the default, in which the recorded tables were measured) or as two matrix products without layout
 copies (``matmul``, :mod:`mmsemiprune.export.graph_conv`, what the exported ``config.py`` runs); with ``matmul``
 each model is also timed in the stock formulation in the same rounds (``<name>-stock``) and the paired
-stock / matmul ratios are printed; the eager runtime stops if the two formulations' scores differ by more than
+stock / matmul ratios are printed (compiled, both are the stock graph since session 12: a ``MatmulUnitGCN`` being
+compiled traces the stock forward, which Inductor compiled faster); the eager runtime stops if the two formulations' scores differ by more than
 1e-3 (float16: 1e-2) × max(1, max |score|).
 
 Training overhead: seconds per ``model.train_step`` (data preprocessor + forward + loss + backward + SGD step,

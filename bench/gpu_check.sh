@@ -36,11 +36,11 @@
 #                        rounded to 8, 16 and 32 (Tensor Core tile multiples), each against dense in its process.
 #       mem    (~1.5 min): ST-GCN and CTR-GCN fp32, 20 steps, eager search then graph replay: CUDA memory (the
 #                        graph's pool) and the frozen / soft ratios again.
-#       gcn    (~6.5 min): exported structured 0.9 (round 8) with --graph-conv matmul (unit_gcn as two matrix
+#       gcn    (~2.5 min): exported structured 0.9 (round 8) with --graph-conv matmul (unit_gcn as two matrix
 #                        products without layout copies; every model also in the stock formulation, same rounds,
 #                        scores checked against each other): fp32 eager; float16 channels-last eager and compiled,
 #                        with the kernel table.
-#       gcnall (~5 min): the exported rows again with --graph-conv matmul (what exported configs run since
+#       gcnall (~3.5 min): the exported rows again with --graph-conv matmul (what exported configs run since
 #                        session 11), each also in the stock formulation, with the traffic ratio (bytes written by all
 #                        operators, dense / exported): structured 0.9 / 0.95 (round 8), eager and compiled, fp32;
 #                        semi 0.9 after 20 SGD steps, eager.
