@@ -49,7 +49,7 @@ recomputed and thresholds re-solved every step, progress 0.5) and after freezing
 ``RecognizerGCN``, as ratios.
 
 Memory traffic (``traffic x`` in the table): the bytes every dispatched operator writes in one eager forward (views
-excluded, in-place writes included; :func:`bytes_written`, counted on the CPU at batch 1 in the ``--graph-conv``
+excluded, in-place writes included; ``mmsemiprune.export.exporter.count_traffic``, counted on the CPU at batch 1 in the ``--graph-conv``
 formulation and ``--channels-last`` format), dense / exported. On a GPU at large batches ST-GCN is memory-bound
 (BatchNorm, residual adds, activations, layout copies), so eager speed-ups track this ratio rather than the FLOPs
 ratio: a CPU-countable proxy of what a GPU can gain (a fused kernel's internal traffic is not seen: convolution
@@ -238,34 +238,10 @@ def build_variants(args, cfg, shape):
 
 # -- memory traffic -----------------------------------------------------------------------------------------
 def bytes_written(module, x, graph_conv='stock', channels_last=False) -> int:
-    """Bytes written by all operators of one eager forward of ``module`` on ``x`` (CPU, no grad): the sum over
-    every dispatched ATen operator of its outputs' ``numel × element_size``, skipping outputs that alias an input
-    without writing it (views); in-place and ``out=`` writes count. ``graph_conv`` / ``channels_last``: as the
-    timed models (a copy is converted; ``module`` is left as it is)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
-    from torch.utils._pytree import tree_flatten
-
-    total = [0]
-
-    class _Count(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            out = func(*args, **(kwargs or {}))
-            rets = func._schema.returns
-            flat = tree_flatten(out)[0]
-            for i, t in enumerate(flat):
-                if not isinstance(t, torch.Tensor):
-                    continue
-                info = rets[i].alias_info if i < len(rets) else None
-                if info is None or info.is_write:
-                    total[0] += t.numel() * t.element_size()
-            return out
-
-    from mmsemiprune.export import LogitsModel
-    m = LogitsModel(on_device(module, 'cpu', channels_last, False, graph_conv)).eval()
-    with torch.no_grad(), _Count():
-        m(x)
-    return total[0]
-
+    """:func:`mmsemiprune.export.exporter.count_traffic` of ``module`` on ``x`` in the timed models' formulation and
+    format (a converted copy; ``module`` is left as it is)."""
+    from mmsemiprune.export.exporter import count_traffic
+    return count_traffic(on_device(module, 'cpu', channels_last, False, graph_conv), x)
 
 # -- timing ---------------------------------------------------------------------------------------------------
 def on_device(module, device, channels_last=False, half=False, graph_conv='stock'):

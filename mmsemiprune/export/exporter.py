@@ -37,10 +37,10 @@ from torch import nn
 
 from ..core.shrink import bake_model, shrink, sparse_state_dict
 from .compact import LogitsModel, format_shape, is_sparse_entry
-from .graph_conv import GRAPH_CONVS, using_graph_conv
+from .graph_conv import GRAPH_CONVS, graph_conv_of, using_graph_conv
 
 __all__ = ['ExportError', 'export_pruned', 'load_pruned_model', 'compact_state_dict', 'build_model',
-           'exported_config', 'build_compact', 'example_inputs', 'synthetic_skeletons', 'count_flops',
+           'exported_config', 'build_compact', 'example_inputs', 'synthetic_skeletons', 'count_flops', 'count_traffic',
            'conv_positions', 'export_onnx', 'run_onnx', 'export_pt2', 'format_export_report', 'param_count']
 
 TOL = 1e-4
@@ -281,6 +281,38 @@ def count_flops(model: nn.Module, x1: torch.Tensor) -> Dict[str, float]:
 
 
 @torch.no_grad()
+def count_traffic(model: nn.Module, x1: torch.Tensor) -> int:
+    """Bytes written by all ATen operators of one eager forward of ``model`` on ``x1`` (CPU), as it runs (its graph
+    convolution formulation and memory format): Σ numel × element size over every operator's outputs, skipping
+    outputs that alias an input without writing it (views); in-place and ``out=`` writes count.
+
+    A CPU-countable proxy of memory traffic: on a GPU at large batches ST-GCN is memory-bound (BatchNorm, residual
+    adds, activations, layout copies), and the exported model's eager speed-up over dense tracked dense / exported
+    bytes within 4 % where the MACs ratio was 1.8-2.2× higher (bench/README.md, session 12). Work inside one kernel
+    is not seen (a CUDA convolution's separate bias add is inside the CPU's convolution)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_flatten
+    total = [0]
+
+    class _Count(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            rets = func._schema.returns
+            for i, t in enumerate(tree_flatten(out)[0]):
+                if isinstance(t, torch.Tensor):
+                    info = rets[i].alias_info if i < len(rets) else None
+                    if info is None or info.is_write:
+                        total[0] += t.numel() * t.element_size()
+            return out
+
+    m = model if isinstance(model, LogitsModel) else LogitsModel(model)
+    m.eval()
+    with _Count():
+        m(x1)
+    return total[0]
+
+
+@torch.no_grad()
 def conv_positions(model: nn.Module, x1: torch.Tensor) -> Dict[str, int]:
     """{module name: output positions per clip} of every conv / linear (MACs = weight.numel() × positions
     for groups=1)."""
@@ -424,6 +456,7 @@ def _count_report(c: Dict, masked, x, x_source, checkpoint, cfg_name) -> Dict:
                                 out_cfg.get('default_scope', 'mmaction'))
     flops_dense = count_flops(dense_model, x1)
     flops_exp = count_flops(c['model'], x1)
+    traffic_dense, traffic_exp = count_traffic(dense_model, x1), count_traffic(c['model'], x1)
     pos = conv_positions(dense_model, x1)
     conv_dense = sum(dense_sd[f'{n}.weight'].numel() * p for n, p in pos.items())
     zero_macs = 0
@@ -449,6 +482,10 @@ def _count_report(c: Dict, masked, x, x_source, checkpoint, cfg_name) -> Dict:
                    conv_linear_dense_by_mmengine=flops_dense['by_operator'].get('conv', 0.0) +
                    flops_dense['by_operator'].get('linear', 0.0),
                    by_operator_dense=flops_dense['by_operator'], by_operator_exported=flops_exp['by_operator']),
+        traffic=dict(counter='bytes written by all operators of one eager forward, per clip (count_traffic), '
+                     'dense and exported in the exported graph convolution', graph_conv=graph_conv_of(c['model']),
+                     dense=traffic_dense, exported=traffic_exp,
+                     ratio_dense_over_exported=traffic_dense / max(traffic_exp, 1)),
         structural=dict(share_realized=pruned_removed / max(masked_zeros, 1),
                         share_predicted=float(rep_pr['structural_share']),
                         pruned_entries=masked_zeros, pruned_entries_removed=pruned_removed,
@@ -520,6 +557,11 @@ def format_export_report(r: Dict) -> str:
          f'structural share of the pruning: realized {s["share_realized"]:.3f} '
          f'({s["pruned_entries_removed"]:,} of {s["pruned_entries"]:,} pruned weights physically removed), '
          f'predicted by the pruner report {s["share_predicted"]:.3f}']
+    if 'traffic' in r:  # reports written before session 12 have none
+        t = r['traffic']
+        L.insert(3, f'{"memory traffic / clip":<22}{t["dense"] / 1e6:>13.1f}M{"":>14}{t["exported"] / 1e6:>13.1f}M   '
+                    f'(bytes written; dense/exported = {t["ratio_dense_over_exported"]:.2f}x: a memory-bound GPU '
+                    'batch speeds up by about this, not by the MACs ratio)')
     ch = [f'{k}: {a}->{b}' for k, (a, b) in s['channels'].items() if a != b]
     L.append('channels removed: ' + (', '.join(ch) if ch else 'none') + ('' if 'note' not in s else f' [{s["note"]}]'))
     ex = [f'PyTorch {e["pytorch_max_abs_err"]:.2e}']

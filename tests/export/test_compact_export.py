@@ -12,7 +12,7 @@ from torch import nn
 
 import mmsemiprune  # noqa: F401
 from mmsemiprune.export import CompactRecognizerGCN, ExportError, export_pruned
-from mmsemiprune.export.exporter import build_model, logits, run_onnx, synthetic_skeletons
+from mmsemiprune.export.exporter import build_model, format_export_report, logits, run_onnx, synthetic_skeletons
 from mmsemiprune.export.graph_conv import graph_conv_of
 
 SMALL = dict(base_channels=8, num_stages=4, inflate_stages=[3], down_stages=[3])
@@ -147,6 +147,10 @@ def test_structured_masks_shrink_shapes(tmp_path_factory, arch):
     assert p['exported'] < p['dense'] and p['masked'] < p['dense']
     assert rep['flops']['exported'] < 0.8 * rep['flops']['dense']
     assert rep['structural']['share_realized'] > 0.3
+    tr = rep['traffic']  # removed channels write fewer bytes, though fewer in proportion than the MACs fall
+    assert tr['graph_conv'] == 'matmul' and tr['exported'] < tr['dense']
+    assert 1.0 < tr['ratio_dense_over_exported'] < rep['flops']['ratio_dense_over_exported']
+    assert 'memory traffic / clip' in format_export_report(rep)
     assert rep['files']['model_pth'] < rep['files']['dense_state_dict']
 
 
@@ -155,6 +159,7 @@ def test_backbones_without_channel_sets_are_baked_uncompressed(tmp_path_factory,
     cfg, masked, out, rep, x = exported(tmp_path_factory, arch, 'semi')
     assert rep['params']['exported'] == rep['params']['dense']
     assert rep['structural']['channel_sets'] == 0 and 'note' in rep['structural']
+    assert rep['traffic']['exported'] == rep['traffic']['dense']  # nothing removed: the same activations
     sd = torch.load(osp.join(out, 'model.pth'), weights_only=True)['state_dict']
     assert any(isinstance(v, dict) and v.get('__sparse_csr__') for v in sd.values())  # zeros stored sparsely
     assert rep['files']['model_pth'] < rep['files']['dense_state_dict']
