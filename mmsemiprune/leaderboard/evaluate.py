@@ -13,6 +13,9 @@ masks, remove dead channels), so the leaderboard counts exactly what ``tools/exp
   ``(1, M, T, V, C)``, backbone + head, counted by ``mmengine.analysis.FlopAnalyzer`` (convs, the
   adjacency aggregation einsum, the classifier, ...) on the dense-shaped and on the exported model.
   The pruner's ``flops_*`` (prunable convs only) are kept as ``rate_flops``'s source.
+- ``traffic_dense`` / ``traffic_exported``: bytes written by all operators of one eager forward of that clip
+  (:func:`mmsemiprune.export.exporter.count_traffic`), both in the exported graph convolution: the bound of a
+  memory-bound GPU batch (runs from before session 12 lack them).
 
 No latency is measured here (it meant little on a shared machine; see ``bench/``).
 """
@@ -69,7 +72,7 @@ def model_counts(cfg, model, x1: torch.Tensor) -> Dict:
     """Parameter and MAC counts of ``model`` (masked or dense) as exported; ``x1``: one clip
     ``(1, M, T, V, C)``. See the module docstring."""
     from ..export.compact import LogitsModel, format_shape
-    from ..export.exporter import build_compact, compact_state_dict, count_flops, exported_config
+    from ..export.exporter import build_compact, compact_state_dict, count_flops, count_traffic, exported_config
     model = copy.deepcopy(model).cpu().eval()
     x1 = x1.cpu()
     out = {}
@@ -92,6 +95,8 @@ def model_counts(cfg, model, x1: torch.Tensor) -> Dict:
                params_compact_nonzero=cc['nonzero'], rate_whole=1.0 - cc['nonzero'] / max(cd['total'], 1))
     out['macs_dense'] = count_flops(dense_shape, x1)['total']
     out['macs_exported'] = count_flops(compact, x1)['total'] if compact is not dense_shape else out['macs_dense']
+    out['traffic_dense'] = count_traffic(dense_shape, x1)
+    out['traffic_exported'] = count_traffic(compact, x1) if compact is not dense_shape else out['traffic_dense']
     out['macs_input_shape'] = 'x'.join(str(int(s)) for s in x1.shape)
     return out
 

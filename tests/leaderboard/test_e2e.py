@@ -74,6 +74,7 @@ def test_e2e_installed_outside_repo(tmp_path, demo_pkl, installed):
     assert 0 <= res['top1'] <= 1 and abs(res['rate_params'] - 0.8) < 0.02 and res['seed'] == 1
     assert res['report_code'].startswith('mmsemiprune')  # evaluated by the installed copy (no git checkout)
     assert res['macs_exported'] < res['macs_dense'] and res['macs_input_shape'].startswith('1x')
+    assert 0 < res['traffic_exported'] <= res['traffic_dense']  # bytes written per clip (count_traffic)
     assert res['params_compact_nonzero'] <= res['params_nonzero'] < res['params_dense']
     assert 0 < res['rate_whole'] < res['rate_params'] and res['export_max_abs_diff'] < 1e-3
     assert res['train_s'] > 1 and res['train_segments'] == 1 and res['device'] == 'cpu'
