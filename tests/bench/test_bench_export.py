@@ -1,19 +1,15 @@
 """bench/bench_export.py: the device switch and the runtimes it adds (issue "pruning at GPU speed"). Timings are
 not asserted (benchmarks print ratios; tests check behaviour)."""
-import importlib.util
 import os.path as osp
 
 import pytest
 import torch
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from tests.bench.scripts import ROOT, load_script
 
 
 def _bench():
-    spec = importlib.util.spec_from_file_location('_mmsp_bench_export', osp.join(ROOT, 'bench', 'bench_export.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script('bench_export')
 
 
 def test_defaults_per_device():

@@ -1,19 +1,14 @@
 """bench/bench_train.py: refuses CUDA clearly where there is none (its counts are asserted in
 tests/core/test_step_cost.py; timings are never asserted)."""
-import importlib.util
-import os.path as osp
-
 import pytest
 import torch
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from tests.bench.scripts import load_script
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the message of a machine without CUDA')
 def test_bench_train_cuda_without_gpu_is_a_clear_error():
-    spec = importlib.util.spec_from_file_location('_mmsp_bench_train', osp.join(ROOT, 'bench', 'bench_train.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script('bench_train')
     with pytest.raises(SystemExit, match='--device cpu'):
         mod.main(['--device', 'cuda'])
 
@@ -21,9 +16,7 @@ def test_bench_train_cuda_without_gpu_is_a_clear_error():
 def test_ramp_walks_the_soft_step_through_the_warm_up(monkeypatch, capsys):
     """--ramp: the soft step's iteration advances by one per round from progress 0.1 of a 1,000-step run (the rate
     moves at every step), and the header says so; without it the soft step stays at progress 0.5."""
-    spec = importlib.util.spec_from_file_location('_mmsp_bench_train2', osp.join(ROOT, 'bench', 'bench_train.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = load_script('bench_train', 'bench_train2')
     from mmsemiprune.core.pruner import SemiPruner
     seen = []
     orig = SemiPruner.set_progress

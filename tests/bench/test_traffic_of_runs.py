@@ -1,20 +1,14 @@
 """bench/traffic_of_runs.py: MACs and memory traffic of finished leaderboard runs, recounted from their files."""
-import importlib.util
 import json
-import os.path as osp
 
 import pytest
 
+from tests.bench.scripts import load_script
 from tests.export.test_compact_export import SHAPE, make_pruned, save_pruned
-
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def _script():
-    spec = importlib.util.spec_from_file_location('_mmsp_traffic_runs', osp.join(ROOT, 'bench', 'traffic_of_runs.py'))
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script('traffic_of_runs')
 
 
 def _fake_run(root, method, rate, seed, top1, macs=None):
