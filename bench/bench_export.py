@@ -207,7 +207,7 @@ def build_variants(args, cfg, shape):
             rep = model.pruner.report()
             gate = statistics.mean(L['gate_group_share'] for L in rep['layers'])
             ref = logits(model, xc)
-            csd, info = compact_state_dict(model, round_to=args.round_to)
+            csd, info = compact_state_dict(model, round_to=args.round_to, example=xc)
             shapes = {k: format_shape(v.shape) for k, v in csd.items() if tuple(v.shape) != tuple(dense_sd[k].shape)}
             ocfg = exported_config(cfg, shapes)
             compact = build_compact(ocfg.model, csd)

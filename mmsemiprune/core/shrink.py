@@ -9,10 +9,14 @@
   unread channels back so that every shrunk width is a multiple of k (as Torch-Pruning's ``round_to``):
   GPU kernels (tensor cores, vector loads) prefer aligned widths; such a channel is read by zero weights only,
   so the outputs stay those of the masked model.
+- A set read by the classifier (``fixed_consumer`` with a ``head``) keeps every channel the classifier needs; with
+  example inputs (``run``) the channels no producer writes, constants, are folded into the classifier's bias and
+  removed too (:func:`shrink`).
 - :func:`sparse_state_dict` stores the entry-wise zeros left inside kept groups compactly
   (CSR values + int32 indices) for the on-disk file; :func:`dense_state_dict` restores it.
 """
-from typing import Dict, List
+import math
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import nn
@@ -52,24 +56,43 @@ def _slice_param(mod: nn.Module, pname: str, dim: int, idx: torch.Tensor):
 
 
 @torch.no_grad()
-def shrink(model: nn.Module, sets: List[ChannelSet], round_to: int = 1) -> Dict[str, int]:
+def shrink(model: nn.Module, sets: List[ChannelSet], round_to: int = 1,
+           run: Optional[Callable[[], object]] = None) -> Dict[str, int]:
     """Physically remove unread channels (see module docstring). Returns {set name: channels removed}.
     Call after :func:`bake_model`. The sets' sizes are updated to describe the shrunk model (pass a deep
     copy to keep the originals, as ``tools/export.py`` does). ``round_to``: keep the lowest-index unread
-    channels back until each width is a multiple of it (or the set's full size)."""
+    channels back until each width is a multiple of it (or the set's full size).
+
+    ``run``: a callable that runs ``model`` once on a few example inputs. With it, a fixed-consumer set with a
+    ``head`` (the classifier reading it after global pooling) also loses the channels no producer writes: such a
+    channel is a constant κ_c whatever the input (biases and BatchNorm shifts through ReLUs and identity
+    residuals), so the classifier's W[:, c]·κ_c is added to its bias and channel c removed, head column included:
+    exact. κ is read at the head's input during ``run`` and must be the same for every example (else the channel
+    stays); the exporter's exactness check covers the result."""
     if not isinstance(round_to, int) or isinstance(round_to, bool) or round_to < 1:
         raise ValueError(f'round_to must be an integer >= 1 (1: remove every unread channel; 8: widths in '
                          f'multiples of 8 for GPU kernels), got {round_to!r}')
     modules = dict(model.named_modules())
+    consts = _head_constants(modules, sets, run) if run is not None else {}
     removed = {}
     for cs in sets:
+        head = None
         if cs.fixed_consumer:
-            continue
+            if cs.name not in consts:
+                continue
+            head, kappa = modules[cs.head], consts[cs.name]
         reads = None
         for s in cs.consumers:
             w = modules[s.module]._parameters[s.param]
             r = channel_any(w.data, s, cs.size)
             reads = r if reads is None else reads | r
+        if head is not None:  # the classifier reads every channel but the constant ones, which it gets in its bias
+            writes = None
+            for s in cs.producers:
+                w = channel_any(modules[s.module]._parameters[s.param].data, s, cs.size)
+                writes = w if writes is None else writes | w
+            const = ~writes & torch.isfinite(kappa) if writes is not None else torch.zeros_like(reads)
+            reads = (reads if reads is not None else torch.zeros_like(const)) | ~const
         if reads is None or reads.all():
             continue
         short = -int(reads.sum()) % round_to  # unread channels kept back for the alignment
@@ -81,6 +104,16 @@ def shrink(model: nn.Module, sets: List[ChannelSet], round_to: int = 1) -> Dict[
         keep = torch.nonzero(reads).flatten()
         if keep.numel() == 0:  # keep one channel so shapes stay valid; it is read by nothing
             keep = torch.zeros(1, dtype=torch.long, device=reads.device)
+        if head is not None:  # fold the removed constants into the classifier, then drop its columns
+            gone = torch.ones(cs.size, dtype=torch.bool, device=reads.device)
+            gone[keep] = False
+            if head.bias is not None:
+                head.bias.data += head.weight.data[:, gone] @ kappa[gone].to(head.weight.dtype)
+            _slice_param(head, 'weight', 1, keep)
+            _set_channels(head, inp=len(keep))
+            owner = modules.get(cs.head.rpartition('.')[0])
+            if owner is not None and getattr(owner, 'in_channels', None) == cs.size:  # GCNHead checks its width
+                owner.in_channels = len(keep)
         for s in cs.producers:
             mod = modules[s.module]
             idx = _index(keep, s.fold, cs.size)
@@ -104,6 +137,33 @@ def shrink(model: nn.Module, sets: List[ChannelSet], round_to: int = 1) -> Dict[
         removed[cs.name] = cs.size - len(keep)
         cs.size = len(keep)
     return removed
+
+
+def _head_constants(modules, sets: List[ChannelSet], run) -> Dict[str, torch.Tensor]:
+    """{set name: (C,) value of each channel at its head's input, NaN where it differs between the examples} for
+    the fixed-consumer sets with a linear ``head`` of matching width (others: not in the result). One ``run()``."""
+    heads = {cs.name: modules.get(cs.head) for cs in sets if cs.fixed_consumer and cs.head}
+    heads = {n: h for n, h in heads.items() if isinstance(h, nn.Linear)}
+    sizes = {cs.name: cs.size for cs in sets}
+    heads = {n: h for n, h in heads.items() if h.in_features == sizes[n]}
+    if not heads:
+        return {}
+    seen, hooks = {}, []
+    for n, h in heads.items():
+        hooks.append(h.register_forward_pre_hook(lambda mod, args, n=n: seen.__setitem__(n, args[0].detach())))
+    try:
+        run()
+    finally:
+        for hk in hooks:
+            hk.remove()
+    out = {}
+    for n, x in seen.items():
+        x = x.reshape(-1, x.shape[-1]).double()
+        kappa = x[0].clone()
+        spread = (x - kappa).abs().amax(dim=0)
+        ok = (x.shape[0] > 1) & (spread <= 1e-6 * (1.0 + kappa.abs()))
+        out[n] = torch.where(ok, kappa, torch.full_like(kappa, math.nan))
+    return out
 
 
 def _set_channels(mod, out=None, inp=None):

@@ -4,7 +4,9 @@ A :class:`ChannelSet` of ``size`` C names the *producers* (weight rows, dim 0, t
 several when a residual sums into the same tensor), the *consumers* (weight columns, dim 1, that read
 c), and the norms indexed by c. ``fold=K`` views the dim as (K, C) (ST-GCN's spatial conv writes K
 rows per channel). Residual identities are expressed by merging the sets they connect; a set whose
-channels reach something that cannot be masked (the classifier, a concatenation) is ``fixed_consumer``.
+channels reach something that cannot be masked (the classifier, a concatenation) is ``fixed_consumer``; when that
+is a linear classifier after global pooling (``head``), export still removes the channels no producer writes by
+folding their constant values into its bias (:func:`~.shrink.shrink`).
 
 - **Topological consistency** (the author's sibling papers): a channel none of whose producers or
   none of whose consumers survives is removed as a whole (its remaining slices are zeroed), repeated
@@ -49,6 +51,10 @@ class ChannelSet:
     #: aggregation): ``agg_factor`` × the per-entry MACs of the tensor ``agg_ref`` ('module.param')
     agg_ref: str = ''
     agg_factor: float = 0.0
+    #: a fixed-consumer set read by a linear classifier after global pooling ('module' of that ``nn.Linear``, whose
+    #: input column c is channel c): :func:`~.shrink.shrink` may then remove channels whose producers are all zero
+    #: (constant whatever the input) by folding their constant into the classifier's bias
+    head: str = ''
 
 
 def channel_view(t: torch.Tensor, slot: Slot, size: int) -> torch.Tensor:

@@ -87,6 +87,11 @@ def resize_to_shapes(root: nn.Module, shapes: Mapping[str, object], prefix: str 
                 n += 1
         if changed:
             _sync_attributes(mod)
+    for mod in root.modules():  # a head that checks its input width (MMAction2's GCNHead.in_channels) follows its fc
+        fc = getattr(mod, 'fc', None)
+        if isinstance(fc, nn.Linear) and isinstance(getattr(mod, 'in_channels', None), int) \
+                and not isinstance(mod, nn.modules.conv._ConvNd):
+            mod.in_channels = fc.in_features
     return n
 
 

@@ -124,10 +124,13 @@ def param_count(sd_or_module) -> int:
 
 
 @torch.no_grad()
-def compact_state_dict(model: nn.Module, round_to: int = 1) -> Tuple[Dict[str, torch.Tensor], Dict]:
+def compact_state_dict(model: nn.Module, round_to: int = 1,
+                       example: Optional[torch.Tensor] = None) -> Tuple[Dict[str, torch.Tensor], Dict]:
     """Bake + shrink a deep copy of the masked ``model``. Returns (compact state dict without pruner state,
     info) where info holds the dense baked state dict, channels removed per set and mask statistics.
-    ``round_to``: channel widths in multiples of it (:func:`~mmsemiprune.core.shrink.shrink`)."""
+    ``round_to``: channel widths in multiples of it (:func:`~mmsemiprune.core.shrink.shrink`). ``example``: clips
+    (N >= 2, (N, M, T, V, C)) on which the baked model runs once so that the classifier's constant input channels
+    (producers all pruned) are folded into its bias and removed (``shrink``'s ``run``); None: they stay."""
     pr = model.pruner
     masked_zeros = {k: int((~m.mask).sum()) for k, m, _ in pr.items()}
     prunable_numel = {k: w.numel() for k, _, w in pr.items()}
@@ -141,7 +144,11 @@ def compact_state_dict(model: nn.Module, round_to: int = 1) -> Tuple[Dict[str, t
     dense_sd = {k: v.detach().clone() for k, v in work.state_dict().items()}
     dense_params = param_count(work)
     sizes = {cs.name: cs.size for cs in sets}
-    removed = shrink(work, sets, round_to=round_to)
+    run = None
+    if example is not None:
+        def run():
+            LogitsModel(work).eval()(example)
+    removed = shrink(work, sets, round_to=round_to, run=run)
     compact = {k: v.detach().clone() for k, v in work.state_dict().items()}
     remaining_zeros = {k: int((compact[k] == 0).sum()) for k in prunable_numel}
     info = dict(dense_sd=dense_sd, dense_params=dense_params, compact_params=param_count(work),
@@ -425,7 +432,7 @@ def _compact_and_verify(cfg, masked, x, checkpoint, cfg_name, out_dir, round_to=
     from the masked model's by more than the tolerance. Returns the pieces as a dict."""
     rep_pr = masked.pruner.report()
     ref = logits(masked, x)
-    compact_sd, info = compact_state_dict(masked, round_to=round_to)
+    compact_sd, info = compact_state_dict(masked, round_to=round_to, example=x)
     dense_sd = info['dense_sd']
     compact_shapes = {k: format_shape(v.shape) for k, v in compact_sd.items()
                       if torch.is_tensor(v) and tuple(v.shape) != tuple(dense_sd[k].shape)}

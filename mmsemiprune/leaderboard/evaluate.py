@@ -68,16 +68,19 @@ def _dense_flops(cfg, model, x) -> Optional[float]:
 
 
 @torch.no_grad()
-def model_counts(cfg, model, x1: torch.Tensor) -> Dict:
+def model_counts(cfg, model, x1: torch.Tensor, fold_head: bool = True) -> Dict:
     """Parameter and MAC counts of ``model`` (masked or dense) as exported; ``x1``: one clip
-    ``(1, M, T, V, C)``. See the module docstring."""
+    ``(1, M, T, V, C)``. See the module docstring. ``fold_head``: the exporter folds the classifier's constant
+    input channels into its bias (session 12; False: as runs before it were counted)."""
     from ..export.compact import LogitsModel, format_shape
-    from ..export.exporter import build_compact, compact_state_dict, count_flops, count_traffic, exported_config
+    from ..export.exporter import (build_compact, compact_state_dict, count_flops, count_traffic, exported_config,
+                                   synthetic_skeletons)
     model = copy.deepcopy(model).cpu().eval()
     x1 = x1.cpu()
     out = {}
     if hasattr(model, 'pruner'):
-        compact_sd, info = compact_state_dict(model)
+        example = torch.cat([x1, synthetic_skeletons(tuple(x1.shape), seed=1)]) if fold_head else None
+        compact_sd, info = compact_state_dict(model, example=example)
         dense_sd = info['dense_sd']
         shapes = {k: format_shape(v.shape) for k, v in compact_sd.items()
                   if torch.is_tensor(v) and tuple(v.shape) != tuple(dense_sd[k].shape)}

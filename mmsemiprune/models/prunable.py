@@ -140,6 +140,7 @@ class _STGCNDeclaration:
         self.residual(b, blk.residual, g.in_channels, IN, OUT)
         if last:
             self.raw[OUT]['fc'] = True  # read by the classifier head
+            self.raw[OUT]['head'] = 'cls_head.fc'  # MMAction2's GCNHead: global average pool, then this linear
 
     def gcn_unit(self, b, g, IN, MID):
         K, raw = g.num_subsets, self.raw
@@ -217,6 +218,8 @@ class _STGCNDeclaration:
             m.fixed_consumer |= d['fc']
             if 'agg' in d:
                 m.agg_ref, m.agg_factor = d['agg']
+            if 'head' in d:
+                m.head = d['head']
         sets = [s for s in merged.values() if s.producers or s.consumers]
         for s in sets:
             s.name = '+'.join(sorted({k for k in self.raw if self.uf.find(k) == s.name}))

@@ -267,3 +267,40 @@ def test_full_checkpoint_needs_trust(tmp_path):
     rep = export_pruned(cfg, str(tmp_path / 'epoch_1.pth'), str(tmp_path / 'out'), shape=SHAPE, inputs='synthetic',
                         trust=True)
     assert rep['exactness']['ok']
+
+
+@torch.no_grad()
+def test_classifier_constant_channels_are_folded_into_its_bias(tmp_path):
+    """The last stage's residual stream feeds the classifier (a fixed-consumer set): a channel none of whose
+    producers survives is a constant whatever the input, so export folds W[:, c]·κ_c into the classifier's bias
+    and removes it from producers, norms, consumers and the classifier's columns: fewer MACs, exact scores. Without
+    example clips (``compact_state_dict(model)``) the channels stay, as before session 12."""
+    from mmsemiprune.core.topology import make_consistent, zero_channels
+    from mmsemiprune.export.exporter import compact_state_dict
+    cfg, model = make_pruned('stgcn', 'structured', rate=0.5)
+    pr = model.pruner
+    head_set = next(cs for cs in pr.channel_sets if cs.head)
+    assert head_set.fixed_consumer and head_set.head == 'cls_head.fc'
+    masks = {k: m.mask.clone() for k, m, _ in pr.items()}
+    dead = torch.zeros(head_set.size, dtype=torch.bool)
+    dead[[1, 4, 5, 9]] = True  # every producer row of these channels pruned (tcn convs, the strided residual)
+    for s in head_set.producers:
+        masks[s.key()] = zero_channels(masks[s.key()], s, head_set.size, dead)
+    make_consistent(masks, pr.channel_sets)  # zeroes what the stage's blocks read of them
+    for k, m, _ in pr.items():
+        m.freeze(masks[k])
+    x = synthetic_skeletons(SHAPE, seed=3)
+    kept, info = compact_state_dict(model, example=x)
+    old, info_old = compact_state_dict(model)
+    n = head_set.size
+    assert info_old['channels'][head_set.name] == [n, n]  # no example: the classifier keeps reading them
+    k = info['channels'][head_set.name][1]
+    assert k <= n - 4 and kept['cls_head.fc.weight'].shape == (5, k)
+    assert not torch.equal(kept['cls_head.fc.bias'], old['cls_head.fc.bias'])  # the constants went into the bias
+    ckpt = save_pruned(model, tmp_path / 'x_pruned.pth')
+    rep = export_pruned(cfg, ckpt, str(tmp_path / 'out'), shape=SHAPE, inputs='synthetic', cfg_name='stgcn')
+    assert rep['exactness']['ok'] and rep['exactness']['pytorch_max_abs_err'] <= TOL
+    assert rep['structural']['channels'][head_set.name][1] == k
+    exported, _ = load_exported(str(tmp_path / 'out'))
+    assert exported.cls_head.in_channels == k  # MMAction2's GCNHead checks its input width
+    assert (logits(exported, x) - logits(model, x)).abs().max() <= TOL
