@@ -107,8 +107,7 @@ def shrink(model: nn.Module, sets: List[ChannelSet], round_to: int = 1,
         if head is not None:  # fold the removed constants into the classifier, then drop its columns
             gone = torch.ones(cs.size, dtype=torch.bool, device=reads.device)
             gone[keep] = False
-            if head.bias is not None:
-                head.bias.data += head.weight.data[:, gone] @ kappa[gone].to(head.weight.dtype)
+            head.bias.data += head.weight.data[:, gone] @ kappa[gone].to(head.weight.dtype)
             _slice_param(head, 'weight', 1, keep)
             _set_channels(head, inp=len(keep))
             owner = modules.get(cs.head.rpartition('.')[0])
@@ -143,7 +142,7 @@ def _head_constants(modules, sets: List[ChannelSet], run) -> Dict[str, torch.Ten
     """{set name: (C,) value of each channel at its head's input, NaN where it differs between the examples} for
     the fixed-consumer sets with a linear ``head`` of matching width (others: not in the result). One ``run()``."""
     heads = {cs.name: modules.get(cs.head) for cs in sets if cs.fixed_consumer and cs.head}
-    heads = {n: h for n, h in heads.items() if isinstance(h, nn.Linear)}
+    heads = {n: h for n, h in heads.items() if isinstance(h, nn.Linear) and h.bias is not None}  # folds into a bias
     sizes = {cs.name: cs.size for cs in sets}
     heads = {n: h for n, h in heads.items() if h.in_features == sizes[n]}
     if not heads:

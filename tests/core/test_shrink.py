@@ -179,3 +179,48 @@ def test_sparse_state_dict_threshold():
     sp = sparse_state_dict(sd, min_sparsity=0.25)
     assert isinstance(sp['a'], dict)
     assert torch.equal(dense_state_dict(sp)['a'], t)
+
+
+class _PoolHead(nn.Module):
+    """conv (the set's producer) → ReLU → global average pool → linear classifier (the set's head)."""
+
+    def __init__(self, bias=True):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.fc = nn.Linear(6, 4, bias=bias)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
+def _head_set():
+    return ChannelSet('feat', 6, producers=[Slot('conv', dim=0)], fixed_consumer=True, head='fc')
+
+
+@torch.no_grad()
+def test_shrink_folds_constant_classifier_inputs_into_its_bias():
+    torch.manual_seed(0)
+    net = _PoolHead()
+    net.conv.weight[[1, 3]] = 0  # channels 1 and 3: conv bias only, a constant after ReLU and pooling
+    x = torch.randn(5, 3, 8, 8)
+    orig = copy.deepcopy(net)
+    sets = [_head_set()]
+    assert shrink(copy.deepcopy(net), [_head_set()]) == {}  # no example run: the classifier keeps its inputs
+    removed = shrink(net, sets, run=lambda: net(x))
+    assert removed == {'feat': 2} and sets[0].size == 4
+    assert net.conv.weight.shape[0] == 4 and net.fc.weight.shape == (4, 4) and net.fc.in_features == 4
+    other = torch.randn(3, 3, 8, 8) * 5  # inputs the constants were not read on
+    for inp in (x, other):
+        assert torch.allclose(net(inp), orig(inp), atol=1e-5)  # W[:, c]·κ_c now in the bias: exact
+
+
+@torch.no_grad()
+def test_shrink_keeps_classifier_inputs_it_cannot_fold():
+    torch.manual_seed(0)
+    x = torch.randn(5, 3, 8, 8)
+    nobias = _PoolHead(bias=False)
+    nobias.conv.weight[[1, 3]] = 0
+    assert shrink(nobias, [_head_set()], run=lambda: nobias(x)) == {}  # nothing to fold the constant into
+    one = _PoolHead()
+    one.conv.weight[[1, 3]] = 0
+    assert shrink(one, [_head_set()], run=lambda: one(x[:1])) == {}  # one example cannot show it is constant
