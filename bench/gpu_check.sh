@@ -37,13 +37,13 @@
 #       mem    (~1.5 min): ST-GCN and CTR-GCN fp32, 20 steps, eager search then graph replay: CUDA memory (the
 #                        graph's pool) and the frozen / soft ratios again.
 #       gcn    (~2.5 min): exported structured 0.9 (round 8) with --graph-conv matmul (unit_gcn as two matrix
-#                        products without layout copies; every model also in the stock formulation, same rounds,
+#                        products without layout copies; every model also in the stock formulation, eager, same rounds,
 #                        scores checked against each other): fp32 eager; float16 channels-last eager and compiled,
 #                        with the kernel table.
 #       gcnall (~3.5 min): the exported rows again with --graph-conv matmul (what exported configs run since
-#                        session 11), each also in the stock formulation, with the traffic ratio (bytes written by all
-#                        operators, dense / exported): structured 0.9 / 0.95 (round 8), eager and compiled, fp32;
-#                        semi 0.9 after 20 SGD steps, eager.
+#                        session 11), each also in the stock formulation (eager), with the traffic ratio (bytes written
+#                        by all operators, dense / exported): structured 0.9 / 0.95 (round 8), eager and compiled,
+#                        fp32; semi 0.9 after 20 SGD steps, eager.
 #       all:             train, export, semi, amp (more than 8 files: call at most three phases at a time).
 # Writes to $OUT (the device tool's result folder, at most 8 files come back; ./bench_gpu_out elsewhere):
 # env.txt, steps.txt and one .txt (+ .json for exports) per measurement. A step that fails or runs out of time

@@ -103,17 +103,19 @@ def main(argv=None):
                              'recorded: not the same model')
         rows[(dataset, backbone, method, rate)].append(c)
         every.append(dict(c, dataset=dataset, backbone=backbone, method=method, rate=rate, fold=fold, seed=seed))
-        print(f'[{i + 1}/{len(runs)}] {osp.relpath(run, args.root)}: MACs x{c["macs_dense"] / c["macs_exported"]:.2f}'
-              f' traffic x{c["traffic_dense"] / c["traffic_exported"]:.2f}', file=sys.stderr)
-    print('| dataset | backbone | method | rate | runs | top-1 % | MACs × (dense / exported) | traffic × | exported MMACs '
-          '| without the classifier fold |')
+        print(f'[{i + 1}/{len(runs)}] {osp.relpath(run, args.root)}: MACs '
+              f'x{c["macs_dense"] / c["macs_exported"]:.2f} traffic x{c["traffic_dense"] / c["traffic_exported"]:.2f}',
+              file=sys.stderr)
+    print('| dataset | backbone | method | rate | runs | top-1 % | MACs × (dense / exported) | traffic × '
+          '| exported MMACs | without the classifier fold |')
     print('|---|---|---|---|---|---|---|---|---|---|')
     for (dataset, backbone, method, rate), cs in rows.items():
         m = statistics.mean
         print(f'| {dataset} | {backbone} | {method} | {rate:g} | {len(cs)} | {100 * m(c["top1"] for c in cs):.2f} | '
               f'{m(c["macs_dense"] / c["macs_exported"] for c in cs):.2f} | '
               f'{m(c["traffic_dense"] / c["traffic_exported"] for c in cs):.2f} | '
-              f'{m(c["macs_exported"] for c in cs) / 1e6:.2f} | {m(c["macs_exported_unfolded"] for c in cs) / 1e6:.2f} |')
+              f'{m(c["macs_exported"] for c in cs) / 1e6:.2f} | '
+              f'{m(c["macs_exported_unfolded"] for c in cs) / 1e6:.2f} |')
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(every, f, indent=1)

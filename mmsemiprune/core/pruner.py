@@ -326,14 +326,14 @@ class SemiPruner(nn.Module):
         macs = 1.0 - (1.0 - self.target_macs) * rate / self.target_rate
         # with an update interval the soft phase accepts ±0.005 of the rate (its rate is approximate anyway; the hard
         # phase and the freeze meet it to 1e-3): measured on the NTU ST-GCN, 1e-3 took 7-11 probes per update
-        start, secant = self._soft_asked, self._secant()
-        if secant and start is not None and self._soft_rate is not None and rate != self._soft_rate:
-            start = min(max(start + self._soft_slope * (rate - self._soft_rate), 0.0), rate)
+        start, prev, secant = self._soft_asked, self._soft_rate, self._secant()  # asked / rate are set together
+        if secant and prev is not None and rate != prev:
+            start = min(max(start + self._soft_slope * (rate - prev), 0.0), rate)
         masks, asked, _ = consistent_masks(self.items(), rate, self.layer_floor, self.channel_sets,
                                            target_macs=macs, start=start,
                                            tol=1e-3 if self.update_every == 1 else 5e-3, secant=secant)
-        if self._soft_rate is not None and abs(rate - self._soft_rate) > 1e-6 and self._soft_asked is not None:
-            slope = (asked - self._soft_asked) / (rate - self._soft_rate)
+        if prev is not None and abs(rate - prev) > 1e-6:
+            slope = (asked - self._soft_asked) / (rate - prev)
             self._soft_slope = slope if 0.0 <= slope <= 2.0 else asked / rate
         else:
             self._soft_slope = asked / rate if rate > 0 else 1.0

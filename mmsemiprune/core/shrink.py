@@ -81,17 +81,10 @@ def shrink(model: nn.Module, sets: List[ChannelSet], round_to: int = 1,
             if cs.name not in consts:
                 continue
             head, kappa = modules[cs.head], consts[cs.name]
-        reads = None
-        for s in cs.consumers:
-            w = modules[s.module]._parameters[s.param]
-            r = channel_any(w.data, s, cs.size)
-            reads = r if reads is None else reads | r
+        reads = _any_nonzero(modules, cs.consumers, cs.size)
         if head is not None:  # the classifier reads every channel but the constant ones, which it gets in its bias
-            writes = None
-            for s in cs.producers:
-                w = channel_any(modules[s.module]._parameters[s.param].data, s, cs.size)
-                writes = w if writes is None else writes | w
-            const = ~writes & torch.isfinite(kappa) if writes is not None else torch.zeros_like(reads)
+            writes = _any_nonzero(modules, cs.producers, cs.size)
+            const = ~writes & torch.isfinite(kappa) if writes is not None else torch.zeros_like(kappa, dtype=torch.bool)
             reads = (reads if reads is not None else torch.zeros_like(const)) | ~const
         if reads is None or reads.all():
             continue
@@ -141,10 +134,11 @@ def shrink(model: nn.Module, sets: List[ChannelSet], round_to: int = 1,
 def _head_constants(modules, sets: List[ChannelSet], run) -> Dict[str, torch.Tensor]:
     """{set name: (C,) value of each channel at its head's input, NaN where it differs between the examples} for
     the fixed-consumer sets with a linear ``head`` of matching width (others: not in the result). One ``run()``."""
-    heads = {cs.name: modules.get(cs.head) for cs in sets if cs.fixed_consumer and cs.head}
-    heads = {n: h for n, h in heads.items() if isinstance(h, nn.Linear) and h.bias is not None}  # folds into a bias
-    sizes = {cs.name: cs.size for cs in sets}
-    heads = {n: h for n, h in heads.items() if h.in_features == sizes[n]}
+    heads = {}
+    for cs in sets:
+        h = modules.get(cs.head) if cs.fixed_consumer and cs.head else None
+        if isinstance(h, nn.Linear) and h.bias is not None and h.in_features == cs.size:  # folds into its bias
+            heads[cs.name] = h
     if not heads:
         return {}
     seen, hooks = {}, []
@@ -162,6 +156,15 @@ def _head_constants(modules, sets: List[ChannelSet], run) -> Dict[str, torch.Ten
         spread = (x - kappa).abs().amax(dim=0)
         ok = (x.shape[0] > 1) & (spread <= 1e-6 * (1.0 + kappa.abs()))
         out[n] = torch.where(ok, kappa, torch.full_like(kappa, math.nan))
+    return out
+
+
+def _any_nonzero(modules, slots, size: int) -> Optional[torch.Tensor]:
+    """(C,) bool: channel c has a non-zero weight in some slot's slice (None: no slots)."""
+    out = None
+    for s in slots:
+        r = channel_any(modules[s.module]._parameters[s.param].data, s, size)
+        out = r if out is None else out | r
     return out
 
 
