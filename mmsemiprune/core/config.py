@@ -134,6 +134,9 @@ class PruneConfig:
     normalize: bool = field(default=True, metadata=_doc(
         'score by `|w|/rms(w)` per tensor (True) or raw global `|w|` (False)'))
     group_stat: str = field(default='rms', metadata=_doc('group aggregation `rms` or `l1`'))
+    random_scores: bool = field(default=False, metadata=_doc(
+        'one-shot only: decide gates and masks on random latents (standard normal draws of the run\'s seed) '
+        'under the same rules, then fine-tune: the `random` baseline'))
     prune_head: bool = field(default=False, metadata=_doc(
         'reserved, must be False: the classifier and BatchNorms are never pruned'))
 
@@ -185,7 +188,7 @@ class PruneConfig:
         else:
             self.gate_init = _number(self.gate_init, 'gate_init')
         for k in ('hard_phase', 'mask_bias', 'gate_relative', 'soft_projection', 'oneshot', 'normalize',
-                  'prune_head', 'cuda_graphs'):
+                  'prune_head', 'cuda_graphs', 'random_scores'):
             if not isinstance(getattr(self, k), bool):
                 raise ValueError(f'prune_cfg.{k} must be True or False, got {getattr(self, k)!r}')
         if self.prune_head:
@@ -197,6 +200,8 @@ class PruneConfig:
         check_update_every(self.update_every)
         self.distill = _check_distill(self.distill)
         _check_groups(self.groups)
+        if self.random_scores and not self.oneshot:
+            raise ValueError('prune_cfg.random_scores=True needs oneshot=True (a random mask decided at the first step)')
         if self.oneshot and self.schedule:
             raise ValueError('prune_cfg.oneshot=True freezes the masks at the first step; drop prune_cfg.schedule')
         self.parse_schedule()

@@ -16,6 +16,8 @@ the model is *not* registered as its child. All mask state lives next to the pru
 from dataclasses import dataclass, field
 from typing import Callable, List, Optional, Sequence
 
+import contextlib
+
 import torch
 from torch import nn
 
@@ -110,7 +112,12 @@ class SemiPruner(nn.Module):
             graph instead of ~190 operators dispatched per step (:mod:`.cudagraph`; same kernels, same
             thresholds; H200, batch 32, ST-GCN soft step 1.27x -> 1.17x stock in fp32, 1.34x -> 1.28x in fp16).
             Not with ``target_macs`` (the soft projection's search reads the host); ignored on the CPU.
+
+    Attribute ``random_scores`` (default False; ``prune_cfg.random_scores``): one-shot masks decided on random
+    latents (the ``random`` baseline), see :meth:`_scored_latents`.
     """
+
+    random_scores = False
 
     def __init__(self, model: nn.Module, specs, target_rate: float, mode: str = 'semi', cost: str = 'params',
                  budget_weight: float = 5.0, layer_floor: float = 0.01, schedule=None, channel_sets=None,
@@ -244,12 +251,13 @@ class SemiPruner(nn.Module):
         if self.frozen:
             self.rate_now.fill_(self.target_rate)
             return
-        if not self._gates_ready:  # before a one-shot freeze too (semi one-shot: gates from scores)
-            self._init_gates_from_scores()
         phase = self.phase_at(p)
-        if phase == 'frozen':
-            self.freeze()
-            return
+        with self._scored_latents():  # random_scores: gates and masks decided on random latents
+            if not self._gates_ready:  # before a one-shot freeze too (semi one-shot: gates from scores)
+                self._init_gates_from_scores()
+            if phase == 'frozen':
+                self.freeze()
+                return
         tau = self.schedule.tau(p)
         _fill_all([m.temperature for m in self.masks], tau)  # one operator per list, no host sync
         _fill_all([m.gate_temperature for m in self.masks], tau / self.schedule.tau_start)
@@ -290,6 +298,25 @@ class SemiPruner(nn.Module):
         else:
             self._updated_at = None
             torch._foreach_zero_([m.thr_entry for m in self.masks] + [m.thr_group for m in self.masks])
+
+    @contextlib.contextmanager
+    def _scored_latents(self):
+        """With ``random_scores`` (one-shot only): every latent tensor is replaced by standard normal draws of
+        the global torch RNG (the run's seed) while the gates and masks are decided, then restored, so the
+        masks are a random draw under exactly the rules (rate, gates, ``target_macs``, consistency) of the
+        magnitude masks, and the kept weights keep their trained values."""
+        if not self.random_scores:
+            yield
+            return
+        latents = [w for _, _, w in self.items()]
+        saved = [w.detach().clone() for w in latents]
+        try:
+            for w in latents:
+                w.detach().copy_(torch.randn_like(w))
+            yield
+        finally:
+            for w, v in zip(latents, saved):
+                w.detach().copy_(v)
 
     def _secant(self) -> bool:
         """Whether the consistent masks' search takes the secant step (``projection_search``)."""

@@ -6,11 +6,14 @@ Our choice (the paper's schedule is not public):
   ``r(p) = r·(1 − (1 − p/warmup)³)``, at a fixed temperature τ₀ (measured: annealing while the budget
   is still moving freezes the rate before it is met).
 - ``[warmup, freeze)``: τ decays geometrically from τ₀ to τ₁ (masks become binary).
-- ``[hard, freeze)`` (our choice, issue "the trained mask is the frozen mask"): the forward pass uses
+- ``[hard, freeze)`` (our choice: the trained mask is the frozen mask): the forward pass uses
   the *hard*, topologically consistent masks at the exact rate (no surrogate gradient through the mask,
   see :mod:`.cascade`), so the network trains on the mask it will keep; the freeze then stores the last of
   these masks unchanged. ``hard=None`` places it at the last quarter of the anneal,
-  ``warmup + 0.75·(freeze − warmup)``; ``hard=freeze`` switches the phase off.
+  ``warmup + 0.75·(freeze − warmup)``; ``hard=freeze`` switches the phase off. ``hard`` may also lie
+  *inside* the warm-up (``hard < warmup``): the hard masks then follow the ramping rate, recomputed from
+  the weights' magnitudes as the rate moves: with ``hard=0`` and ``warmup=freeze`` this is gradual magnitude
+  pruning (Zhu & Gupta 2017: cubic ramp, magnitude masks, pruned weights get no gradient).
 - ``[freeze, 1]``: masks are frozen binary at exactly r; the remaining iterations fine-tune the kept
   weights and re-estimate BatchNorm statistics under the final masks.
 """
@@ -50,9 +53,9 @@ class PruneSchedule:
         if not (self.tau_start > 0 and self.tau_end > 0 and self.tau_end <= self.tau_start):
             raise ValueError(f'schedule needs 0 < tau_end <= tau_start, got tau_start={self.tau_start}, '
                              f'tau_end={self.tau_end}')
-        if self.hard is not None and not self.warmup <= self.hard <= self.freeze:
-            raise ValueError(f'schedule.hard ({self.hard}) must lie between schedule.warmup ({self.warmup}) and '
-                             f'schedule.freeze ({self.freeze}); hard=freeze switches the hard phase off')
+        if self.hard is not None and not self.hard <= self.freeze:
+            raise ValueError(f'schedule.hard ({self.hard}) must not exceed schedule.freeze ({self.freeze}); '
+                             'hard=freeze switches the hard phase off')
 
     @property
     def hard_start(self) -> float:

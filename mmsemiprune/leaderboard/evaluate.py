@@ -4,6 +4,9 @@ config's test pipeline), the pruning report, and parameter / MAC counts of the m
 Counting goes through the exporter (:func:`mmsemiprune.export.exporter.compact_state_dict`: bake the
 masks, remove dead channels), so the leaderboard counts exactly what ``tools/export.py`` writes:
 
+- ``top1`` / ``top5`` / ``mean_class``: the *test* split, evaluated once per finished run;
+  ``val_top1`` / ``val_top5`` / ``val_mean_class``: the same metrics on the config's validation split (carved
+  from the training data, :mod:`mmsemiprune.datasets.splits`), on which every choice is made.
 - ``params_dense``: every parameter of backbone + head (BatchNorm, biases, ``data_bn``, classifier
   included); ``params_nonzero``: its non-zeros after the masks (dense shapes); ``params_compact`` /
   ``params_compact_nonzero``: parameters / non-zeros of the exported model (stored non-zeros).
@@ -15,7 +18,7 @@ masks, remove dead channels), so the leaderboard counts exactly what ``tools/exp
   The pruner's ``flops_*`` (prunable convs only) are kept as ``rate_flops``'s source.
 - ``traffic_dense`` / ``traffic_exported``: bytes written by all operators of one eager forward of that clip
   (:func:`mmsemiprune.export.exporter.count_traffic`), both in the exported graph convolution: the bound of a
-  memory-bound GPU batch (runs from before session 12 lack them).
+  memory-bound GPU batch (older runs lack them).
 
 No latency is measured here (it meant little on a shared machine; see ``bench/``).
 """
@@ -59,6 +62,7 @@ def _dense_flops(cfg, model, x) -> Optional[float]:
     mcfg = copy.deepcopy(cfg.model)
     mcfg = mcfg.to_dict() if hasattr(mcfg, 'to_dict') else dict(mcfg)
     mcfg['type'] = 'mmsemiprune.SemiPruneRecognizerGCN'
+    mcfg.pop('distill', None)  # DistillRecognizerGCN's teacher
     mcfg['prune_cfg'] = dict(target_rate=0.5, mode='unstructured')
     twin = MODELS.build(mcfg)
     twin.load_state_dict(model.state_dict(), strict=False)
@@ -71,7 +75,7 @@ def _dense_flops(cfg, model, x) -> Optional[float]:
 def model_counts(cfg, model, x1: torch.Tensor, fold_head: bool = True) -> Dict:
     """Parameter and MAC counts of ``model`` (masked or dense) as exported; ``x1``: one clip
     ``(1, M, T, V, C)``. See the module docstring. ``fold_head``: the exporter folds the classifier's constant
-    input channels into its bias (session 12; False: as runs before it were counted)."""
+    input channels into its bias (False: counted without that fold, as the v2 tables were)."""
     from ..export.compact import LogitsModel, format_shape
     from ..export.exporter import (build_compact, compact_state_dict, count_flops, count_traffic, exported_config,
                                    synthetic_skeletons)
@@ -137,6 +141,7 @@ def evaluate_checkpoint(config: str, checkpoint: str, work_dir: str, save_dense_
     res = dict(top1=float(metrics['acc/top1']), top5=float(metrics.get('acc/top5', float('nan'))),
                mean_class=float(metrics['acc/mean1']), config=config, checkpoint=checkpoint,
                test_clips=int(_num_clips(cfg)))
+    res.update(_val_metrics(runner, cfg))
     if hasattr(model, 'pruner'):
         if not bool(model.pruner.profiled):
             model.profile(x)
@@ -158,8 +163,38 @@ def evaluate_checkpoint(config: str, checkpoint: str, work_dir: str, save_dense_
             res['dense_weights'] = save_dense_weights
     res.update(model_counts(cfg, model, x.flatten(0, 1)))
     res['report_code'] = _code_version()
+    res['torch_version'] = torch.__version__
     res['eval_s'] = time.time() - t0
     return res
+
+
+def _split_of(loader_cfg) -> Optional[str]:
+    ds = loader_cfg.get('dataset') if loader_cfg else None
+    while isinstance(ds, dict):
+        if ds.get('split') is not None:
+            return ds['split']
+        ds = ds.get('dataset')
+    return None
+
+
+def _val_metrics(runner, cfg) -> Dict:
+    """Top-1 / top-5 / mean-class accuracy on the config's *validation* split, through the test pipeline and
+    evaluator (the same number of clips as the test columns): ``val_top1``, ``val_top5``, ``val_mean_class``,
+    ``val_split``. Nothing when the config has no validation split or validates on its test split."""
+    from mmengine.runner import TestLoop
+
+    val_split, test_split = _split_of(cfg.get('val_dataloader')), _split_of(cfg.get('test_dataloader'))
+    if val_split is None or val_split == test_split:
+        return {}
+    loader = copy.deepcopy(cfg.test_dataloader)
+    loader = loader.to_dict() if hasattr(loader, 'to_dict') else dict(loader)
+    ds = loader['dataset']
+    while ds.get('split') is None and isinstance(ds.get('dataset'), dict):
+        ds = ds['dataset']
+    ds['split'] = val_split
+    m = TestLoop(runner, loader, copy.deepcopy(cfg.test_evaluator)).run()
+    return dict(val_top1=float(m['acc/top1']), val_top5=float(m.get('acc/top5', float('nan'))),
+                val_mean_class=float(m['acc/mean1']), val_split=val_split)
 
 
 def _num_clips(cfg) -> int:
@@ -170,8 +205,11 @@ def _num_clips(cfg) -> int:
 
 
 def _code_version() -> str:
-    """Short git commit of the checkout this package runs from, else ``mmsemiprune <version>``."""
+    """``$MMSEMIPRUNE_CODE_VERSION`` when set (a copy of a checkout without its git directory, e.g. on another
+    machine), else the short git commit of the checkout this package runs from, else ``mmsemiprune <version>``."""
     import subprocess
+    if os.environ.get('MMSEMIPRUNE_CODE_VERSION'):
+        return os.environ['MMSEMIPRUNE_CODE_VERSION']
     root = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
     if osp.exists(osp.join(root, '.git')):
         try:

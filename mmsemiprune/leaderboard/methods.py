@@ -14,6 +14,17 @@ semi_oneshot   one-shot semi-structured pruning of the dense checkpoint + fine-t
                like ``magnitude``, gates decided from the group scores (weak half of each tensor's groups
                pruned or kept whole, the rest entry-wise), ``target_macs`` met by whole channels:
                mode='semi', oneshot=True, normalize=False, gate_init='score'
+gmp            gradual magnitude pruning (Zhu & Gupta 2017): hard global-magnitude masks whose rate follows
+               the cubic ramp over the whole mask phase (``schedule.warmup = freeze``, ``hard=0``), then the
+               same fine-tune as the learned methods: mode='unstructured', normalize=False
+random         a random one-shot mask under ``semi_oneshot``'s rules (rate, gate rule, ``target_macs``,
+               consistency): gates and masks decided on random latents, then the same fine-tune:
+               ``semi_oneshot`` + random_scores=True
+dense_small    the dense model at a reduced width (``widths`` of the group: backbone ``base_channels``, the
+               head's ``in_channels`` scaled alike), trained from scratch with the dense recipe
+dense_small_ft the same narrow model with the budget of a learned pruning run (``mask_epochs +
+               finetune_epochs`` epochs, the dense recipe's optimizer and cosine schedule over them),
+               distilled from its fold's dense model (``prune.distill``; :class:`DistillRecognizerGCN`)
 =============  ===================================================================================
 
 Every pruning method starts from the dense checkpoint of its own dataset/backbone/fold/seed
@@ -34,7 +45,7 @@ so new ``prune_cfg`` options need no change here.
 import copy
 from typing import Any, Dict, Optional
 
-__all__ = ['METHODS', 'build_run_config', 'prune_cfg_for', 'run_epochs']
+__all__ = ['METHODS', 'DENSE_METHODS', 'build_run_config', 'prune_cfg_for', 'run_epochs', 'needs_dense']
 
 METHODS: Dict[str, Dict[str, Any]] = {
     'dense': {},
@@ -45,7 +56,13 @@ METHODS: Dict[str, Dict[str, Any]] = {
     'magnitude': dict(mode='unstructured', oneshot=True, normalize=False),
     'l1_channel': dict(mode='structured', oneshot=True, group_stat='l1'),
     'semi_oneshot': dict(mode='semi', oneshot=True, normalize=False, gate_init='score'),
+    'gmp': dict(mode='unstructured', normalize=False),
+    'random': dict(mode='semi', oneshot=True, normalize=False, gate_init='score', random_scores=True),
+    'dense_small': {},
+    'dense_small_ft': {},
 }
+#: methods without masks: a dense model (at its config's width or at a run's ``width``)
+DENSE_METHODS = ('dense', 'dense_small', 'dense_small_ft')
 
 # keys of RunSpec.prune that are not prune_cfg keys
 _RUN_KEYS = ('epochs', 'lr', 'val_interval', 'from_dense', 'mask_epochs', 'finetune_epochs')
@@ -66,7 +83,7 @@ def run_epochs(method: str, prune: Dict, default: int) -> Dict[str, Optional[int
 
 def prune_cfg_for(method: str, rate: float, prune: Optional[Dict] = None, extra: Optional[Dict] = None) -> Dict:
     """The ``prune_cfg`` of a method at a rate (``prune``: the group's pruning-run settings)."""
-    if method not in METHODS or method == 'dense':
+    if method not in METHODS or method in DENSE_METHODS:
         raise ValueError(f'no prune_cfg for method {method!r}')
     cfg = dict(METHODS[method])
     cfg['target_rate'] = float(rate)
@@ -82,7 +99,62 @@ def prune_cfg_for(method: str, rate: float, prune: Optional[Dict] = None, extra:
         sched = dict(cfg.get('schedule') or {})
         sched.setdefault('freeze', ep['mask'] / ep['epochs'])
         cfg['schedule'] = sched
+    if method == 'gmp':  # the cubic ramp spans the mask phase, on hard magnitude masks from the first step
+        sched = dict(cfg.get('schedule') or {})
+        sched.update(warmup=sched.get('freeze', 0.8), hard=0.0)
+        cfg['schedule'] = sched
     cfg.update(copy.deepcopy(extra or {}))
+    return cfg
+
+
+def needs_dense(spec) -> bool:
+    """Whether a run needs the dense checkpoint of its fold and seed (start point or teacher)."""
+    return spec.method not in ('dense', 'dense_small') and spec.prune.get('from_dense', True)
+
+
+def _set_width(model, width: int) -> None:
+    """Backbone ``base_channels`` = width; the head's ``in_channels`` scaled by the same factor."""
+    base = int(model['backbone'].get('base_channels', 64))
+    head = model.get('cls_head')
+    model['backbone']['base_channels'] = int(width)
+    if head is not None and head.get('in_channels') is not None:
+        scale = int(head['in_channels']) // base
+        if scale * base != int(head['in_channels']):
+            raise ValueError(f'cls_head.in_channels {head["in_channels"]} is not a multiple of base_channels {base}: '
+                             'cannot derive the narrow head')
+        head['in_channels'] = scale * int(width)
+
+
+def _dense_config(cfg, spec, dense_ckpt):
+    """dense / dense_small / dense_small_ft: a plain (or distilled) RecognizerGCN."""
+    teacher = copy.deepcopy(dict(backbone=cfg.model['backbone'], cls_head=cfg.model.get('cls_head')))
+    cfg.model['type'] = 'RecognizerGCN'  # also when the given config is a pruned one
+    cfg.model.pop('prune_cfg', None)
+    if spec.method == 'dense':
+        return cfg
+    if spec.width is None:
+        raise ValueError(f'{spec.rel_dir()}: {spec.method} needs a width')
+    _set_width(cfg.model, spec.width)
+    if spec.method == 'dense_small':
+        return cfg
+    prune = dict(spec.prune or {})
+    if prune.get('finetune_epochs') is None:
+        raise ValueError(f'{spec.rel_dir()}: dense_small_ft takes the budget of a learned pruning run: set '
+                         'prune.mask_epochs and prune.finetune_epochs')
+    if dense_ckpt is None:
+        raise ValueError(f'{spec.rel_dir()}: dense_small_ft distils from the dense checkpoint of its fold and seed')
+    epochs = int(prune.get('mask_epochs', 0)) + int(prune['finetune_epochs'])
+    cfg.train_cfg['max_epochs'] = epochs
+    cfg.train_cfg['val_interval'] = int(prune.get('val_interval', epochs))
+    cfg.train_cfg['val_begin'] = 1
+    for s in cfg.param_scheduler if isinstance(cfg.param_scheduler, list) else [cfg.param_scheduler]:
+        if s.get('type') == 'CosineAnnealingLR':
+            s['T_max'] = epochs
+        s.pop('end', None)
+    distill = dict(prune.get('distill') or dict(weight=1.0, temperature=4.0))
+    distill.pop('checkpoint', None)
+    cfg.model['type'] = 'mmsemiprune.DistillRecognizerGCN'
+    cfg.model['distill'] = dict(distill, teacher=teacher, checkpoint=dense_ckpt)
     return cfg
 
 
@@ -98,10 +170,8 @@ def build_run_config(spec, dense_ckpt: Optional[str] = None):
     if spec.fold is not None:
         set_fold(cfg, int(spec.fold))
     cfg.randomness = dict(seed=int(getattr(spec, 'seed', 0) or 0), deterministic=False)
-    if spec.method == 'dense':
-        cfg.model['type'] = 'RecognizerGCN'  # also when the given config is a pruned one
-        cfg.model.pop('prune_cfg', None)
-        return cfg
+    if spec.method in DENSE_METHODS:
+        return _dense_config(cfg, spec, dense_ckpt)
     prune = dict(spec.prune or {})
     cfg.model['type'] = 'mmsemiprune.SemiPruneRecognizerGCN'
     cfg.model['prune_cfg'] = prune_cfg_for(spec.method, spec.rate, prune, spec.method_cfg)

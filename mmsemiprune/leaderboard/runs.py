@@ -81,7 +81,8 @@ def final_checkpoint(paths: RunPaths, max_epochs: int) -> Optional[str]:
     last = _last_checkpoint(paths.work_dir)
     if last is None or osp.basename(last) != f'epoch_{max_epochs}.pth':
         return None
-    if paths.spec.method != 'dense':
+    from .methods import DENSE_METHODS
+    if paths.spec.method not in DENSE_METHODS:
         return paths.pruned if osp.isfile(paths.pruned) else None
     return last
 
@@ -117,7 +118,7 @@ def load_results(runs_dir: str, runs: Optional[List[RunSpec]] = None) -> List[Di
             res = json.load(fh)
         if r is not None:
             res.update(dataset=r.dataset, backbone=r.backbone, method=r.label, rate=r.rate, fold=r.fold,
-                       seed=int(r.seed))
+                       seed=int(r.seed), width=r.width)
         res['seed'] = int(res.get('seed') or 0)  # results written before seeds existed: seed 0
         out.append(res)
     return out
@@ -234,12 +235,12 @@ def _train(paths: RunPaths, resume: bool, env: Dict[str, str]) -> None:
 def run_one(runs_dir: str, spec: RunSpec, device: str = 'cpu') -> Dict:
     """Train (if needed) and evaluate one run; writes and returns its result.json content."""
     from .evaluate import evaluate_checkpoint
-    from .methods import build_run_config
+    from .methods import build_run_config, needs_dense
 
     paths = RunPaths(runs_dir, spec)
     os.makedirs(paths.work_dir, exist_ok=True)
     dense_ckpt = None
-    if spec.method != 'dense' and spec.prune.get('from_dense', True):
+    if needs_dense(spec):
         dense_ckpt = paths.dense(runs_dir).dense_weights
         if not osp.isfile(dense_ckpt):
             raise RuntimeError(f'{spec.rel_dir()}: the dense run of this fold and seed has no {dense_ckpt} yet')
@@ -296,7 +297,8 @@ class Scheduler:
     def _kind(r: RunSpec) -> str:
         """ETA class of a run: dataset and dense / learned / one-shot (their epochs differ)."""
         from .methods import METHODS
-        kind = 'dense' if r.method == 'dense' else 'oneshot' if METHODS.get(r.method, {}).get('oneshot') else 'learned'
+        kind = (r.method if r.method in ('dense', 'dense_small', 'dense_small_ft') else
+                'oneshot' if METHODS.get(r.method, {}).get('oneshot') else 'learned')
         return f'{r.dataset}/{kind}'
 
     def eta(self, todo: List[RunSpec], running: Dict) -> Optional[float]:
@@ -315,7 +317,8 @@ class Scheduler:
         return total / self.jobs
 
     def _ready(self, r: RunSpec) -> bool:
-        if r.method == 'dense' or not r.prune.get('from_dense', True):
+        from .methods import needs_dense
+        if not needs_dense(r):
             return True
         return osp.isfile(RunPaths(self.runs_dir, r).dense(self.runs_dir).dense_weights)
 

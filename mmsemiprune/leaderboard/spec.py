@@ -11,8 +11,9 @@ A sweep file (YAML, JSON or an MMEngine ``.py`` config) holds::
         folds: [1, 2, 3, 4, 5]          # splits fold{k}_train / fold{k}_test; [null]: one split
         seeds: [0, 1, 2]                # randomness.seed of the runs (default [0]); every (fold, seed)
                                         # has its own dense run, the start of its pruning runs
-        methods: [dense, semi, structured, unstructured, magnitude, l1_channel]
+        methods: [dense, semi, structured, unstructured, magnitude, l1_channel, gmp, random, dense_small]
         rates: [0.5, 0.8, 0.9, 0.95]
+        widths: [4, 6, 8, 10, 12]       # base channels of dense_small / dense_small_ft (no rates)
         prune: {epochs: 10, lr: 0.05, schedule: {warmup: 0.3, freeze: 0.7}}   # pruning-run overrides
                                         # (run keys: epochs, lr, val_interval, from_dense, mask_epochs,
                                         # finetune_epochs; every other key goes into prune_cfg as is)
@@ -36,9 +37,12 @@ import os.path as osp
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional
 
-__all__ = ['RunSpec', 'load_sweep', 'expand_sweep', 'METHOD_ORDER']
+__all__ = ['RunSpec', 'load_sweep', 'expand_sweep', 'METHOD_ORDER', 'WIDTH_METHODS']
 
-METHOD_ORDER = ['dense', 'semi', 'semi_oneshot', 'structured', 'unstructured', 'magnitude', 'l1_channel', 'ctf']
+METHOD_ORDER = ['dense', 'semi', 'semi_oneshot', 'structured', 'unstructured', 'magnitude', 'l1_channel', 'gmp',
+                'random', 'dense_small', 'dense_small_ft', 'ctf']
+#: methods trained at a reduced width (``widths`` of the group) instead of at pruning rates
+WIDTH_METHODS = ('dense_small', 'dense_small_ft')
 
 
 @dataclass
@@ -55,6 +59,7 @@ class RunSpec:
     cfg_options: Dict[str, Any] = field(default_factory=dict)
     variant: str = ''  # a labelled variant of a method (e.g. another schedule): its own work dir and row
     seed: int = 0  # randomness.seed of the run (and of its dense twin)
+    width: Optional[int] = None  # base channels of a WIDTH_METHODS run (None: the config's width)
 
     @property
     def label(self) -> str:
@@ -64,7 +69,8 @@ class RunSpec:
     def name(self) -> str:
         """``<label>[_r<rate>]`` (the run's directory name below its seed directory)."""
         r = '' if self.rate is None else f'_r{self.rate:g}'
-        return f'{self.label}{r}'
+        w = '' if self.width is None else f'_w{int(self.width)}'
+        return f'{self.label}{r}{w}'
 
     @property
     def seed_name(self) -> str:
@@ -91,7 +97,9 @@ class RunSpec:
 
     @property
     def key(self):
-        return (self.dataset, self.backbone, self.fold, int(self.seed), self.label, self.rate)
+        if self.width is None:  # the key of runs without a width, as before widths existed
+            return (self.dataset, self.backbone, self.fold, int(self.seed), self.label, self.rate)
+        return (self.dataset, self.backbone, self.fold, int(self.seed), self.label, self.rate, int(self.width))
 
     def to_dict(self):
         return asdict(self)
@@ -149,6 +157,24 @@ def _seeds(g, gi) -> List[int]:
     return list(seeds)
 
 
+def _widths(g, gi, methods) -> List[int]:
+    widths = g.get('widths') or []
+    if any(m in WIDTH_METHODS for m in methods):
+        if not widths or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in widths):
+            raise ValueError(f'sweep group {gi}: {"/".join(WIDTH_METHODS)} need "widths", a list of base channel '
+                             f'counts >= 1 (e.g. [4, 6, 8, 10, 12]), got {widths!r}')
+    return [int(w) for w in widths]
+
+
+def _points(method, rates, widths):
+    """(rate, width) of every run of ``method`` in a group."""
+    if method == 'dense':
+        return [(None, None)]
+    if method in WIDTH_METHODS:
+        return [(None, w) for w in widths]
+    return [(r, None) for r in rates]
+
+
 def expand_sweep(spec: Dict[str, Any]) -> List[RunSpec]:
     """All runs of a spec, seed-major then fold-major, dense first within a fold; duplicates removed."""
     runs: List[RunSpec] = []
@@ -168,8 +194,9 @@ def expand_sweep(spec: Dict[str, Any]) -> List[RunSpec]:
         for r in rates:
             if not 0.0 < r < 1.0:
                 raise ValueError(f'sweep group {gi}: rate {r} is not in (0, 1)')
-        if any(m != 'dense' for m in methods) and not rates:
+        if any(m != 'dense' and m not in WIDTH_METHODS for m in methods) and not rates:
             raise ValueError(f'sweep group {gi}: pruning methods need "rates"')
+        widths = _widths(g, gi, methods)
         seeds = _seeds(g, gi)
         method_prune = g.get('method_prune') or {}
         _methods_known(list(method_prune))
@@ -177,14 +204,15 @@ def expand_sweep(spec: Dict[str, Any]) -> List[RunSpec]:
             for fi, fold in enumerate(folds):
                 ordered = sorted(methods, key=METHOD_ORDER.index)
                 for m in ordered:
-                    for r in ([None] if m == 'dense' else rates):
+                    for r, w in _points(m, rates, widths):
                         rs = RunSpec(dataset=str(g['dataset']), backbone=str(g.get('backbone', 'model')), method=m,
                                      config=g['config'], rate=r, fold=None if fold is None else int(fold),
                                      prune=_merge(g.get('prune') or {}, method_prune.get(m) or {}),
                                      method_cfg=dict((g.get('method_cfg') or {}).get(m) or {}),
                                      priority=(seed_rank[seed] * 1000 + fi) * 1000 + gi,
                                      cfg_options=dict(g.get('cfg_options') or {}),
-                                     variant='' if m == 'dense' else str(g.get('variant') or ''), seed=int(seed))
+                                     variant='' if m == 'dense' else str(g.get('variant') or ''), seed=int(seed),
+                                     width=w)
                         if rs.key in seen:
                             continue
                         seen.add(rs.key)

@@ -20,6 +20,7 @@ from mmengine.logging import MessageHub
 
 from ..compat import ConfigError, check_state_dict
 from ..core.config import PruneConfig
+from ..core.distill import kd_loss
 from ..core.pruner import SemiPruner
 from ..core.schedule import run_progress
 from ..registry import MODELS
@@ -79,6 +80,7 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
         self.config = cfg
         specs, sets = declare(self.backbone, 'backbone.', cfg.targets, cfg.groups)
         self.pruner = SemiPruner(self, specs, channel_sets=sets, **cfg.pruner_kwargs())
+        self.pruner.random_scores = cfg.random_scores
         self.distill = cfg.distill
         self._teacher = None
         self._schedule_checked = False
@@ -168,10 +170,7 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
         with torch.no_grad():  # as RecognizerGCN.extract_feat: (N, clips, M, T, V, C) → (N·clips, M, T, V, C)
             x = inputs.reshape((-1, ) + tuple(inputs.shape[2:]))
             t_scores = head(backbone(x)).float()
-        T = float(self.distill['temperature'])
-        log_p = torch.log_softmax(student_scores.float() / T, dim=1)
-        q = torch.softmax(t_scores / T, dim=1)
-        return float(self.distill['weight']) * T * T * torch.nn.functional.kl_div(log_p, q, reduction='batchmean')
+        return kd_loss(student_scores, t_scores, self.distill['temperature'], self.distill['weight'])
 
     def loss(self, inputs, data_samples, **kwargs) -> dict:
         if self.distill is not None and self._teacher is None:

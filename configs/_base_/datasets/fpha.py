@@ -4,7 +4,9 @@
 # keypoint (M=1, T=7..1151, V=21, 3) metres (layout 'hand21': wrist, 5 MCPs,
 # then PIP/DIP/TIP per finger), centred on the first-frame wrist by the
 # converter, so no PreNormalize3D (NTU-specific; axes for it, if wanted:
-# mmsemiprune.datasets.PRENORM_AXES['hand21']). Splits: train / test.
+# mmsemiprune.datasets.PRENORM_AXES['hand21']). Splits: train / test, and fit / val:
+# a class-stratified 80 / 20 % partition of train (from the converter). Train on fit,
+# validate (every choice) on val, test once.
 # num_person=1: single hand; a backbone with a person-dependent data_bn
 # (e.g. CTR-GCN's num_person) must use 1 as well.
 custom_imports = dict(
@@ -50,7 +52,7 @@ train_dataloader = dict(
         type=dataset_type,
         ann_file=ann_file,
         pipeline=train_pipeline,
-        split='train',
+        split='fit',
         layout='hand21'))
 val_dataloader = dict(
     batch_size=16,
@@ -61,7 +63,7 @@ val_dataloader = dict(
         type=dataset_type,
         ann_file=ann_file,
         pipeline=val_pipeline,
-        split='test',
+        split='val',
         layout='hand21',
         test_mode=True))
 test_dataloader = dict(

@@ -4,7 +4,9 @@
 # keypoint (M=1, T=13..936, V=20, 3) metres (layout 'kinect20', MSR joint
 # order), all-zero frames dropped and centred on the first-frame hip centre
 # by the converter, so no PreNormalize3D (axes for it, if wanted:
-# mmsemiprune.datasets.PRENORM_AXES['kinect20']). Splits: xsub_train / xsub_test.
+# mmsemiprune.datasets.PRENORM_AXES['kinect20']). Splits: xsub_train / xsub_test, and
+# xsub_fit / xsub_val: training subjects 1, 3, 5, 7 / subject 9 (from the converter). Train on
+# fit, validate (every choice) on val, test once.
 # For an AS1/AS2/AS3 subset convert with --subset AS1 (8 classes) and set
 # num_classes=8 in the model.
 custom_imports = dict(
@@ -50,7 +52,7 @@ train_dataloader = dict(
         type=dataset_type,
         ann_file=ann_file,
         pipeline=train_pipeline,
-        split='xsub_train',
+        split='xsub_fit',
         layout='kinect20'))
 val_dataloader = dict(
     batch_size=16,
@@ -61,7 +63,7 @@ val_dataloader = dict(
         type=dataset_type,
         ann_file=ann_file,
         pipeline=val_pipeline,
-        split='xsub_test',
+        split='xsub_val',
         layout='kinect20',
         test_mode=True))
 test_dataloader = dict(

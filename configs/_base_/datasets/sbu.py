@@ -8,14 +8,16 @@
 # dict(type='PreNormalize3D', zaxis=[2, 1], xaxis=[6, 3]) (see
 # mmsemiprune.datasets.PRENORM_AXES).
 #
-# 5-fold cross-validation by set: split names fold{k}_train / fold{k}_test.
+# 5-fold cross-validation by set: split names fold{k}_train / fold{k}_test, and the validation
+# split carved from each training fold: fold{k}_fit (trained on) / fold{k}_val (80 / 20 %,
+# class-stratified, from the converter). Train on fit, validate (every choice) on val, test once.
 # MMEngine evaluates `fold` only while parsing this file, so
 # `--cfg-options fold=3` alone does NOT change the splits. To switch folds:
 #   * inherit the per-fold file instead: configs/_base_/datasets/sbu_fold3.py
 #     (_base_ = './sbu.py' + the three split overrides), or
 #   * on the command line override the three splits:
-#     --cfg-options train_dataloader.dataset.split=fold3_train \
-#         val_dataloader.dataset.split=fold3_test \
+#     --cfg-options train_dataloader.dataset.split=fold3_fit \
+#         val_dataloader.dataset.split=fold3_val \
 #         test_dataloader.dataset.split=fold3_test
 #   * from Python: mmsemiprune.datasets.set_fold(cfg, 3)
 # An unknown fold gives an AnnotationError listing the available splits.
@@ -65,7 +67,7 @@ train_dataloader = dict(
         type=dataset_type,
         ann_file=ann_file,
         pipeline=train_pipeline,
-        split=f'fold{fold}_train',
+        split=f'fold{fold}_fit',
         layout='openni15'))
 val_dataloader = dict(
     batch_size=16,
@@ -76,7 +78,7 @@ val_dataloader = dict(
         type=dataset_type,
         ann_file=ann_file,
         pipeline=val_pipeline,
-        split=f'fold{fold}_test',
+        split=f'fold{fold}_val',
         layout='openni15',
         test_mode=True))
 test_dataloader = dict(

@@ -14,7 +14,8 @@ Output annotations: ``frame_dir='Subject_N/<action>/<seq>'``, ``label`` from
 the split file, ``keypoint`` float32 ``(M=1, T, V=21, 3)`` in metres, joint
 order of the ``'hand21'`` layout (wrist, 5 MCPs, then PIP/DIP/TIP per
 finger), translated so the wrist of the first frame is the origin. Splits:
-``train`` / ``test`` (the 1:1 protocol). Empty files (3 upstream, not in
+``train`` / ``test`` (the 1:1 protocol), and ``fit`` / ``val``: a class-stratified 20 % of
+``train`` held out for validation (:mod:`mmsemiprune.datasets.splits`). Empty files (3 upstream, not in
 the split) are reported and skipped.
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..splits import add_holdout_splits
 from .common import (ConversionError, ConversionReport, Progress, finish,
                      make_anno, write_pickle)
 
@@ -178,6 +180,7 @@ def build_fpha(root: str, split_file: Optional[str] = None,
 
     split = {name: list(dict.fromkeys(s for s, _ in blocks[name] if s in ok))
              for name in ('train', 'test')}
+    add_holdout_splits(split, {a['frame_dir']: a['label'] for a in annos})
     return finish(report, annos, split), report
 
 

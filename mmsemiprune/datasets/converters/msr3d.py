@@ -11,7 +11,8 @@ Output annotations: ``frame_dir='aAA_sSS_eEE'``, ``label=AA-1`` (0..19, or
 in metres, joint order of the ``'kinect20'`` layout (MSR order), confidence
 column dropped, all-zero (untracked) frames dropped, translated so the hip
 centre (joint 6) of the first kept frame is the origin. Splits:
-``xsub_train`` (odd subjects 1,3,5,7,9) / ``xsub_test`` (even subjects).
+``xsub_train`` (odd subjects 1,3,5,7,9) / ``xsub_test`` (even subjects), and ``xsub_fit`` /
+``xsub_val``: the last training subject (9) held out for validation, the other four to fit.
 """
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..splits import add_holdout_splits, group_holdout
 from .common import (ConversionError, ConversionReport, Progress, finish,
                      make_anno, write_pickle)
 
@@ -164,6 +166,10 @@ def build_msr3d(root: str, list_file: Optional[str] = None,
     prog.close()
     split = {'xsub_train': [n for n, s in subj_of.items() if s % 2 == 1],
              'xsub_test': [n for n, s in subj_of.items() if s % 2 == 0]}
+    train = split['xsub_train']
+    if train:
+        held = [max(subj_of[n] for n in train)]  # the last training subject (9 in the full set)
+        split['xsub_fit'], split['xsub_val'] = group_holdout(train, [subj_of[n] for n in train], held)
     return finish(report, annos, split), report
 
 

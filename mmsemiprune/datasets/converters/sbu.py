@@ -14,7 +14,8 @@ the two persons' torsos in the first frame is the origin (no rotation, no
 clipping, no resampling).
 
 Splits: the upstream 5-fold cross-validation by set, ``fold{k}_train`` /
-``fold{k}_test`` for k = 1..5 (fold 2 is ``s02s03`` - *not* the ``ds02s03``
+``fold{k}_test`` for k = 1..5, and ``fold{k}_fit`` / ``fold{k}_val``: a class-stratified
+20 % of ``fold{k}_train`` held out for validation (:mod:`mmsemiprune.datasets.splits`) (fold 2 is ``s02s03`` - *not* the ``ds02s03``
 typo found in some public loaders).
 """
 from __future__ import annotations
@@ -26,6 +27,7 @@ from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
+from ..splits import add_holdout_splits
 from .common import (ConversionError, ConversionReport, Progress, finish,
                      make_anno, write_pickle)
 
@@ -146,6 +148,7 @@ def build_sbu(root: str, progress: bool = True
                  if s in fold_sets and s not in sets]
         split[f'fold{k}_train'] = train
         split[f'fold{k}_test'] = test
+    add_holdout_splits(split, {a['frame_dir']: a['label'] for a in annos})
     return finish(report, annos, split), report
 
 
