@@ -43,6 +43,7 @@ def parse_args(argv=None):
     p.add_argument('--folds', type=str, help='only these folds, e.g. 1,2')
     p.add_argument('--methods', type=str, help='only these methods, e.g. dense,semi')
     p.add_argument('--datasets', type=str, help='only these datasets')
+    p.add_argument('--rates', type=str, help='only these rates, e.g. 0.9,0.98 (runs without a rate are kept)')
     p.add_argument('--stop-at', type=str, help='start no run after this local time (HH:MM) or after N minutes (+N)')
     p.add_argument('--dry-run', action='store_true', help='list what would run and exit')
     p.add_argument('--tables-only', action='store_true', help='only (re)write the tables from finished runs')
@@ -77,6 +78,8 @@ def _filter(runs, args):
         if args.methods and r.method not in args.methods.split(','):
             return False
         if args.datasets and r.dataset not in args.datasets.split(','):
+            return False
+        if args.rates and r.rate is not None and r.rate not in [float(x) for x in args.rates.split(',')]:
             return False
         return True
     return [r for r in runs if keep(r)]
