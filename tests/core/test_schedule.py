@@ -90,3 +90,26 @@ def test_pruner_schedule_errors():
         SemiPruner(net, [PruneSpec('0')], 0.5, schedule=dict(warmup=0.9, freeze=0.5))
     with pytest.raises(ValueError, match='warm_up'):
         SemiPruner(nn.Sequential(nn.Conv2d(3, 8, 3)), [PruneSpec('0')], 0.5, schedule=dict(warm_up=0.3))
+
+
+def test_hard_phase_inside_the_warmup_follows_the_ramp(toy):
+    """hard=0 with warmup=freeze: gradual magnitude pruning, hard masks at the cubic rate r(p) at every step."""
+    net, pr = toy.make_pruner('unstructured', 'params', 0.8, normalize=False,
+                              schedule=dict(warmup=0.5, freeze=0.5, hard=0.0))
+    seen = []
+    for p in (0.0, 0.1, 0.25, 0.4, 0.49):
+        pr.set_progress(p)
+        want = 0.8 * (1 - (1 - p / 0.5) ** 3)
+        assert pr.phase == ('soft' if p == 0.0 else 'hard')
+        seen.append(pr.report()['rate_params'])
+        assert abs(seen[-1] - want) < 0.02, (p, seen[-1], want)
+    assert seen == sorted(seen)
+    pr.set_progress(0.5)
+    assert pr.frozen and abs(pr.report()['rate_params'] - 0.8) < 0.01
+    # without training in between, the last ramp mask is the one-shot global-magnitude mask of the same weights
+    net2, one = toy.make_pruner('unstructured', 'params', 0.8, normalize=False, schedule=dict(warmup=0.0, freeze=0.0))
+    net2.load_state_dict(net.state_dict())
+    one.set_progress(0.0)
+    a = torch.cat([m.current(w).flatten() for _, m, w in pr.items()])
+    b = torch.cat([m.current(w).flatten() for _, m, w in one.items()])
+    assert one.frozen and (a == b).float().mean() > 0.995

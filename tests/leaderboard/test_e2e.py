@@ -109,7 +109,7 @@ def test_real_data_configs_build():
                                        prune=dict(epochs=2)), dense_ckpt='d.pth')
         assert cfg.model.prune_cfg.target_rate == 0.9
         if fold:
-            assert cfg.train_dataloader.dataset.split == 'fold2_train'
+            assert cfg.train_dataloader.dataset.split == 'fold2_fit'
     msr = build_run_config(RunSpec('msr3d', 'stgcn', 'dense', osp.join(ROOT, 'configs/leaderboard/stgcn_msr3d.py')))
     assert msr.model.backbone.graph_cfg.layout == 'kinect20' and msr.model.cls_head.num_classes == 20
     assert msr.test_dataloader.dataset.split == 'xsub_test' and msr.dataset_info.num_joints == 20

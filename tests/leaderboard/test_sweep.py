@@ -239,7 +239,7 @@ def test_build_run_config_fold_and_method():
     r = RunSpec('sbu', 'stgcn', 'l1_channel', osp.join(ROOT, 'configs/leaderboard/stgcn_sbu.py'), 0.9, 3,
                 prune=dict(epochs=4, lr=0.02))
     cfg = build_run_config(r, dense_ckpt='/x/dense_weights.pth')
-    assert cfg.train_dataloader.dataset.split == 'fold3_train'
+    assert cfg.train_dataloader.dataset.split == 'fold3_fit' and cfg.val_dataloader.dataset.split == 'fold3_val'
     assert cfg.test_dataloader.dataset.split == 'fold3_test'
     assert cfg.model.type == 'mmsemiprune.SemiPruneRecognizerGCN'
     assert cfg.model.prune_cfg == dict(mode='structured', oneshot=True, group_stat='l1', target_rate=0.9)

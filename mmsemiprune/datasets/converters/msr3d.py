@@ -167,9 +167,11 @@ def build_msr3d(root: str, list_file: Optional[str] = None,
     split = {'xsub_train': [n for n, s in subj_of.items() if s % 2 == 1],
              'xsub_test': [n for n, s in subj_of.items() if s % 2 == 0]}
     train = split['xsub_train']
-    if train:
-        held = [max(subj_of[n] for n in train)]  # the last training subject (9 in the full set)
-        split['xsub_fit'], split['xsub_val'] = group_holdout(train, [subj_of[n] for n in train], held)
+    subjects = sorted({subj_of[n] for n in train})
+    if len(subjects) >= 2:  # the last training subject (9 in the full set) validates
+        split['xsub_fit'], split['xsub_val'] = group_holdout(train, [subj_of[n] for n in train], subjects[-1:])
+    else:
+        report.warn(f'only {len(subjects)} training subject(s): no xsub_fit / xsub_val validation split written')
     return finish(report, annos, split), report
 
 
