@@ -86,19 +86,54 @@ def test_domination_columns():
     assert by[('sbu', 'dense', 0.0)]['dominated_by_nonzeros'] == 'semi 0.5'
 
 
-def test_paired_differences():
+def _df3_two_sided_p(t):
+    """Two-sided p of Student t with 3 df from its closed form F(t) = 1/2 + (t / (sqrt(3) (1 + t^2 / 3))
+    + atan(t / sqrt(3))) / pi."""
+    t = abs(t)
+    f = 0.5 + (t / (math.sqrt(3) * (1 + t * t / 3)) + math.atan(t / math.sqrt(3))) / math.pi
+    return 2 * (1 - f)
+
+
+def test_paired_differences_clustered_by_fold():
     paired = paired_differences(aggregate(fake_results()))
     p = {(x['target_rate'], x['baseline']): x for x in paired}
     assert set(p) == {(0.9, 'structured'), (0.9, 'unstructured')}  # semi 0.5 has no baseline at 0.5
     st = p[(0.9, 'structured')]
-    # d = semi - structured per (fold, seed) = [10, 4, 11, 5] points: mean 7.5, s_d = 3.5119
-    assert st['pairs'] == 4 and st['diff_mean'] == pytest.approx(7.5)
+    # d = semi - structured per (fold, seed): fold 1 (10, 11), fold 2 (4, 5) -> fold means 10.5, 4.5:
+    # mean 7.5, s_D = sqrt(18) over k = 2 folds, half width t_{0.975, 1} * sqrt(18) / sqrt(2) = 12.7062 * 3
+    assert (st['pairs'], st['clusters']) == (4, 2) and st['diff_mean'] == pytest.approx(7.5)
+    assert st['diff_sd'] == pytest.approx(math.sqrt(18))
+    assert st['ci95_lo'] == pytest.approx(7.5 - 3 * 12.7062, abs=1e-3)
+    assert st['ci95_hi'] == pytest.approx(7.5 + 3 * 12.7062, abs=1e-3)
+    # df 1 (Cauchy): t = 7.5 / 3 = 2.5, p = 1 - 2 atan(2.5) / pi
+    assert st['p'] == pytest.approx(1 - 2 * math.atan(2.5) / math.pi, abs=1e-9)
+    assert st['verdict'] == 'unresolved after Holm (interval contains 0)'
+    un = p[(0.9, 'unstructured')]  # d = fold 1 (-4, 2), fold 2 (-6, -8): fold means -1, -7
+    assert un['diff_mean'] == pytest.approx(-4.0) and un['ci95_lo'] < 0 < un['ci95_hi']
+    assert un['holm_p'] == pytest.approx(max(un['p'], min(1, 2 * min(un['p'], st['p']))))
+
+
+def _single_split(results):
+    """The same numbers as one split with four seeds: (fold f, seed s) -> seed 2 (f - 1) + s, no fold."""
+    return [dict(r, fold=None, seed=2 * (r['fold'] - 1) + r['seed']) if r['dataset'] == 'sbu' else r
+            for r in results]
+
+
+def test_paired_differences_single_split_over_seeds():
+    paired = paired_differences(aggregate(_single_split(fake_results())))
+    p = {(x['target_rate'], x['baseline']): x for x in paired}
+    st = p[(0.9, 'structured')]
+    # d = semi - structured per seed = [10, 4, 11, 5] points: mean 7.5, s_d = 3.5119, 4 seeds: 4 clusters
+    assert (st['pairs'], st['clusters']) == (4, 4) and st['diff_mean'] == pytest.approx(7.5)
     half = 3.182446 * 3.511885 / 2
     assert st['ci95_lo'] == pytest.approx(7.5 - half, rel=1e-5) and st['ci95_hi'] == pytest.approx(7.5 + half, rel=1e-5)
-    assert st['verdict'] == 'semi better'
+    assert st['p'] == pytest.approx(_df3_two_sided_p(7.5 / (3.511885 / 2)), abs=1e-6)
     un = p[(0.9, 'unstructured')]  # d = [-4, -6, 2, -8]: the interval contains 0
     assert un['diff_mean'] == pytest.approx(-4.0) and un['ci95_lo'] < 0 < un['ci95_hi']
-    assert un['verdict'] == 'no detectable difference'
+    # Holm over the two comparisons of sbu: the smaller p doubled (0.047 < 0.05), the larger kept
+    assert st['p'] < un['p'] and st['holm_p'] == pytest.approx(2 * st['p']) and un['holm_p'] == pytest.approx(un['p'])
+    assert st['verdict'] == 'semi better, resolved after Holm'
+    assert un['verdict'] == 'unresolved after Holm (interval contains 0)'
 
 
 def test_write_all_and_read_back(tmp_path):
