@@ -27,9 +27,10 @@ from .spec import METHOD_ORDER
 from .stats import (clustered_paired_ci, dominators, holm, mean_ci, mean_std, optional_float, pareto_front,
                     t_test_p)
 
-__all__ = ['aggregate', 'paired_differences', 'matched_verdicts', 'write_csv', 'write_markdown', 'write_runs_csv',
-           'write_paired_csv', 'write_verdicts', 'write_verdicts_csv', 'plot', 'plot_pareto', 'pareto_panels', 'write_all', 'mean_std',
-           'read_runs_csv', 'row_label', 'family_of', 'FAMILIES']
+__all__ = ['aggregate', 'paired_differences', 'matched_verdicts', 'compare', 'write_csv', 'write_markdown',
+           'write_runs_csv', 'write_paired_csv', 'write_verdicts', 'write_verdicts_csv', 'plot', 'plot_pareto',
+           'pareto_panels', 'write_all', 'mean_std', 'read_runs_csv', 'row_label', 'base_method', 'family_of',
+           'FAMILIES']
 
 COLUMNS = ['dataset', 'backbone', 'method', 'target_rate', 'width', 'runs', 'folds', 'seeds', 'rate_params',
            'rate_whole', 'rate_flops', 'val_top1_mean', 'val_top1_std', 'top1_mean', 'top1_std', 'top1_ci95',
@@ -301,9 +302,10 @@ def _matched_pairs(sub: List[Dict]):
     """(question, semi row, matched row or None, family) of one dataset / backbone."""
     fams = {f: [b for b in sub if family_of(b['method']) == f] for f in FAMILIES}
     for r in (x for x in sub if _is_semi(x['method']) and _finite(x['macs_exported_M'])):
-        for m in [m for m in FAMILIES['dense_small'] if any(base_method(b['method']) == m for b in fams['dense_small'])]:
+        for m in FAMILIES['dense_small']:
             cands = [b for b in fams['dense_small'] if base_method(b['method']) == m]
-            yield 'macs_vs_dense_small', r, _match(r, cands, 'macs_exported_M', True), m
+            if cands:
+                yield 'macs_vs_dense_small', r, _match(r, cands, 'macs_exported_M', True), m
         if fams['structured']:
             yield 'macs_vs_structured', r, _match(r, fams['structured'], 'macs_exported_M', False), 'structured'
     for r in (x for x in sub if _is_semi(x['method']) and _finite(x['params_stored_nnz'])):
@@ -515,6 +517,12 @@ def _verdict_summary(vs: List[Dict]) -> List[str]:
     return out
 
 
+def _cost(v, unit: str) -> str:
+    if not _finite(v):
+        return '–'
+    return (_num(v, '.2f') if unit == 'MMACs' else _k(v)) + f' {unit}'
+
+
 def verdict_section(vs: List[Dict], dataset: str) -> str:
     """Markdown verdicts of one dataset: a summary line per question and the table of comparisons."""
     sub = [x for x in vs if x['dataset'] == dataset]
@@ -523,16 +531,16 @@ def verdict_section(vs: List[Dict], dataset: str) -> str:
     n = sum(_finite(x['p']) for x in sub)
     lines = [f'### Verdicts, {dataset}', '',
              f'Difference of test top-1 `semi − matched row` (points), paired over the (fold, seed) runs both '
-             f'have, 95 % t-interval clustered by test fold; p-values against the threshold (0, or −1 for the '
+             f'have, 95 % t-interval clustered by test fold (a single split: over seeds); p-values against the '
+             f'threshold (0, or −1 for the '
              f'non-zeros question), Holm-adjusted over the {n} verdict comparisons of {dataset}.', '']
     lines += _verdict_summary(sub) + ['']
     lines += ['| question | semi row | its cost | matched row | its cost | pairs (clusters) | Δ top-1, mean '
               '| 95 % CI | p | Holm p | answer |', '|' + '---|' * 11]
     for x in sub:
         unit = QUESTIONS[x['question']][1]
-        cost = (lambda v: _num(v, '.2f')) if unit == 'MMACs' else _k
-        lines.append(f'| {x["question"]} | {x["method"]} | {cost(x["cost"])} {unit} | {x["baseline"] or "–"} | '
-                     f'{cost(x["baseline_cost"])} {unit} | {x["pairs"]} ({x["clusters"]}) | '
+        lines.append(f'| {x["question"]} | {x["method"]} | {_cost(x["cost"], unit)} | {x["baseline"] or "–"} | '
+                     f'{_cost(x["baseline_cost"], unit)} | {x["pairs"]} ({x["clusters"]}) | '
                      f'{_num(x["diff_mean"], "+.1f")} | {_ci(x)} | {_p(x["p"])} | {_p(x["holm_p"])} | '
                      f'{x["verdict"]} |')
     return '\n'.join(lines)

@@ -90,7 +90,8 @@ def test_clustered_ci_unbalanced_and_single_split():
     # a single split (no fold): every pair is its own cluster, the plain paired t-interval over seeds
     plain = clustered_paired_ci(CL_A, CL_B, [None] * 6)
     ref = paired_ci(CL_A, CL_B)
-    assert plain['clusters'] == 6 and plain['lo'] == pytest.approx(ref['lo']) and plain['hi'] == pytest.approx(ref['hi'])
+    assert plain['clusters'] == 6
+    assert plain['lo'] == pytest.approx(ref['lo']) and plain['hi'] == pytest.approx(ref['hi'])
     # one cluster: no interval
     one = clustered_paired_ci([1.0, 2.0], [0.0, 0.0], ['a', 'a'])
     assert one['clusters'] == 1 and one['mean'] == pytest.approx(1.5) and math.isnan(one['lo'])
