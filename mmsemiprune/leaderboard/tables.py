@@ -95,8 +95,8 @@ def _cluster(pair: tuple):
 
 
 def _stored_nnz(r) -> Optional[float]:
-    """Non-zero parameters stored by the exported model; for results written before it was counted, the
-    non-zeros of the dense-shaped masked model (an upper bound)."""
+    """Non-zero parameters stored by the exported model; for a result without that count
+    (``params_compact_nonzero``), the non-zeros of the dense-shaped masked model (an upper bound)."""
     v = optional_float(r.get('params_compact_nonzero'))
     return v if v is not None else optional_float(r.get('params_nonzero'))
 
@@ -315,7 +315,7 @@ def _matched_pairs(sub: List[Dict]):
 
 
 def _matched_verdict(x: Dict) -> str:
-    if not x['baseline']:
+    if not x['pairs']:
         return x['verdict']
     if x['clusters'] < 2 or math.isnan(x['ci95_lo']):
         return 'one cluster: no interval'
@@ -361,9 +361,9 @@ def matched_verdicts(rows: List[Dict], level: float = 0.95) -> List[Dict]:
                      threshold=thr)
             if b is None or not set(r['_acc']) & set(b['_acc']):
                 nan = float('nan')
+                above = ' at or above semi\'s' if fam in FAMILIES['dense_small'] else ''
                 x.update(pairs=0, clusters=0, diff_mean=nan, diff_sd=nan, ci95_lo=nan, ci95_hi=nan, p=nan,
-                         verdict=(f'no {fam} row with a known cost' + (' at or above semi\'s' if fam in
-                                  FAMILIES['dense_small'] else '') if b is None else
+                         verdict=(f'no {fam} row with a known cost{above}' if b is None else
                                   f'no common (fold, seed) run with {row_label(b)}'))
             else:
                 x.update(compare(r, b, thr, level))
@@ -556,7 +556,7 @@ prunable conv weights removed by the final masks (the pruner's rate) / fraction 
 backbone + head removed in the exported model (BatchNorm, biases, `data_bn`, classifier counted:
 `1 − stored non-zeros / dense params`). *params stored non-zero*: non-zero parameters of the exported
 model (`mmsemiprune.export.exporter.compact_state_dict`: masks baked, dead channels removed); results
-evaluated before this count existed show the non-zeros of the dense-shaped masked model (an upper bound).
+without this count show the non-zeros of the dense-shaped masked model (an upper bound).
 *params dense → exported*: parameter count of the dense model → of the exported (channel-removed) model,
 zeros included. *MMACs per clip*: multiply-accumulates of one test clip of one sample with all its
 persons `(1, M, T, V, C)`, backbone + head (convolutions, the adjacency aggregation, classifier), counted

@@ -38,7 +38,7 @@ def fake_results():
                         structural_share=0.0, params_nonzero=200, params_compact=1000, params_compact_nonzero=200,
                         macs_exported=2e7))
     out.append(dict(dataset='fpha', backbone='stgcn', fold=None, method='dense', rate=None, top1=0.7,
-                    mean_class=0.69, rate_params=0.0))  # a result written before seeds existed: seed 0
+                    mean_class=0.69, rate_params=0.0))  # a result without a seed: seed 0
     return out
 
 
@@ -64,7 +64,7 @@ def test_aggregate_over_folds_and_seeds():
     assert sbu == [('dense', 0.0), ('semi', 0.5), ('semi', 0.9), ('structured', 0.9), ('unstructured', 0.9)]
 
 
-def test_whole_model_rate_of_older_results():
+def test_whole_model_rate_without_stored_nonzeros():
     # no params_compact_nonzero: the dense-shaped non-zeros count (an upper bound)
     r = dict(dataset='x', backbone='b', fold=1, method='semi', rate=0.9, top1=0.5, mean_class=0.5,
              params_dense=1000, params_nonzero=300)
@@ -349,3 +349,12 @@ def test_published_runs_csv_clusters_by_fold(tmp_path):
     sbu = [p for p in paired if p['dataset'] == 'sbu']
     assert sbu and all((p['pairs'], p['clusters']) == ('15', '5') for p in sbu)  # 5 folds x 3 seeds
     assert all(p['pairs'] == p['clusters'] for p in paired if p['dataset'] != 'sbu')  # one split: seeds
+
+
+def test_matched_verdict_without_common_runs():
+    # the narrow models ran on other seeds: matched by MACs, but nothing to pair
+    res = [dict(r, seed=r['seed'] + 10) if r['method'] == 'dense_small' else r for r in new_method_results()]
+    vs = matched_verdicts(aggregate(res))
+    d = next(x for x in vs if x['method'] == 'semi 0.9' and x['baseline'] == 'dense_small w10')
+    assert d['pairs'] == 0 and math.isnan(d['holm_p'])
+    assert d['verdict'] == 'no common (fold, seed) run with dense_small w10'
