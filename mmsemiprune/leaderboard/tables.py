@@ -494,6 +494,13 @@ def paired_table(paired: List[Dict]) -> str:
     return '\n'.join(lines)
 
 
+def _interval_words(items: List[Dict]) -> str:
+    """How the intervals of ``items`` were taken, for a caption."""
+    if any(x['clusters'] < x['pairs'] for x in items):
+        return '95 % t-interval clustered by test fold (seeds averaged within a fold, df = folds − 1)'
+    return '95 % paired t-interval (no two pairs share a test fold: df = pairs − 1)'
+
+
 def _verdict_summary(vs: List[Dict]) -> List[str]:
     """One line per question: how many comparisons went which way."""
     out = []
@@ -531,9 +538,8 @@ def verdict_section(vs: List[Dict], dataset: str) -> str:
     n = sum(_finite(x['p']) for x in sub)
     lines = [f'### Verdicts, {dataset}', '',
              f'Difference of test top-1 `semi − matched row` (points), paired over the (fold, seed) runs both '
-             f'have, 95 % t-interval clustered by test fold (a single split: over seeds); p-values against the '
-             f'threshold (0, or −1 for the '
-             f'non-zeros question), Holm-adjusted over the {n} verdict comparisons of {dataset}.', '']
+             f'have, {_interval_words(sub)}; p-values against the threshold (0, or −1 for the non-zeros '
+             f'question), Holm-adjusted over the {n} verdict comparisons of {dataset}.', '']
     lines += _verdict_summary(sub) + ['']
     lines += ['| question | semi row | its cost | matched row | its cost | pairs (clusters) | Δ top-1, mean '
               '| 95 % CI | p | Holm p | answer |', '|' + '---|' * 11]
@@ -594,8 +600,8 @@ def write_markdown(rows: List[Dict], path: str, title: str = 'Leaderboard', prea
         parts += [f'## {ds} ({", ".join(bbs)})', '', markdown_table(sub), '']
         pd = [p for p in paired if p['dataset'] == ds]
         if pd:
-            parts += [f'Paired differences of top-1, {ds} (test split; mean over (fold, seed) pairs, 95 % '
-                      f't-interval clustered by test fold; Holm family: the {sum(_finite(p["p"]) for p in pd)} '
+            parts += [f'Paired differences of top-1, {ds} (test split; mean over (fold, seed) pairs, '
+                      f'{_interval_words(pd)}; Holm family: the {sum(_finite(p["p"]) for p in pd)} '
                       f'comparisons of {ds} in this table):', '', paired_table(pd), '']
         vs = verdict_section(verdicts, ds)
         if vs:

@@ -306,6 +306,8 @@ def test_write_all_new_methods(tmp_path):
     ver = open(paths['verdicts']).read()
     assert '| macs_vs_dense_small | semi 0.9 | 10.00 MMACs | dense_small w10 | 12.00 MMACs | 10 (5) |' in ver
     assert 'No dense_small row in this dataset: not answered.' in ver  # fpha
+    sbu_part, fpha_part = ver.split('### Verdicts, fpha')
+    assert 'clustered by test fold' in sbu_part and 'no two pairs share a test fold' in fpha_part
     with open(paths['verdicts_csv']) as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(matched_verdicts(aggregate(new_method_results())))
