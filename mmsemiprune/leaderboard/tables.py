@@ -630,10 +630,10 @@ def _methods_in(rows) -> List[str]:
 
 
 def _colors(methods: List[str]) -> Dict[str, tuple]:
+    """One distinct colour per method: the 10 of ``tab10``, then the 8 of ``Dark2``, then repeated."""
     import matplotlib
-    cmap = matplotlib.colormaps['tab20' if len(methods) > 10 else 'tab10']
-    n = cmap.N
-    return {m: cmap(i % n) for i, m in enumerate(methods)}
+    pal = [matplotlib.colormaps['tab10'](i) for i in range(10)] + [matplotlib.colormaps['Dark2'](i) for i in range(8)]
+    return {m: pal[i % len(pal)] for i, m in enumerate(methods)}
 
 
 def plot(rows: List[Dict], path: str, title: str = 'Accuracy vs pruning rate'):
