@@ -403,7 +403,8 @@ def write_verdicts_csv(verdicts: List[Dict], path: str):
 
 def write_runs_csv(results: List[Dict], path: str):
     """Every run separately."""
-    rs = sorted(results, key=lambda r: (r['dataset'], str(r.get('fold')), _pair(r)[1], r['method'], _rate(r)))
+    rs = sorted(results, key=lambda r: (r['dataset'], str(r.get('fold')), _pair(r)[1], r['method'], _rate(r),
+                                        _width(r) or 0.0))
     _write_dicts([dict(r, seed=_pair(r)[1], rate_whole=_rate_whole(r)) for r in rs], RUN_COLUMNS, path)
 
 
