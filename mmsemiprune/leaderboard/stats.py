@@ -6,6 +6,12 @@ domination between table rows and per-method Pareto fronts.
   its continued fraction), inverted by bisection to 1e-12.
 - :func:`paired_ci`: for pairs ``(a_i, b_i)``, ``d_i = a_i − b_i``, the mean ``d̄`` and the 95 % t-interval
   ``d̄ ± t_{0.975, n−1} · s_d / √n`` (``s_d`` the sample standard deviation of the ``d_i``).
+- :func:`clustered_paired_ci`: the paired interval when pairs share a cluster (runs on the same test fold):
+  the differences are averaged within each cluster, then the t-interval is taken over the ``k`` cluster
+  means (df ``k − 1``); pairs without a cluster (a single split) are each their own cluster, which is the
+  plain paired t-interval over seeds.
+- :func:`t_test_p`: the two-sided p-value of a mean against a reference value, ``2 (1 − F_{n−1}(|t|))``.
+- :func:`holm`: Holm–Bonferroni step-down adjusted p-values of a family of tests.
 - :func:`dominators`: row B dominates row A on a cost axis when B belongs to another method, B's
   accuracy is at least A's (paired mean over their common (fold, seed) runs; plain means if they share
   none) and B's cost is no larger.
@@ -16,7 +22,8 @@ import math
 import statistics
 from typing import Dict, Hashable, Iterable, List, Optional, Sequence, Tuple
 
-__all__ = ['t_cdf', 't_quantile', 'paired_ci', 'mean_ci', 'mean_std', 'dominators', 'pareto_front']
+__all__ = ['t_cdf', 't_quantile', 'paired_ci', 'clustered_paired_ci', 't_test_p', 'holm', 'mean_ci', 'mean_std',
+           'dominators', 'pareto_front']
 
 
 def mean_std(xs: Iterable[float]) -> Tuple[float, float]:
@@ -117,6 +124,53 @@ def paired_ci(a: Sequence[float], b: Sequence[float], level: float = 0.95) -> Di
     if len(a) != len(b):
         raise ValueError(f'paired samples differ in length: {len(a)} vs {len(b)}')
     return mean_ci([float(x) - float(y) for x, y in zip(a, b)], level)
+
+
+def clustered_paired_ci(a: Sequence[float], b: Sequence[float], clusters: Sequence[Optional[Hashable]],
+                        level: float = 0.95) -> Dict[str, float]:
+    """Paired difference of ``a`` and ``b`` when pairs share clusters (e.g. SBU: runs of several seeds on
+    the same test fold). ``d_i = a_i − b_i``; the ``d_i`` of one cluster are averaged, ``D_j = mean_{i ∈ j}
+    d_i``, and the interval is the t-interval over the ``k`` cluster means,
+    ``D̄ ± t_{(1+level)/2, k−1} · s_D / √k`` (df = clusters − 1). A pair whose cluster is None has a cluster
+    of its own, so a single split (every cluster None) gives the plain paired t-interval over seeds
+    (:func:`paired_ci`). Returns :func:`mean_ci`'s dict over the cluster means (``n`` = clusters,
+    ``mean`` = mean of the cluster means, ``sd`` = their standard deviation) plus ``pairs`` and ``clusters``;
+    fewer than two clusters: NaN bounds."""
+    if not len(a) == len(b) == len(clusters):
+        raise ValueError(f'paired samples and clusters differ in length: {len(a)}, {len(b)}, {len(clusters)}')
+    groups: Dict[Hashable, List[float]] = {}
+    for i, (x, y, c) in enumerate(zip(a, b, clusters)):
+        groups.setdefault(('pair', i) if c is None else ('cluster', c), []).append(float(x) - float(y))
+    out = mean_ci([statistics.fmean(ds) for ds in groups.values()], level)
+    out.update(pairs=len(a), clusters=len(groups))
+    return out
+
+
+def t_test_p(ci: Dict[str, float], ref: float = 0.0) -> float:
+    """Two-sided p-value of the t-test of ``ci['mean']`` against ``ref``, for an interval dict of
+    :func:`mean_ci` / :func:`clustered_paired_ci`: ``t = (mean − ref) / (sd / √n)``,
+    ``p = 2 (1 − F_{n−1}(|t|))``. NaN for n < 2; a zero sd gives p = 0 (mean ≠ ref) or 1 (mean = ref)."""
+    n, m, sd = ci['n'], ci['mean'], ci['sd']
+    if n < 2 or math.isnan(sd):
+        return float('nan')
+    if sd == 0:
+        return 1.0 if m == ref else 0.0
+    t = (m - ref) / (sd / math.sqrt(n))
+    return min(1.0, 2.0 * (1.0 - t_cdf(abs(t), n - 1)))
+
+
+def holm(pvalues: Sequence[float]) -> List[float]:
+    """Holm–Bonferroni step-down adjusted p-values, in the order given: with the ``m`` p-values sorted
+    ascending ``p_(1) ≤ … ≤ p_(m)``, ``p̃_(i) = max_{j ≤ i} min(1, (m − j + 1) p_(j))``; a test is rejected
+    at level α when ``p̃ < α`` (the family-wise error rate stays ≤ α). NaN p-values (no interval) stay NaN
+    and do not count in ``m``."""
+    idx = [i for i, p in enumerate(pvalues) if p is not None and not math.isnan(p)]
+    out = [float('nan')] * len(pvalues)
+    m, running = len(idx), 0.0
+    for rank, i in enumerate(sorted(idx, key=lambda i: pvalues[i])):
+        running = max(running, min(1.0, (m - rank) * float(pvalues[i])))
+        out[i] = running
+    return out
 
 
 def dominators(items: Sequence[Dict], cost: str, acc: str = 'acc', eps: float = 1e-9) -> Dict[Hashable, List]:
