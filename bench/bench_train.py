@@ -77,7 +77,7 @@ def count(fn):
     syncs = ops = launches = dev_syncs = 0
     for e in prof.events():
         # launches from the host: kernels one by one, and a CUDA graph's replay as one (its kernels are launched
-        # by the driver; counted from session 8 on: the graphed search adds 1)
+        # by the driver: the graphed search adds 1)
         if e.name in ('cudaLaunchKernel', 'cuLaunchKernel', 'cudaLaunchKernelExC', 'cuLaunchKernelEx',
                       'cudaGraphLaunch', 'cuGraphLaunch'):
             launches += 1

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The GPU measurements of issue "pruning at GPU speed" as prepared, time-boxed calls for a lent CUDA machine
-# (15 minutes of device time per session, machine starts included).
+# The GPU measurements of docs/speed.md as prepared, time-boxed calls for a CUDA machine (each phase has its own
+# time limit; a few phases fit in a 10-minute call).
 #
 #   bash ../shared/gpu/prepare_wheels.sh        # here, once: the OpenMMLab wheels into .whl/ (git-ignored)
 #   then the device tool: command "bash bench/gpu_check.sh PHASE", carry [".whl"], timeout_s <= 600
@@ -16,12 +16,12 @@
 #                        costliest kernels, host time per operator), ST-GCN and CTR-GCN, fp32.
 #       macs   (~1.5 min): the compute-target soft step only (target_macs 0.4, update_every 1 and 16), fp32.
 #       ramp   (~2 min): the soft step in the warm-up ramp (--ramp: the rate moves at every step): with target_macs
-#                        0.4 by the default search (secant since session 11: 1.37x stock on the CPU) and by the
+#                        0.4 by the default search (secant: 1.37x stock on the CPU) and by the
 #                        published one (--projection-search bisect: 2.33x on the CPU), and without target_macs; fp32.
 #       profamp (~1 min): bench_train.py --amp fp16 --kernel-table 25: where the fp16 soft step's time goes.
 #       amp    (~2 min): tools/train.py --amp on the demo (fp16, 10 epochs; bf16, 3 epochs), tools/test.py on each.
 #       speed  (~3 min): train without update_every 16: fp32 ST-GCN and CTR-GCN, fp16 and bf16 ST-GCN, the compute
-#                        target at update_every 1 (the numbers of the README's Speed table, in one call).
+#                        target at update_every 1 (the training-step table of docs/speed.md, in one call).
 #       cl8    (~2 min): as round8, channels-last memory format.
 #       eager  (~1 min): the soft step with prune_cfg.cuda_graphs=False (--eager-search: the threshold search
 #                        dispatched operator by operator, not one CUDA graph replay), fp32 and fp16, ST-GCN (each
@@ -40,8 +40,8 @@
 #                        products without layout copies; every model also in the stock formulation, eager, same rounds,
 #                        scores checked against each other): fp32 eager; float16 channels-last eager and compiled,
 #                        with the kernel table.
-#       gcnall (~3.5 min): the issue's exported rows again with --graph-conv matmul (what exported configs run since
-#                        session 11), each also in the stock formulation (eager), with the traffic ratio (bytes written
+#       gcnall (~3.5 min): the exported rows of docs/speed.md with --graph-conv matmul (what exported configs run),
+#                        each also in the stock formulation (eager), with the traffic ratio (bytes written
 #                        by all operators, dense / exported): structured 0.9 / 0.95 (round 8), eager and compiled,
 #                        fp32; semi 0.9 after 20 SGD steps, eager.
 #       all:             train, export, semi, amp (more than 8 files: call at most three phases at a time).
@@ -148,7 +148,7 @@ if want semi; then
   step 130 export_semi.txt $PY bench/bench_export.py --device cuda --modes semi --rates 0.9 --reps 20 \
     --train-iters 20 --threads 8 --json "$OUT/export_semi.json"
 fi
-if want gcn; then  # the matmul graph convolution (export/graph_conv.py): session 11, measured on the CPU only
+if want gcn; then  # the matmul graph convolution (export/graph_conv.py)
   # eager fp32 first (fast); then float16 channels-last eager and compiled: 4 models (dense, exported, each also in
   # the stock formulation) x 2 batches compile (reduce-overhead) in the limit
   step 90 export_gcn.txt $PY bench/bench_export.py --device cuda --modes structured --rates 0.9 --reps 20 \
@@ -157,7 +157,7 @@ if want gcn; then  # the matmul graph convolution (export/graph_conv.py): sessio
     --threads 8 --round-to 8 --graph-conv matmul --channels-last --half --runtimes torch compile --kernel-table 12 \
     --json "$OUT/export_gcn16.json"
 fi
-if want gcnall; then  # the issue's table (structured 0.9 / 0.95, semi 0.9) in the formulation exported configs run
+if want gcnall; then  # structured 0.9 / 0.95, semi 0.9 in the formulation exported configs run
   step 240 export_gcnall.txt $PY bench/bench_export.py --device cuda --modes structured --rates 0.9 0.95 --reps 20 \
     --threads 8 --round-to 8 --graph-conv matmul --runtimes torch compile --json "$OUT/export_gcnall.json"
   step 120 export_gcnsemi.txt $PY bench/bench_export.py --device cuda --modes semi --rates 0.9 --train-iters 20 \

@@ -5,13 +5,13 @@
 For every finished run under ROOT (``<dataset>/<backbone>/<fold>/<seed>/<method>_r<rate>/``, as the leaderboard
 writes them: ``result.json``, the run's ``config.py`` dump and ``config_pruned.pth``), the masked model is loaded
 and counted as exported (:func:`mmsemiprune.leaderboard.evaluate.model_counts`, what the leaderboard records; the
-exporter since session 12 folds the classifier's constant input channels into its bias, runs recorded before it
+current exporter folds the classifier's constant input channels into its bias; runs recorded by an earlier one
 count without that, shown in the last column and used for the check against ``result.json``):
 MACs dense / exported (mmengine's FlopAnalyzer) and memory traffic dense / exported (bytes written by all
 operators of one forward, :func:`mmsemiprune.export.exporter.count_traffic`, the exported graph convolution for
 both), on one clip of the run's input shape. Prints one row per (dataset, backbone, method, rate): runs, top-1 (from
 ``result.json``), the two ratios (means over runs) and the exported MMACs. On a GPU at large batches exported
-ST-GCNs ran as much faster as their traffic ratio (bench/README.md, session 12), on a compute-bound CPU closer to
+ST-GCNs ran as much faster as their traffic ratio (docs/speed.md), on a compute-bound CPU closer to
 their MACs ratio. No timing here: counts only, so it runs anywhere (the checkpoints stay where they are; the
 leaderboard's data is not read).
 """
@@ -76,7 +76,7 @@ def count_run(run):
     shape = [int(s) for s in res['macs_input_shape'].split('x')]  # (1, M, T, V, C)
     x1 = synthetic_skeletons(shape, seed=0)
     with torch.no_grad():
-        c = model_counts(cfg, model, x1)  # the current exporter (classifier constants folded, session 12)
+        c = model_counts(cfg, model, x1)  # the current exporter (classifier constants folded)
         c['macs_exported_unfolded'] = model_counts(cfg, model, x1, fold_head=False)['macs_exported']
     c['top1'] = res['top1']
     c['macs_exported_recorded'] = res.get('macs_exported')

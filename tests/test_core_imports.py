@@ -1,4 +1,4 @@
-"""Import layering (issue 14, item 2), each case in a fresh interpreter:
+"""Import layering, each case in a fresh interpreter:
 
 - ``import mmsemiprune.core`` (and every module under it) works where ``mmengine``, ``mmcv`` and ``mmaction``
   cannot be imported, and with them installed it imports none of them and patches nothing;

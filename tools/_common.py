@@ -5,6 +5,10 @@ checkpoint, NaN loss or gradient, export) as one ``error: <message>`` line with 
 traceback (``--debug`` shows the traceback)."""
 import os.path as osp
 import sys
+import warnings
+
+# mmcv-lite lacks the compiled ops; MMAction2's import of mmcv.cnn warns about one the plugin never uses
+warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeformableAttention``')
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:

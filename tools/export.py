@@ -38,6 +38,14 @@ from mmengine.config import Config, DictAction
 warnings.filterwarnings('ignore', message='Fail to import ``MultiScale')
 
 
+#: printed under the report: what its counts are, and why they differ from the pruner report's
+MACS_NOTE = ('note: "MACs / clip" counts every operator (convolutions, graph aggregation, classifier) of one clip '
+             'with all its persons (mmengine.analysis); the pruner report\'s "MACs dense ... after removal" counts '
+             'only the prunable convolutions of one person, so the two differ. "predicted" is the pruner report\'s '
+             'structural share from the masks; "realized" is what export removed, which also includes the '
+             'classifier\'s constant input channels (folded into its bias).')
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description='Export a pruned recognizer as a compact plain MMAction2 model',
                                 usage='%(prog)s (WORK_DIR | CONFIG CHECKPOINT) OUT_DIR [options]')
@@ -168,6 +176,7 @@ def run(args):
                         num_check=shape[0] if shape else args.num_check, round_to=args.round_to,
                         graph_conv=args.graph_conv)
     print(format_export_report(rep))
+    print(MACS_NOTE)
     print(f'wrote {args.out_dir}: ' + ', '.join(sorted(k for k in ('model.pth', 'config.py', 'report.json',
                                                                  'model.onnx', 'model.pt2')
                                                        if osp.exists(osp.join(args.out_dir, k)))))

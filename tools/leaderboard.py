@@ -7,6 +7,10 @@
 """
 import os.path as osp
 import sys
+import warnings
+
+# mmcv-lite lacks the compiled ops; MMAction2's import of mmcv.cnn warns about one the plugin never uses
+warnings.filterwarnings('ignore', message='Fail to import ``MultiScaleDeformableAttention``')
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:

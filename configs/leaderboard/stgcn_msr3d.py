@@ -1,10 +1,9 @@
 # Leaderboard model: narrow ST-GCN on MSR Action3D (20 actions, 557 sequences of the CVPR 2012 list,
-# cross-subject: odd subjects 1,3,5,7,9 train / even subjects test; Wang et al. 2012, see
-# ../shared/data/msr3d/PROVENANCE.md), sized for 2 shared CPU cores.
+# cross-subject: odd subjects 1,3,5,7,9 train / even subjects test; Wang et al. 2012), sized for 2 shared CPU cores.
 #   channels 16-16-32-32-64-64 (base_channels=16, 6 stages, x2 at stages 3 and 5, stride 2 there),
 #   kinect20 graph (MSR joint order, K=3 'stgcn_spatial' subsets), 1 person, clip_len 32, batch 16,
 #   dense: 50 epochs SGD-Nesterov lr 0.1 cosine (the leaderboard's pruning runs override epochs/lr).
-# Data: python tools/data/convert_msr3d.py ../shared/data/msr3d data/msr3d/msr3d.pkl
+# Data: python tools/data/convert_msr3d.py /path/to/msr3d data/msr3d/msr3d.pkl
 # This file is the DENSE reference; the leaderboard derives the pruning methods from it
 # (mmsemiprune/leaderboard/methods.py), or train it directly:
 #   python tools/train.py configs/leaderboard/stgcn_msr3d.py

@@ -38,9 +38,10 @@ from .graph_layouts import num_joints_of
 __all__ = ['AnnotationError', 'validate_pose_annotations', 'check_dataset_cfgs',
            'CheckedPoseDataset']
 
-_RECONVERT = ('re-create the file with the converters in tools/data/ '
-              '(convert_sbu.py, convert_fpha.py, convert_msr3d.py, '
-              'convert_ntu.py) or tools/make_demo_data.py')
+_CONVERTERS = ('the converters in tools/data/ (convert_sbu.py, '
+               'convert_fpha.py, convert_msr3d.py, convert_ntu.py) or '
+               'tools/make_demo_data.py')
+_RECONVERT = 're-create the file with ' + _CONVERTERS
 
 
 class AnnotationError(ValueError):
@@ -71,7 +72,7 @@ def _load(path: str) -> Any:
             path, 'file not found',
             'check ann_file / data_root (relative paths are resolved from '
             f'the working directory {os.getcwd()!r}); create it with '
-            + _RECONVERT)
+            + _CONVERTERS)
     if osp.isdir(path):
         raise AnnotationError(path, 'is a directory, not a .pkl file',
                               'point ann_file to the .pkl file inside it')

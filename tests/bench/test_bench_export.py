@@ -1,4 +1,4 @@
-"""bench/bench_export.py: the device switch and the runtimes it adds (issue "pruning at GPU speed"). Timings are
+"""bench/bench_export.py: the device switch and the runtimes it adds. Timings are
 not asserted (benchmarks print ratios; tests check behaviour)."""
 import os.path as osp
 
@@ -128,7 +128,7 @@ def test_inductor_freezing_compiles_the_same_scores_and_needs_the_compile_runtim
 
 def test_kernel_table_profiles_dense_and_each_exported_model(capsys):
     """--kernel-table N: after the timing, where an eager call's time goes for dense and every exported model (the
-    profile behind the 'where batch 64 goes' numbers of bench/README.md), also in the JSON output."""
+    profile behind the 'where batch 64 goes' numbers of docs/speed.md), also in the JSON output."""
     b = _bench()
     out = b.main(['--modes', 'structured', '--rates', '0.9', '--reps', '1', '--runtimes', 'torch', '--batches', '1',
                   '--frames', '8', '--no-train-bench', '--kernel-table', '3'])

@@ -1,4 +1,4 @@
-"""The one-line path is the full path (issue 13): MMAction2's *stock* ST-GCN config + the one model line.
+"""The one-line path is the full path: MMAction2's *stock* ST-GCN config + the one model line.
 
 - Every data problem (missing, empty, truncated, non-pickle files; no ``split`` / ``annotations``; a split
   that is not in the file; wrong joint count for the graph; NaN/inf coordinates) stops ``tools/train.py``,
