@@ -27,9 +27,32 @@ from .tables import read_runs_csv, write_all
 
 __all__ = ['main', 'parse_args']
 
+_EPILOG = """A sweep spec (YAML) lists groups of runs; each group is one dataset / backbone config:
+
+  runs_dir: leaderboard_runs/mine          # one work dir per run below it (resumable)
+  out_dir: leaderboard/mine                # leaderboard.md / .csv / paired.csv / verdicts.md / plots
+  groups:
+    - dataset: sbu                         # the table's dataset label
+      backbone: stgcn
+      config: configs/leaderboard/stgcn_sbu.py   # the DENSE config (train on fit, validate on val, test once)
+      folds: [1, 2, 3, 4, 5]               # fold{k}_* splits; [null]: the config's one split
+      seeds: [0, 1, 2]
+      methods: [dense, semi, semi_oneshot, structured, unstructured, magnitude, l1_channel, gmp, random,
+                dense_small, dense_small_ft]
+      rates: [0.9, 0.98]                   # pruning rates of the pruning methods
+      widths: [4, 6, 8, 10, 12]            # base channels of dense_small / dense_small_ft
+      prune: {mask_epochs: 4, finetune_epochs: 8, lr: 0.02, distill: {weight: 1.0, temperature: 4.0}}
+      method_cfg: {semi: {target_macs: 0.4}}   # extra prune_cfg keys per method
+      variant: t40                         # optional: rows 'semi-t40', work dirs of their own
+
+Example: python -m mmsemiprune.leaderboard --sweep configs/leaderboard/sweep_v3.yaml --dry-run
+More: docs/leaderboard.md (protocol, columns, statistics)."""
+
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description='Train / evaluate / tabulate pruning runs (mmsemiprune leaderboard)')
+    p = argparse.ArgumentParser(prog='python -m mmsemiprune.leaderboard',
+                                description='Train / evaluate / tabulate pruning runs (mmsemiprune leaderboard)',
+                                epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--sweep', nargs='+', default=[],
                    help='sweep spec(s) (.yaml / .json / .py): dataset x backbone x method x rates x folds; several '
                    'specs are concatenated (runs shared by key, e.g. the dense runs, count once)')
