@@ -1,4 +1,4 @@
-"""Issue 11 mechanisms on the toy net: the trained mask is the frozen mask (hard straight-through phase,
+"""The hard-phase mechanisms on the toy net: the trained mask is the frozen mask (hard straight-through phase,
 consistency inside the mask, masked biases, frozen gate decisions), compute pricing and a compute target."""
 import pytest
 import torch
@@ -279,8 +279,8 @@ def test_soft_projection_makes_the_hard_step_smooth(toy, search):
     the projection the hard phase changes little; without it, it removes the projected channels at once.
     (Over 8 training seeds of this toy, make_pruner seeds 0-7, the change with the projection was 0.019-0.288,
     median 0.067, with the published search; 0.020-0.159, median 0.070, with the secant one from an unmoved warm
-    start (session 11); 0.014-0.263, median 0.037, since its warm start follows the rate's move (session 12;
-    moving it by a slope of 1 instead gave two of 8 seeds at 0.42 and 0.70 on this toy, whose asked rate is ~0.03
+    start; 0.014-0.263, median 0.037, with its warm start following the rate's move (moving it by a slope of 1
+    instead gave two of 8 seeds at 0.42 and 0.70 on this toy, whose asked rate is ~0.03
     for a rate of 0.8); without the projection ~0.5.)"""
     changes = {}
     for projection in (True, False):

@@ -145,8 +145,8 @@ def test_soft_step_operators_within_1_5x_stock(costs):
 def test_soft_step_operators_batched(costs):
     """The soft masks are computed for all tensors at once (core/batch.py): what the soft step adds to stock's
     grows by at most 8 operators per masked tensor (measured 6: the search's mean square per tensor, SGD on the gate
-    logits (5 on the CPU, where SGD loops over tensors), the gate gradient's accumulation; ~13 in session 8, before
-    the latents, gate logits and biases were flattened and their gradients split by one operator each way, ~40 + 25
+    logits (5 on the CPU, where SGD loops over tensors), the gate gradient's accumulation; ~13 with the latents,
+    gate logits and biases not flattened and their gradients split by one operator each way, ~40 + 25
     per tensor before the batch), and the step stays within 2.1x stock (measured 2.06x at 9 masks, 1.75x at 15;
     4.7x before)."""
     (ops_s, L_s), (ops_b, L_b) = (costs[(4, True)][2], costs[(4, True)][4]), (costs[(7, True)][2], costs[(7, True)][4])
@@ -160,7 +160,7 @@ def test_frozen_step_operators_close_to_stock():
     """Frozen masks (most of a run: the fine-tune): one multiply per masked weight (and per masked bias with a dead
     row), forward and backward; no gate touch outside DDP. Measured 1.10x / 1.09x stock here (9 / 15 masked
     tensors, ~4-5 operators each), 1.06x on the NTU ST-GCN, where an H200 step ran 1.01x stock (CTR-GCN 1.04x);
-    1.29x here before session 6, 1.62x before the float caches."""
+    1.29x here without the batched soft masks, 1.62x without the float caches."""
     torch.set_num_threads(1)
     s_stock, _, ops_stock, _, _ = step_cost(4, False)
     s_frozen, nz, ops_frozen, names, L = step_cost(4, True, progress=1.0)
@@ -227,11 +227,11 @@ def test_ntu_soft_step_operators_within_1_5x_stock(interval, max_iters):
     """The issue's bound on the issue's model: the NTU-60 ST-GCN soft step (semi 0.9, its shipped config) costs
     <= 1.5x stock's operators per step and no host sync more than stock's, averaged over one mask update interval:
     in a run of 20,000 steps, where update_every='auto' updates the masks every 16 steps (measured 1,654 vs 1,125:
-    1.47x, session 7), and in a run of up to 1,250 steps (the demo, the leaderboard), where the threshold search
+    1.47x), and in a run of up to 1,250 steps (the demo, the leaderboard), where the threshold search
     (eager on the CPU; one CUDA graph replay on a GPU) and the soft masks run at every step: measured 1,678 (1.49x;
-    1,862 = 1.66x in session 8, before the latents, gate logits and biases were flattened by one operator each way
-    and the search's bucket ids kept in int32; 1,685 in session 9, before the radix histograms by bincount and the
-    search's flat latents reused by the masks). The margin there is 9 operators: anything added per masked tensor
+    1,862 = 1.66x with the latents, gate logits and biases not flattened by one operator each way and the search's
+    bucket ids in int64; 1,685 without the radix histograms by bincount and the search's flat latents reused by the
+    masks). The margin there is 9 operators: anything added per masked tensor
     shows."""
     torch.set_num_threads(1)
     s_stock, o_stock = _ntu_step_ops(False, 1)
@@ -242,8 +242,8 @@ def test_ntu_soft_step_operators_within_1_5x_stock(interval, max_iters):
 
 def test_ntu_soft_step_with_compute_target_operators():
     """With a compute target (target_macs 0.4, what the leaderboard's semi runs) and the masks updated at every step,
-    the NTU ST-GCN soft step dispatches <= 1.65x stock's operators (measured 1,781 of 1,125 = 1.58x; 3,206 = 2.85x in
-    session 8, before the consistency pass, the projection's alive maps and MAC count ran over all channel sets at
+    the NTU ST-GCN soft step dispatches <= 1.65x stock's operators (measured 1,781 of 1,125 = 1.58x; 3,206 = 2.85x when
+    the consistency pass, the projection's alive maps and MAC count ran per channel set instead of over all at
     once) and reads the host 5 times (one per round of the consistency pass and of the projection, and the achieved
     rate), not once per tensor or channel set."""
     torch.set_num_threads(1)

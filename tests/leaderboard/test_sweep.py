@@ -171,7 +171,7 @@ def test_v2_sweep_every_method_every_dataset():
 
 
 def test_ablation_sweep_has_every_step_with_three_seeds():
-    """Issue 11's ablation: every semi step A0-A7t at rates 0.9 / 0.95 on SBU (5 folds) and FPHA with seeds 0, 1, 2;
+    """The semi ablation (sweep_ablation.yaml): every semi step A0-A7t at rates 0.9 / 0.95 on SBU (5 folds) and FPHA with seeds 0, 1, 2;
     the steps that predate the soft projection have it off, A7 on; A6 changes only the learning rate of A5."""
     runs = expand_sweep(load_sweep(osp.join(ROOT, 'configs/leaderboard/sweep_ablation.yaml')))
     steps = ['A0', 'A1', 'A2', 'A3', 'A4', 'A5', 'A6', 'A7', 'A7t']
