@@ -29,7 +29,7 @@ import torch
 
 from .budget import _unchanged, _versions
 from .segment import segment_sum
-from .topology import ChannelSet, alive, channel_view, flat_for_masks, zero_channels
+from .topology import ChannelSet, alive, channel_mean, flat_for_masks, zero_channels
 
 __all__ = ['entry_macs', 'removed_entries', 'masked_macs', 'masked_macs_tensor', 'FlatMacs', 'dense_macs',
            'channel_freed_macs', 'group_prices', 'project_macs']
@@ -47,9 +47,9 @@ def min_channels(size: int) -> int:
 
 
 def _agg(cs: ChannelSet, macs: Dict[str, float]) -> float:
-    if not cs.agg_ref or cs.agg_factor <= 0:
-        return 0.0
-    return float(cs.agg_factor) * float(macs.get(cs.agg_ref, 0.0))
+    """agg_c: Σ factor × macs(ref) over the set's aggregations (``agg_ref`` / ``agg_factor`` and ``aggs``)."""
+    terms = ([(cs.agg_ref, cs.agg_factor)] if cs.agg_ref else []) + list(cs.aggs)
+    return sum(float(f) * float(macs.get(r, 0.0)) for r, f in terms if f > 0)
 
 
 def entry_macs(items) -> Dict[str, float]:
@@ -113,7 +113,8 @@ def masked_macs_tensor(items, masks: Dict[str, torch.Tensor], sets: List[Channel
             continue
         for sl in cs.producers + cs.consumers:
             if sl.key() in masks:
-                v = cons.repeat(sl.fold)
+                o, n = sl.span(cs.size)
+                v = (cons if n == cs.size else cons[o:o + n]).repeat(sl.fold)
                 d = keep.setdefault(sl.key(), {})
                 d[sl.dim] = v & d[sl.dim] if sl.dim in d else v
     dev = next(iter(masks.values())).device if masks else None
@@ -163,7 +164,7 @@ class FlatMacs:
                     fl.append(1.0)
                     continue
                 slot = r[1]
-                if slot.dim in dims:
+                if slot.dim in dims or slot.span(sets[r[3]].size)[1] != sets[r[3]].size:  # a part: not n_s
                     self.ok = False
                 dims[slot.dim] = True
                 sl.append(r[3])
@@ -205,7 +206,8 @@ def masked_macs(items, masks: Dict[str, torch.Tensor], sets: List[ChannelSet]) -
 
 
 def channel_freed_macs(cs: ChannelSet, macs: Dict[str, float], shapes: Dict[str, tuple]) -> float:
-    """F_c (the same for every channel of the set): MACs freed when one of its channels is removed."""
+    """F_c (the same for every channel of the set): MACs freed when one of its channels is removed. A slot that
+    holds a part of the set (a branch of a concatenation) counts with its mean over the set's channels."""
     f = _agg(cs, macs)
     for s in cs.producers + cs.consumers:
         if s.key() in shapes:
@@ -227,7 +229,7 @@ def group_prices(items, sets: List[ChannelSet]) -> Dict[str, torch.Tensor]:
         if cs.fixed_consumer:
             continue
         for s in cs.producers:
-            if s.dim == 0:
+            if s.dim == 0 and not s.gate and s.span(cs.size)[1] == cs.size:
                 producer_of[s.key()] = (cs, s)
     prices = {}
     for k, m, w in items:
@@ -297,15 +299,16 @@ def _remove_round(masks, sets, state, budget: float, now: torch.Tensor, scores, 
         live = prod & cons
         room = live.sum() - min_channels(cs.size)
         s = None
-        for sl in cs.producers:
+        writers = [sl for sl in cs.producers if not sl.gate]
+        for sl in writers:
             if scores is not None and sl.key() in scores and scores[sl.key()].numel() == cs.size:
                 v = scores[sl.key()].to(device=live.device, dtype=torch.float64)
                 s = v if s is None else torch.maximum(s, v)
         if s is None:  # kept fraction of the channel's producer slices
             s = torch.zeros(cs.size, dtype=torch.float64, device=live.device)
-            for sl in cs.producers:
+            for sl in writers:
                 if sl.key() in masks:
-                    s = s + channel_view(masks[sl.key()], sl, cs.size).float().mean(dim=(0, 2)).double()
+                    s = s + channel_mean(masks[sl.key()], sl, cs.size)
         cand.append((cs, f, live, room, s))
     if not cand:
         return now.new_zeros((), dtype=torch.long)
