@@ -29,7 +29,7 @@ import torch
 
 from .budget import _unchanged, _versions
 from .segment import segment_sum
-from .topology import ChannelSet, alive, channel_mean, flat_for_masks, zero_channels
+from .topology import ChannelSet, alive, channel_mean, exported_channels, flat_for_masks, zero_channels
 
 __all__ = ['entry_macs', 'removed_entries', 'masked_macs', 'masked_macs_tensor', 'FlatMacs', 'dense_macs',
            'channel_freed_macs', 'group_prices', 'project_macs']
@@ -82,7 +82,7 @@ def removed_entries(masks: Dict[str, torch.Tensor], sets: List[ChannelSet]) -> T
         covered.update(sl.key() for sl in slots)
         if cs.fixed_consumer:  # read by something that stays: nothing of it is removed
             continue
-        _, cons = alive(masks, cs)
+        cons = exported_channels(cs, alive(masks, cs)[1])
         for sl in slots:
             removed[sl.key()] = zero_channels(removed[sl.key()], sl, cs.size, ~cons, fill=True)
     return removed, covered
@@ -107,6 +107,7 @@ def masked_macs_tensor(items, masks: Dict[str, torch.Tensor], sets: List[Channel
     ``state``: the sets' ``alive`` pairs when the caller has them."""
     macs = entry_macs(items) if macs is None else macs
     state = [alive(masks, cs) for cs in sets] if state is None else state
+    state = [(p, exported_channels(cs, c)) for cs, (p, c) in zip(sets, state)]
     keep: Dict[str, Dict[int, torch.Tensor]] = {}
     for cs, (_, cons) in zip(sets, state):
         if cs.fixed_consumer:
@@ -187,6 +188,7 @@ class FlatMacs:
     def __call__(self, cons: torch.Tensor) -> torch.Tensor:
         """0-dim float64 MACs(M) from the consumer-alive map (C,) bool of every channel, no host sync."""
         n = segment_sum(cons.to(torch.float64), self.set_of, self.S, self.plans, 'set')  # live channels per set
+        n = n.clamp(min=1.0)  # a set nothing reads keeps one channel in export (topology.exported_channels)
         ne = torch.cat([n, self.one])  # the dummy set of a side outside every (removable) set: factor 1
         tensors = (self.scale * ne.index_select(0, self.pset) * ne.index_select(0, self.qset)).sum()
         return tensors + (self.agg * torch.where(self.fixed, self.size, n)).sum()

@@ -95,7 +95,7 @@ def shrink(model: nn.Module, sets: List[ChannelSet], round_to: int = 1,
             reads[torch.nonzero(~reads).flatten()[:short]] = True
             if reads.all():
                 continue
-        for o, n in _parts(cs):  # a part (a branch of a concatenation) keeps one channel, read by nothing, at least
+        for o, n in cs.parts():  # a part (a branch of a concatenation) keeps one channel, read by nothing, at least
             if not reads[o:o + n].any():
                 reads = reads.clone()
                 reads[o] = True
@@ -117,16 +117,6 @@ def shrink(model: nn.Module, sets: List[ChannelSet], round_to: int = 1,
         removed[cs.name] = cs.size - len(keep)
         cs.size = len(keep)
     return removed
-
-
-def _parts(cs: ChannelSet):
-    """The spans (first channel, number) of the slots and norms of ``cs`` that hold a part of it only."""
-    spans = set()
-    for s in cs.producers + cs.consumers + [n for n in cs.norms if isinstance(n, Slot)]:
-        o, n = s.span(cs.size)
-        if n < cs.size:
-            spans.add((o, n))
-    return sorted(spans)
 
 
 def _part(keep: torch.Tensor, slot: Slot, size: int):

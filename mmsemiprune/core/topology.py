@@ -26,7 +26,7 @@ import torch
 
 from .segment import segment_sum
 
-__all__ = ['Slot', 'ChannelSet', 'channel_view', 'channel_any', 'channel_mean', 'zero_channels', 'alive', 'make_consistent',
+__all__ = ['Slot', 'ChannelSet', 'channel_view', 'channel_any', 'channel_mean', 'exported_channels', 'zero_channels', 'alive', 'make_consistent',
            'FlatConsistency', 'flat_consistency', 'flat_for_masks']
 
 
@@ -77,6 +77,27 @@ class ChannelSet:
     #: input column c is channel c): :func:`~.shrink.shrink` may then remove channels whose producers are all zero
     #: (constant whatever the input) by folding their constant into the classifier's bias
     head: str = ''
+
+    def parts(self) -> List[Tuple[int, int]]:
+        """The spans (first channel, number) of the slots and norms that hold a part of the set only (the branches
+        of a concatenation); export keeps at least one channel of each (a layer needs one output)."""
+        spans = set()
+        for s in self.producers + self.consumers + [n for n in self.norms if isinstance(n, Slot)]:
+            o, n = s.span(self.size)
+            if n < self.size:
+                spans.add((o, n))
+        return sorted(spans)
+
+
+def exported_channels(cs: ChannelSet, cons: torch.Tensor) -> torch.Tensor:
+    """(C,) bool: the channels export keeps of a removable set whose consumer-alive map is ``cons``: those, the
+    first channel of every part (:meth:`ChannelSet.parts`) none of whose channels is read, and channel 0 when
+    nothing of the set is read (a layer needs one output). No host read."""
+    out = cons.clone()
+    for o, n in cs.parts():
+        out[o] = out[o] | ~cons[o:o + n].any()
+    out[0] = out[0] | ~cons.any()
+    return out
 
 
 def channel_view(t: torch.Tensor, slot: Slot, size: int) -> torch.Tensor:
