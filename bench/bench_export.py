@@ -25,7 +25,7 @@ model with 95 % zero weights ran 5.73 s vs 5.45 s dense, within the noise). Odd 
 reverse order. Threads: ``--threads`` for both PyTorch and onnxruntime (default 1: on 2 cores shared
 with other jobs, multi-threaded small kernels mostly measure the other jobs).
 
-GPU (``--device cuda``, issue "pruning at GPU speed"): models and input on the GPU, every timed call ends with
+GPU (``--device cuda``): models and input on the GPU, every timed call ends with
 ``torch.cuda.synchronize()``, cuDNN autotuning on, default batches 1 and 64 and runtimes ``torch`` (eager),
 ``compile`` (``torch.compile(mode='reduce-overhead')``: CUDA graphs, against the launch-bound batch 1; its scores
 are checked against eager) and ``ort`` (onnxruntime's CUDA provider when the installed build has it, else
@@ -349,7 +349,7 @@ def kernel_tables(args, dense, variants, shape):
 def allow_recompiles(n: int) -> int:
     """Let dynamo keep ``n`` compiled graphs of one function: every timed model is a ``LogitsModel`` whose
     ``forward`` is one code object, and each (model, batch) is another graph of it. At torch's default limit (8)
-    the ninth falls back to eager without an error (session 12's first 6-model run: its compiled batch-64 column
+    the ninth falls back to eager without an error (a first 6-model run: its compiled batch-64 column
     timed eager models). Never lowers the limit; returns it."""
     import torch._dynamo.config as dcfg
     name = 'recompile_limit' if hasattr(dcfg, 'recompile_limit') else 'cache_size_limit'

@@ -10,11 +10,14 @@ where ``macs_ℓ`` is the MACs of one entry of tensor ℓ per sample (its output
 deletes (a channel of a :class:`~.topology.ChannelSet` that nothing reads any more, see
 :func:`removed_entries`), and ``agg_c = agg_factor · macs(agg_ref)`` is the per-channel cost of an
 operation that is not a masked weight but disappears with the channel (ST-GCN's adjacency aggregation
-``Σ_k Σ_v x[k, c, t, v]·A[k, v, w]``: K·V MACs per output position of its gcn conv). Entry-wise zeros
-inside a live channel save nothing here: dense kernels still multiply them.
+``Σ_k Σ_v x[k, c, t, v]·A[k, v, w]``: K·V MACs per output position of its gcn conv; AAGCN's x·A_k and
+attention product aᵀb, CTR-GCN's topology einsum: V per subset; a set merged over blocks sums one per block).
+A slot holding a part of its set (a branch of a concatenation) counts the kept channels of its part; a gate slot
+goes with its channel; the channels export keeps of an unread branch or set (one each) are counted as kept.
+Entry-wise zeros inside a live channel save nothing here: dense kernels still multiply them.
 
-Freed by one channel c (ours, the price of a structural decision, issue "structure priced by the compute
-it frees"): its producer rows, its consumer columns (e.g. the next temporal conv's input column) and its
+Freed by one channel c (ours, the price of a structural decision: structure priced by the compute it
+frees): its producer rows, its consumer columns (e.g. the next temporal conv's input column) and its
 aggregation, ``F_c = Σ_{slots} macs_slot · numel(slice_c) + agg_c``.
 
 Compute target (ours): :func:`project_macs` removes whole channels, weakest score per freed MAC first,

@@ -276,7 +276,7 @@ def test_classifier_constant_channels_are_folded_into_its_bias(tmp_path):
     """The last stage's residual stream feeds the classifier (a fixed-consumer set): a channel none of whose
     producers survives is a constant whatever the input, so export folds W[:, c]·κ_c into the classifier's bias
     and removes it from producers, norms, consumers and the classifier's columns: fewer MACs, exact scores. Without
-    example clips (``compact_state_dict(model)``) the channels stay, as before session 12."""
+    example clips (``compact_state_dict(model)``) the channels stay."""
     from mmsemiprune.core.topology import make_consistent, zero_channels
     from mmsemiprune.export.exporter import compact_state_dict
     cfg, model = make_pruned('stgcn', 'structured', rate=0.5)
