@@ -170,6 +170,14 @@ def pruned_cfg(model_cfg, mode, rate):
     return d
 
 
+def init_weights(model, cfg):
+    """MMEngine initialisation in the config's registry scope (AAGCN's 'ConvBranch' initialiser is MMAction2's)."""
+    import mmaction.engine  # noqa: F401  (registers MMAction2's weight initialisers)
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmaction') or 'mmaction'):
+        model.init_weights()
+
+
 def brief_train(model, iters, batch, shape, seed):
     """``iters`` SGD steps with the pruning schedule on synthetic skeletons and random labels (the schedule
     freezes the masks at 80 % of the steps)."""
@@ -195,7 +203,7 @@ def build_variants(args, cfg, shape):
                                              exported_config, logits, synthetic_skeletons)
     torch.manual_seed(args.seed)
     dense = build_model(dense_cfg(cfg.model))
-    dense.init_weights()
+    init_weights(dense, cfg)
     dense.eval()
     dense_sd = dense.state_dict()
     x1 = synthetic_skeletons((1, ) + tuple(shape[1:]), seed=1)
@@ -451,7 +459,7 @@ def train_overhead(args, cfg, shape):
     from mmsemiprune.export.exporter import build_model, synthetic_skeletons
     torch.manual_seed(args.seed)
     dense = build_model(dense_cfg(cfg.model))
-    dense.init_weights()
+    init_weights(dense, cfg)
     pruned = build_model(pruned_cfg(cfg.model, 'semi', args.train_rate))
     pruned.load_state_dict(dense.state_dict(), strict=False)
     frozen = copy.deepcopy(pruned)

@@ -26,7 +26,8 @@ import torch
 
 from .segment import segment_sum
 
-__all__ = ['Slot', 'ChannelSet', 'channel_view', 'channel_any', 'channel_mean', 'exported_channels', 'zero_channels', 'alive', 'make_consistent',
+__all__ = ['Slot', 'ChannelSet', 'channel_view', 'channel_any', 'channel_mean', 'exported_channels', 'zero_channels',
+           'alive', 'make_consistent',
            'FlatConsistency', 'flat_consistency', 'flat_for_masks']
 
 

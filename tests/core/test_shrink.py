@@ -232,7 +232,8 @@ class _Concat(nn.Module):
     def __init__(self):
         super().__init__()
         self.z, self.p0, self.p1 = nn.Conv2d(5, 3, 1), nn.Conv2d(3, 2, (3, 1), padding=(1, 0)), nn.Conv2d(3, 4, 1)
-        self.bn0, self.r, self.gt, self.n = nn.BatchNorm2d(2), nn.Conv2d(3, 6, 1), nn.Conv2d(5, 6, 1), nn.Conv2d(6, 4, 1)
+        self.bn0, self.r = nn.BatchNorm2d(2), nn.Conv2d(3, 6, 1)
+        self.gt, self.n = nn.Conv2d(5, 6, 1), nn.Conv2d(6, 4, 1)
 
     def forward(self, x):
         h = F.relu(self.z(x))
