@@ -423,6 +423,9 @@ class _CTRGCNDeclaration(_Declaration):
         parts = []
         for j, br in enumerate(t.branches):
             p = f'{b}.tcn1.branches.{j}'
+            if not isinstance(br, nn.Sequential):
+                raise ValueError(f'{p}: unsupported temporal branch {type(br).__name__}; expected a Sequential '
+                                 'starting with a 1x1 conv')
             self.prune('tcn', f'{p}.0', ['out'])
             raw[G]['consumers'].append(Slot(f'{p}.0', dim=1))
             if len(br) == 4 and isinstance(br[3], unit_tcn):  # 1x1 conv, BN, ReLU, unit_tcn (dilated)
