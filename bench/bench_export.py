@@ -1,9 +1,11 @@
-"""CPU latency of the dense vs the exported (baked + channel-shrunk) ST-GCN, in PyTorch and onnxruntime, and
-the training-time overhead of the pruning parametrization.
+"""CPU latency of the dense vs the exported (baked + channel-shrunk) GCN (ST-GCN by default), in PyTorch and
+onnxruntime, and the training-time overhead of the pruning parametrization.
 
     python bench/bench_export.py                                  # full: 3 modes x 4 rates, batch 1 and 16
     python bench/bench_export.py --rates 0.9 --reps 3             # quick (a few minutes on 2 busy cores)
     python bench/bench_export.py --modes structured --batches 16 --runtimes ort --no-train-bench
+    python bench/bench_export.py --config configs/ctrgcn_semiprune_ntu60.py --targets attention=1 \
+        --modes structured semi --rates 0.9 --batches 1 4 --reps 3 --no-train-bench   # CTR-GCN (AAGCN: aagcn_...)
 
 Model: the ``model`` of ``configs/stgcn_semiprune_ntu60.py`` (stock MMAction2 ST-GCN, NTU-60 head); input one
 NTU-size clip per batch row: 2 persons x 100 frames x 25 joints x 3. The dense baseline is the stock
@@ -126,9 +128,21 @@ def parse_args(argv=None):
     p.add_argument('--train-rate', type=float, default=0.9)
     p.add_argument('--round-to', type=int, default=1, metavar='K',
                    help='exported channel widths in multiples of K (tools/export.py --round-to; GPU alignment)')
+    p.add_argument('--targets', nargs='+', default=[], metavar='ROLE=0|1', type=_role,
+                   help="override prune_cfg.targets roles of the config, e.g. attention=1: AAGCN's conv_a / conv_b and "
+                        "CTR-GCN's conv1 / conv2 / conv4 pruned too, so that their block streams can shrink")
     p.add_argument('--json', help='also write all numbers here')
     p.add_argument('--seed', type=int, default=0)
     return p.parse_args(argv)
+
+
+def _role(text):
+    from mmsemiprune.models.prunable import ROLES
+    role, sep, val = text.partition('=')
+    if not sep or role not in ROLES or val not in ('0', '1'):
+        raise argparse.ArgumentTypeError(f'--targets {text!r}: write ROLE=1 or ROLE=0 with ROLE one of '
+                                         f'{", ".join(ROLES)} (e.g. --targets attention=1)')
+    return role, val == '1'
 
 
 def log(*a):
@@ -156,6 +170,14 @@ def pruned_cfg(model_cfg, mode, rate):
     return d
 
 
+def init_weights(model, cfg):
+    """MMEngine initialisation in the config's registry scope (AAGCN's 'ConvBranch' initialiser is MMAction2's)."""
+    import mmaction.engine  # noqa: F401  (registers MMAction2's weight initialisers)
+    from mmengine.registry import DefaultScope
+    with DefaultScope.overwrite_default_scope(cfg.get('default_scope', 'mmaction') or 'mmaction'):
+        model.init_weights()
+
+
 def brief_train(model, iters, batch, shape, seed):
     """``iters`` SGD steps with the pruning schedule on synthetic skeletons and random labels (the schedule
     freezes the masks at 80 % of the steps)."""
@@ -181,7 +203,7 @@ def build_variants(args, cfg, shape):
                                              exported_config, logits, synthetic_skeletons)
     torch.manual_seed(args.seed)
     dense = build_model(dense_cfg(cfg.model))
-    dense.init_weights()
+    init_weights(dense, cfg)
     dense.eval()
     dense_sd = dense.state_dict()
     x1 = synthetic_skeletons((1, ) + tuple(shape[1:]), seed=1)
@@ -437,7 +459,7 @@ def train_overhead(args, cfg, shape):
     from mmsemiprune.export.exporter import build_model, synthetic_skeletons
     torch.manual_seed(args.seed)
     dense = build_model(dense_cfg(cfg.model))
-    dense.init_weights()
+    init_weights(dense, cfg)
     pruned = build_model(pruned_cfg(cfg.model, 'semi', args.train_rate))
     pruned.load_state_dict(dense.state_dict(), strict=False)
     frozen = copy.deepcopy(pruned)
@@ -567,6 +589,11 @@ def main(argv=None):
     from mmengine.config import Config
     quiet_mmengine()
     cfg = Config.fromfile(args.config)
+    if args.targets:
+        pc = dict(cfg.model.get('prune_cfg') or {})
+        pc['targets'] = dict(pc.get('targets') or {}, **dict(args.targets))
+        cfg.model.prune_cfg = pc
+        log(f'bench_export: prune_cfg.targets {pc["targets"]}')
     V = 25
     shape = (1, args.persons, args.frames, V, 3)
     t_start = time.time()

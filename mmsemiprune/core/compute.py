@@ -10,11 +10,14 @@ where ``macs_ℓ`` is the MACs of one entry of tensor ℓ per sample (its output
 deletes (a channel of a :class:`~.topology.ChannelSet` that nothing reads any more, see
 :func:`removed_entries`), and ``agg_c = agg_factor · macs(agg_ref)`` is the per-channel cost of an
 operation that is not a masked weight but disappears with the channel (ST-GCN's adjacency aggregation
-``Σ_k Σ_v x[k, c, t, v]·A[k, v, w]``: K·V MACs per output position of its gcn conv). Entry-wise zeros
-inside a live channel save nothing here: dense kernels still multiply them.
+``Σ_k Σ_v x[k, c, t, v]·A[k, v, w]``: K·V MACs per output position of its gcn conv; AAGCN's x·A_k and
+attention product aᵀb, CTR-GCN's topology einsum: V per subset; a set merged over blocks sums one per block).
+A slot holding a part of its set (a branch of a concatenation) counts the kept channels of its part; a gate slot
+goes with its channel; the channels export keeps of an unread branch or set (one each) are counted as kept.
+Entry-wise zeros inside a live channel save nothing here: dense kernels still multiply them.
 
-Freed by one channel c (ours, the price of a structural decision, issue "structure priced by the compute
-it frees"): its producer rows, its consumer columns (e.g. the next temporal conv's input column) and its
+Freed by one channel c (ours, the price of a structural decision: structure priced by the compute it
+frees): its producer rows, its consumer columns (e.g. the next temporal conv's input column) and its
 aggregation, ``F_c = Σ_{slots} macs_slot · numel(slice_c) + agg_c``.
 
 Compute target (ours): :func:`project_macs` removes whole channels, weakest score per freed MAC first,
@@ -29,7 +32,7 @@ import torch
 
 from .budget import _unchanged, _versions
 from .segment import segment_sum
-from .topology import ChannelSet, alive, channel_view, flat_for_masks, zero_channels
+from .topology import ChannelSet, alive, channel_mean, exported_channels, flat_for_masks, zero_channels
 
 __all__ = ['entry_macs', 'removed_entries', 'masked_macs', 'masked_macs_tensor', 'FlatMacs', 'dense_macs',
            'channel_freed_macs', 'group_prices', 'project_macs']
@@ -47,9 +50,9 @@ def min_channels(size: int) -> int:
 
 
 def _agg(cs: ChannelSet, macs: Dict[str, float]) -> float:
-    if not cs.agg_ref or cs.agg_factor <= 0:
-        return 0.0
-    return float(cs.agg_factor) * float(macs.get(cs.agg_ref, 0.0))
+    """agg_c: Σ factor × macs(ref) over the set's aggregations (``agg_ref`` / ``agg_factor`` and ``aggs``)."""
+    terms = ([(cs.agg_ref, cs.agg_factor)] if cs.agg_ref else []) + list(cs.aggs)
+    return sum(float(f) * float(macs.get(r, 0.0)) for r, f in terms if f > 0)
 
 
 def entry_macs(items) -> Dict[str, float]:
@@ -82,7 +85,7 @@ def removed_entries(masks: Dict[str, torch.Tensor], sets: List[ChannelSet]) -> T
         covered.update(sl.key() for sl in slots)
         if cs.fixed_consumer:  # read by something that stays: nothing of it is removed
             continue
-        _, cons = alive(masks, cs)
+        cons = exported_channels(cs, alive(masks, cs)[1])
         for sl in slots:
             removed[sl.key()] = zero_channels(removed[sl.key()], sl, cs.size, ~cons, fill=True)
     return removed, covered
@@ -107,13 +110,15 @@ def masked_macs_tensor(items, masks: Dict[str, torch.Tensor], sets: List[Channel
     ``state``: the sets' ``alive`` pairs when the caller has them."""
     macs = entry_macs(items) if macs is None else macs
     state = [alive(masks, cs) for cs in sets] if state is None else state
+    state = [(p, exported_channels(cs, c)) for cs, (p, c) in zip(sets, state)]
     keep: Dict[str, Dict[int, torch.Tensor]] = {}
     for cs, (_, cons) in zip(sets, state):
         if cs.fixed_consumer:
             continue
         for sl in cs.producers + cs.consumers:
             if sl.key() in masks:
-                v = cons.repeat(sl.fold)
+                o, n = sl.span(cs.size)
+                v = (cons if n == cs.size else cons[o:o + n]).repeat(sl.fold)
                 d = keep.setdefault(sl.key(), {})
                 d[sl.dim] = v & d[sl.dim] if sl.dim in d else v
     dev = next(iter(masks.values())).device if masks else None
@@ -163,7 +168,7 @@ class FlatMacs:
                     fl.append(1.0)
                     continue
                 slot = r[1]
-                if slot.dim in dims:
+                if slot.dim in dims or slot.span(sets[r[3]].size)[1] != sets[r[3]].size:  # a part: not n_s
                     self.ok = False
                 dims[slot.dim] = True
                 sl.append(r[3])
@@ -186,6 +191,7 @@ class FlatMacs:
     def __call__(self, cons: torch.Tensor) -> torch.Tensor:
         """0-dim float64 MACs(M) from the consumer-alive map (C,) bool of every channel, no host sync."""
         n = segment_sum(cons.to(torch.float64), self.set_of, self.S, self.plans, 'set')  # live channels per set
+        n = n.clamp(min=1.0)  # a set nothing reads keeps one channel in export (topology.exported_channels)
         ne = torch.cat([n, self.one])  # the dummy set of a side outside every (removable) set: factor 1
         tensors = (self.scale * ne.index_select(0, self.pset) * ne.index_select(0, self.qset)).sum()
         return tensors + (self.agg * torch.where(self.fixed, self.size, n)).sum()
@@ -205,7 +211,8 @@ def masked_macs(items, masks: Dict[str, torch.Tensor], sets: List[ChannelSet]) -
 
 
 def channel_freed_macs(cs: ChannelSet, macs: Dict[str, float], shapes: Dict[str, tuple]) -> float:
-    """F_c (the same for every channel of the set): MACs freed when one of its channels is removed."""
+    """F_c (the same for every channel of the set): MACs freed when one of its channels is removed. A slot that
+    holds a part of the set (a branch of a concatenation) counts with its mean over the set's channels."""
     f = _agg(cs, macs)
     for s in cs.producers + cs.consumers:
         if s.key() in shapes:
@@ -227,7 +234,7 @@ def group_prices(items, sets: List[ChannelSet]) -> Dict[str, torch.Tensor]:
         if cs.fixed_consumer:
             continue
         for s in cs.producers:
-            if s.dim == 0:
+            if s.dim == 0 and not s.gate and s.span(cs.size)[1] == cs.size:
                 producer_of[s.key()] = (cs, s)
     prices = {}
     for k, m, w in items:
@@ -297,15 +304,16 @@ def _remove_round(masks, sets, state, budget: float, now: torch.Tensor, scores, 
         live = prod & cons
         room = live.sum() - min_channels(cs.size)
         s = None
-        for sl in cs.producers:
+        writers = [sl for sl in cs.producers if not sl.gate]
+        for sl in writers:
             if scores is not None and sl.key() in scores and scores[sl.key()].numel() == cs.size:
                 v = scores[sl.key()].to(device=live.device, dtype=torch.float64)
                 s = v if s is None else torch.maximum(s, v)
         if s is None:  # kept fraction of the channel's producer slices
             s = torch.zeros(cs.size, dtype=torch.float64, device=live.device)
-            for sl in cs.producers:
+            for sl in writers:
                 if sl.key() in masks:
-                    s = s + channel_view(masks[sl.key()], sl, cs.size).float().mean(dim=(0, 2)).double()
+                    s = s + channel_mean(masks[sl.key()], sl, cs.size)
         cand.append((cs, f, live, room, s))
     if not cand:
         return now.new_zeros((), dtype=torch.long)

@@ -16,13 +16,14 @@
   (CSR values + int32 indices) for the on-disk file; :func:`dense_state_dict` restores it.
 """
 import math
+from dataclasses import replace
 from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import nn
 
 from .reparam import bake
-from .topology import ChannelSet, channel_any
+from .topology import ChannelSet, Slot, channel_any
 
 __all__ = ['bake_model', 'shrink', 'sparse_state_dict', 'dense_state_dict']
 
@@ -83,7 +84,7 @@ def shrink(model: nn.Module, sets: List[ChannelSet], round_to: int = 1,
             head, kappa = modules[cs.head], consts[cs.name]
         reads = _any_nonzero(modules, cs.consumers, cs.size)
         if head is not None:  # the classifier reads every channel but the constant ones, which it gets in its bias
-            writes = _any_nonzero(modules, cs.producers, cs.size)
+            writes = _any_nonzero(modules, [s for s in cs.producers if not s.gate], cs.size)
             const = ~writes & torch.isfinite(kappa) if writes is not None else torch.zeros_like(kappa, dtype=torch.bool)
             reads = (reads if reads is not None else torch.zeros_like(const)) | ~const
         if reads is None or reads.all():
@@ -94,6 +95,12 @@ def shrink(model: nn.Module, sets: List[ChannelSet], round_to: int = 1,
             reads[torch.nonzero(~reads).flatten()[:short]] = True
             if reads.all():
                 continue
+        for o, n in cs.parts():  # a part (a branch of a concatenation) keeps one channel, read by nothing, at least
+            if not reads[o:o + n].any():
+                reads = reads.clone()
+                reads[o] = True
+        if reads.all():
+            continue
         keep = torch.nonzero(reads).flatten()
         if keep.numel() == 0:  # keep one channel so shapes stay valid; it is read by nothing
             keep = torch.zeros(1, dtype=torch.long, device=reads.device)
@@ -106,29 +113,50 @@ def shrink(model: nn.Module, sets: List[ChannelSet], round_to: int = 1,
             owner = modules.get(cs.head.rpartition('.')[0])
             if owner is not None and getattr(owner, 'in_channels', None) == cs.size:  # GCNHead checks its width
                 owner.in_channels = len(keep)
-        for s in cs.producers:
-            mod = modules[s.module]
-            idx = _index(keep, s.fold, cs.size)
-            _slice_param(mod, s.param, s.dim, idx)
-            if s.param == 'weight' and s.dim == 0:
-                _slice_param(mod, 'bias', 0, idx)
-            _set_channels(mod, out=len(idx))
-        for s in cs.consumers:
-            mod = modules[s.module]
-            idx = _index(keep, s.fold, cs.size)
-            _slice_param(mod, s.param, s.dim, idx)
-            _set_channels(mod, inp=len(idx))
-        for name in cs.norms:
-            bn = modules[name]
-            for p in ('weight', 'bias'):
-                _slice_param(bn, p, 0, keep)
-            for b in ('running_mean', 'running_var'):
-                if getattr(bn, b, None) is not None:
-                    setattr(bn, b, getattr(bn, b).index_select(0, keep).clone())
-            bn.num_features = len(keep)
+        _slice_set(modules, cs, keep)
         removed[cs.name] = cs.size - len(keep)
         cs.size = len(keep)
     return removed
+
+
+def _part(keep: torch.Tensor, slot: Slot, size: int):
+    """(indices into the slot's own channels, the slot with its span in the shrunk set)."""
+    o, n = slot.span(size)
+    if n == size:
+        return keep, slot
+    inside = (keep >= o) & (keep < o + n)
+    first = int((keep < o).sum())
+    return keep[inside] - o, replace(slot, offset=first, length=int(inside.sum()))
+
+
+def _slice_set(modules, cs: ChannelSet, keep: torch.Tensor) -> None:
+    """Keep only the channels ``keep`` of ``cs`` in its producer rows (and their biases), consumer columns and
+    norms; slots holding a part of the set get their shrunk span."""
+    for side in ('producers', 'consumers'):
+        slots = []
+        for s in getattr(cs, side):
+            mod = modules[s.module]
+            own, s2 = _part(keep, s, cs.size)
+            idx = _index(own, s.fold, s.span(cs.size)[1])
+            _slice_param(mod, s.param, s.dim, idx)
+            if side == 'producers' and s.param == 'weight' and s.dim == 0:
+                _slice_param(mod, 'bias', 0, idx)
+            _set_channels(mod, **({'out': len(idx)} if side == 'producers' else {'inp': len(idx)}))
+            slots.append(s2)
+        setattr(cs, side, slots)
+    norms = []
+    for nm in cs.norms:
+        s = nm if isinstance(nm, Slot) else Slot(nm)
+        own, s2 = _part(keep, s, cs.size)
+        bn = modules[s.module]
+        for p in ('weight', 'bias'):
+            _slice_param(bn, p, 0, own)
+        for b in ('running_mean', 'running_var'):
+            if getattr(bn, b, None) is not None:
+                setattr(bn, b, getattr(bn, b).index_select(0, own).clone())
+        bn.num_features = len(own)
+        norms.append(s2 if isinstance(nm, Slot) else nm)
+    cs.norms = norms
 
 
 def _head_constants(modules, sets: List[ChannelSet], run) -> Dict[str, torch.Tensor]:

@@ -295,7 +295,7 @@ def count_traffic(model: nn.Module, x1: torch.Tensor) -> int:
 
     A CPU-countable proxy of memory traffic: on a GPU at large batches ST-GCN is memory-bound (BatchNorm, residual
     adds, activations, layout copies), and the exported model's eager speed-up over dense tracked dense / exported
-    bytes within 4 % where the MACs ratio was 1.8-2.2× higher (bench/README.md, session 12). Work inside one kernel
+    bytes within 4 % where the MACs ratio was 1.8-2.2× higher (bench/README.md). Work inside one kernel
     is not seen (a CUDA convolution's separate bias add is inside the CPU's convolution)."""
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_flatten
@@ -564,7 +564,7 @@ def format_export_report(r: Dict) -> str:
          f'structural share of the pruning: realized {s["share_realized"]:.3f} '
          f'({s["pruned_entries_removed"]:,} of {s["pruned_entries"]:,} pruned weights physically removed), '
          f'predicted by the pruner report {s["share_predicted"]:.3f}']
-    if 'traffic' in r:  # reports written before session 12 have none
+    if 'traffic' in r:  # older reports have none
         t = r['traffic']
         L.insert(3, f'{"memory traffic / clip":<22}{t["dense"] / 1e6:>13.1f}M{"":>14}{t["exported"] / 1e6:>13.1f}M   '
                     f'(bytes written; dense/exported = {t["ratio_dense_over_exported"]:.2f}x: a memory-bound GPU '

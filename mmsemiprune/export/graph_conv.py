@@ -9,7 +9,7 @@ with A (K, V, V) the (adaptive) adjacency. ``torch.einsum`` contracts over (k, v
 in h's memory, so it first copies h into a (N·O·T, K·V) layout: one copy of the layer's widest activation
 per layer, plus a memory-format conversion before the next convolution when the model runs channels-last.
 On a GPU those layout copies were measured to be 37 % of the dense ST-GCN's kernel time at batch 64
-(bench/README.md, session 9); on the CPU the 1×1 convolution itself runs slower through oneDNN in NCHW
+(bench/README.md); on the CPU the 1×1 convolution itself runs slower through oneDNN in NCHW
 than as a matrix product.
 
 :class:`MatmulUnitGCN` computes the same sum in a channels-last order, where the contracted indices are
@@ -37,7 +37,7 @@ einsum) and the latter as one batch's. The exporter still counts MACs on the sto
 by-operator names stay 'conv' / 'einsum'), and traces ONNX from it (onnxruntime ran the stock graph faster
 on the CPU: 2.02 vs 2.12 s at batch 16, NTU ST-GCN, one thread).
 
-Measured on a GPU (NVIDIA H200, session 12, ``bench/bench_export.py --graph-conv matmul``, NTU ST-GCN, batch 64):
+Measured on a GPU (NVIDIA H200, ``bench/bench_export.py --graph-conv matmul``, NTU ST-GCN, batch 64):
 eager, 1.30× faster than the stock unit in float32 and 2.11× in float16 channels-last (no layout copy left in
 the kernel table). **Compiled** (``torch.compile``), Inductor already fuses einsum's layout copies, and the stock
 graph compiled better: the matmul one was 0.83× as fast in float32 (dense and exported structured 0.9) and

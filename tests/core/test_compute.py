@@ -188,3 +188,28 @@ def _check_flat_macs(seed):
             assert torch.equal(p, a[0]) and torch.equal(c, a[1])
         k0 = items[0][0]
         assert flat_macs(fc, dict(macs, **{k0: macs[k0] + 0.5}), 'cpu') is None
+
+
+def test_macs_count_parts_gates_and_aggregations_as_export_does():
+    """With branch parts, gate rows and several aggregations per set, MACs(M) is what the shrunk module computes:
+    its remaining conv entries × output positions plus each aggregation per kept channel."""
+    from test_shrink import _Concat, _concat_sets
+
+    from mmsemiprune.core.shrink import shrink
+    torch.manual_seed(0)
+    pos = 6 * 4  # every conv keeps the (6, 4) positions of the input
+    for unread in ([1, 3, 5], [0, 1, 4], [0, 1, 2, 3, 4, 5]):
+        net = _Concat().eval()
+        with torch.no_grad():
+            net.n.weight[:, unread] = 0
+        sets = _concat_sets()
+        sets[1].aggs = [('p1.weight', 2.0), ('r.weight', 3.0)]  # 2·24 + 3·24 MACs per kept 'cat' channel
+        names = ['z', 'p0', 'p1', 'r', 'gt', 'n']
+        items = [(f'{n}.weight', None, getattr(net, n).weight) for n in names]
+        macs = {f'{n}.weight': float(pos) for n in names}
+        masks = {k: w != 0 for k, _, w in items}
+        assert _agg(sets[1], macs) == 5.0 * pos
+        got = float(masked_macs_tensor(items, masks, sets, macs))
+        shrink(net, sets)
+        real = sum(getattr(net, n).weight.numel() * pos for n in names) + _agg(sets[1], macs) * sets[1].size
+        assert got == real, unread

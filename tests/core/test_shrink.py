@@ -224,3 +224,49 @@ def test_shrink_keeps_classifier_inputs_it_cannot_fold():
     one = _PoolHead()
     one.conv.weight[[1, 3]] = 0
     assert shrink(one, [_head_set()], run=lambda: one(x[:1])) == {}  # one example cannot show it is constant
+
+
+class _Concat(nn.Module):
+    """z → h (3 ch); y = cat(bn0(p0(h)), p1(h)) + r(h) (6 ch), scaled per channel by σ(gt(x)); n reads relu(y)."""
+
+    def __init__(self):
+        super().__init__()
+        self.z, self.p0, self.p1 = nn.Conv2d(5, 3, 1), nn.Conv2d(3, 2, (3, 1), padding=(1, 0)), nn.Conv2d(3, 4, 1)
+        self.bn0, self.r = nn.BatchNorm2d(2), nn.Conv2d(3, 6, 1)
+        self.gt, self.n = nn.Conv2d(5, 6, 1), nn.Conv2d(6, 4, 1)
+
+    def forward(self, x):
+        h = F.relu(self.z(x))
+        y = torch.cat([self.bn0(self.p0(h)), self.p1(h)], dim=1) + self.r(h)
+        return self.n(F.relu(y * torch.sigmoid(self.gt(x))))
+
+
+def _concat_sets():
+    return [ChannelSet('in', 3, producers=[Slot('z')], consumers=[Slot('p0', dim=1), Slot('p1', dim=1),
+                                                                      Slot('r', dim=1)]),
+            ChannelSet('cat', 6, producers=[Slot('p0', length=2), Slot('p1', offset=2, length=4), Slot('r'),
+                                            Slot('gt', gate=True)], consumers=[Slot('n', dim=1)],
+                       norms=[Slot('bn0', length=2)])]
+
+
+@torch.no_grad()
+def test_shrink_concatenation_parts_and_gates_exactly():
+    """Unread channels of a concatenation go from the branch that writes them (its rows, bias and norm), from the
+    shortcut and the gate rows; a branch none of whose channels is read keeps one; outputs unchanged."""
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, 6, 4)
+    for unread, widths in (([1, 3, 5], (1, 2)), ([0, 1, 4], (1, 3))):  # (p0, p1) widths; [0, 1]: all of p0
+        net = _Concat().eval()
+        net.bn0.running_mean.uniform_(-1, 1)
+        net.n.weight[:, unread] = 0
+        net.z.weight[1] = 0  # 'in' channel 1 still read (by p0, p1, r): kept
+        ref = net(x)
+        sets = _concat_sets()
+        removed = shrink(net, sets)
+        kept = sum(widths)  # [0, 1, 4]: p0 keeps its channel 0, read by nothing
+        assert removed == {'cat': 6 - kept} and sets[1].size == kept
+        assert (net.p0.out_channels, net.p1.out_channels) == widths and net.bn0.num_features == widths[0]
+        assert net.p0.bias.shape == (widths[0], ) and net.r.weight.shape[0] == net.gt.weight.shape[0] == kept
+        assert net.n.weight.shape == (4, kept, 1, 1)
+        assert [s.span(kept) for s in sets[1].producers[:2]] == [(0, widths[0]), (widths[0], widths[1])]
+        assert torch.allclose(net(x), ref, atol=1e-6)

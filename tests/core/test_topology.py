@@ -180,3 +180,62 @@ def _check_flat_alive():
         for cs, (prod, cons) in zip(sets, got):
             ref = alive(masks, cs)
             assert torch.equal(prod, ref[0]) and torch.equal(cons, ref[1]), cs.name
+
+
+def _branch_net():
+    """Set 'in' (3 ch) written by z, read by the branches p0 / p1 and the shortcut r; set 'cat' (6 ch), the
+    concatenation of p0 (channels 0-1) and p1 (2-5) plus r (all), scaled per channel by the gate rows of gt, read
+    by n; a tensor w outside every set."""
+    sets = [ChannelSet('in', 3, producers=[Slot('z')], consumers=[Slot('p0', dim=1), Slot('p1', dim=1),
+                                                                      Slot('r', dim=1)]),
+            ChannelSet('cat', 6, producers=[Slot('p0', length=2), Slot('p1', offset=2, length=4), Slot('r'),
+                                            Slot('gt', gate=True)], consumers=[Slot('n', dim=1)])]
+    shapes = {'z.weight': (3, 5), 'p0.weight': (2, 3, 3), 'p1.weight': (4, 3), 'r.weight': (6, 3),
+              'gt.weight': (6, 2), 'n.weight': (4, 6), 'w.weight': (7, )}
+    return sets, shapes
+
+
+def test_parts_and_gates():
+    """A part's slices index its own channels only; a gate row neither keeps a channel alive nor is needed, and it
+    dies with the channel."""
+    sets, shapes = _branch_net()
+    cat = sets[1]
+    assert cat.parts() == [(0, 2), (2, 4)]
+    masks = {k: torch.ones(s, dtype=torch.bool) for k, s in shapes.items()}
+    assert channel_any(masks['p1.weight'], cat.producers[1], 6).tolist() == [False, False, True, True, True, True]
+    masks['p1.weight'][1] = False  # channel 3: p1's second row
+    masks['r.weight'][3] = False  # ...and the shortcut's row 3: only the gate row is left
+    prod, cons = alive(masks, cat)
+    assert prod.tolist() == [True, True, True, False, True, True] and cons.all()
+    assert make_consistent(masks, sets) == 1
+    assert not masks['gt.weight'][3].any() and not masks['n.weight'][:, 3].any() and masks['gt.weight'][2].all()
+    z = zero_channels(torch.ones(4, 3), Slot('p1', offset=2, length=4), 6, torch.tensor([1, 0, 1, 0, 0, 1]).bool())
+    assert z[:, 0].tolist() == [0, 1, 1, 0]  # rows hold channels 2..5: channels 2 and 5 zeroed
+    with pytest.raises(ValueError, match='outside its channel set'):
+        Slot('p1', offset=4, length=4).span(6)
+
+
+@pytest.mark.parametrize('force', [None, True])
+def test_flat_consistency_with_parts_and_gates(force):
+    """The flat path gives the set-by-set masks and alive maps with branch parts and gate slots too."""
+    from mmsemiprune.core import segment
+    from mmsemiprune.core.topology import FlatConsistency
+    sets, shapes = _branch_net()
+    keys = list(shapes)
+    with segment.force(force):
+        fc = FlatConsistency(keys, [shapes[k] for k in keys], sets, 'cpu')
+        assert fc.applicable
+        g = torch.Generator().manual_seed(2)
+        changed = 0
+        for trial in range(150):
+            masks = {k: torch.rand(s, generator=g) >= [0.3, 0.6, 0.85][trial % 3] for k, s in shapes.items()}
+            flat = torch.cat([masks[k].reshape(-1) for k in keys])
+            for cs, (prod, cons) in zip(sets, fc.alive_all(flat)):
+                ref = alive(masks, cs)
+                assert torch.equal(prod, ref[0]) and torch.equal(cons, ref[1]), (trial, cs.name)
+            ref = dict(masks)
+            make_consistent(ref, sets)
+            got = dict(zip(keys, torch._C._nn.unflatten_dense_tensors(fc(flat), [masks[k] for k in keys])))
+            assert all(torch.equal(got[k], ref[k]) for k in keys), trial
+            changed += any(not torch.equal(masks[k], ref[k]) for k in keys)
+        assert changed > 40

@@ -158,8 +158,8 @@ def _activation_copies(mod, x):
 
 @pytest.mark.parametrize('with_res,cin', [(False, 6), (True, 8)])
 def test_matmul_unit_copies_no_activation_in_channels_last(with_res, cin):
-    """The GPU finding behind the formulation (session 9's profile: layout copies around einsum were 37 % of a
-    dense ST-GCN's kernel time at batch 64; session 12: none left, 2.1x faster in float16) guarded on the CPU: on a
+    """The GPU finding behind the formulation (a profile: layout copies around einsum were 37 % of a
+    dense ST-GCN's kernel time at batch 64; with it none left, 2.1x faster in float16) guarded on the CPU: on a
     channels-last input — what the previous tcn hands on — the matmul unit dispatches no copy of an activation;
     MMAction2's einsum unit does (so this check can fail)."""
     stock = make_unit(None, with_res, cin=cin).eval()
@@ -172,7 +172,7 @@ def test_matmul_unit_copies_no_activation_in_channels_last(with_res, cin):
 
 
 def test_compiling_traces_the_stock_graph_and_eager_the_matmul_one():
-    """Compiled, the stock einsum graph ran faster than the matmul products on the H200 (session 12: 0.83x in
+    """Compiled, the stock einsum graph ran faster than the matmul products on the H200 (0.83x in
     float32 at batch 64): a compiled MatmulUnitGCN traces MMAction2's forward, with the same outputs; torch.export
     and eager keep the matmul products."""
     stock = make_unit('importance', True, cin=8).eval()
