@@ -484,6 +484,7 @@ class SemiPruner(nn.Module):
             stats = harden(self.items(), rate, self.layer_floor, self.channel_sets, target_macs=self.target_macs)
         if learned_kept is not None:  # the hard kept cost the learned bands met by themselves, before the projection
             stats = dict(stats, learned_kept=learned_kept)
+            self.hard_stats = stats
         self._set_keep(None)
         self.rate_now.fill_(rate)
         self.frozen_at.fill_(float(self.progress))

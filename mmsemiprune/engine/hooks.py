@@ -155,8 +155,8 @@ class SemiPruneHook(Hook):
                     opt.add_param_group(dict(new, params=bands, momentum=0.0, nesterov=False))
                 if new['params']:
                     opt.add_param_group(new)
-                runner.logger.info(f'SemiPruneHook: {len(moved)} gate logit tensors in their own parameter group '
-                                   '(weight_decay 0; lr 0 and momentum cleared once the masks freeze)')
+                runner.logger.info(f'SemiPruneHook: {len(moved)} gate logit / band fraction tensors in their own '
+                                   'parameter group (weight_decay 0; lr 0 and momentum cleared once the masks freeze)')
 
     def _reset_momentum(self, runner, model):
         """Clear the optimizer state (momentum) of every masked latent once the masks are hard: it was built
@@ -281,9 +281,13 @@ class SemiPruneHook(Hook):
                    change=change, share_before=share_before, share_after=share_after)
         self.transitions.append(rec)
         runner.message_hub.update_info('prune_transitions', list(self.transitions))
+        learned = c.pruner.hard_stats.get('learned_kept') if nxt == 'frozen' else None  # thresholds='learned'
+        rec['learned_kept'] = learned
         runner.logger.info(f'SemiPruneHook: masks {now} -> {nxt} at iteration {runner.iter + 1}: loss_cls of this '
                            f'batch with the same weights {before:.4f} -> {after:.4f} ({change:+.1%}), structural '
-                           f'share {share_before:.3f} -> {share_after:.3f}')
+                           f'share {share_before:.3f} -> {share_after:.3f}'
+                           + (f'; the learned bands kept {learned:.4f} of the cost before the exact projection'
+                              if learned is not None else ''))
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         if self.check_finite and outputs:

@@ -118,3 +118,31 @@ def test_learned_bands_are_moved_by_the_budget_term(toy):
 def test_validation(cfg, match):
     with pytest.raises(ValueError, match=match):
         PruneConfig.from_dict(dict(target_rate=0.9, **cfg))
+
+
+def test_hook_gives_band_fractions_a_group_without_momentum_or_weight_decay():
+    import types
+
+    from mmengine.logging import MMLogger
+    from mmengine.optim import OptimWrapper
+
+    from mmsemiprune.engine import SemiPruneHook
+    from tests.models.test_recognizer import batch, build
+
+    model = build('stgcn', 'semi', 0.8, thresholds='learned', gates='latent')
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1)
+    runner = types.SimpleNamespace(optim_wrapper=OptimWrapper(opt), logger=MMLogger.get_instance('band-group-test'),
+                                   work_dir='.')
+    SemiPruneHook()._split_gate_group(runner, model)
+    bands = {id(p) for m in model.pruner.masks for p in m.bands.parameters()}
+    groups = [g for g in opt.param_groups if g.get('gate_group')]
+    assert len(groups) == 1 and {id(p) for p in groups[0]['params']} == bands  # latent gates: no logits
+    assert groups[0]['momentum'] == 0.0 and groups[0]['weight_decay'] == 0.0 and not groups[0]['nesterov']
+    assert sum(len(g['params']) for g in opt.param_groups) == len(list(model.parameters()))
+    x, ds = batch()
+    model.train()
+    model.pruner.set_progress(0.2)
+    opt.zero_grad()
+    sum(v for k, v in model.loss(x, ds).items() if k.startswith('loss')).backward()
+    opt.step()  # SGD accepts the group
+    assert any(float(p.grad.abs()) > 0 for m in model.pruner.masks for p in m.bands.parameters())
