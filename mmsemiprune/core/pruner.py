@@ -173,6 +173,7 @@ class SemiPruner(nn.Module):
         self.projection_search = cfg.projection_search
         self.cuda_graphs = bool(cfg.cuda_graphs)
         self._learned = cfg.thresholds == 'learned'  # .learned_thresholds
+        self._latent_gates = cfg.gates == 'latent'  # .latent_gate
         self.rank_weight = cfg.rank_weight  # .rank
         # latent gates are re-evaluated every step (new tensors a captured graph would not read): eager search
         self._graphed = GraphedSearch() if self.cuda_graphs and cfg.gates == 'param' else None  # soft-phase search by graph replay (CUDA)
@@ -265,7 +266,8 @@ class SemiPruner(nn.Module):
             return
         if not self._gates_ready:  # before a one-shot freeze too (semi one-shot: gates from scores)
             self._init_gates_from_scores()
-        refresh_latent_gates(self.items())  # gates='latent': this step's hard decisions (else nothing)
+        if self._latent_gates:  # this step's hard decisions, from the current latents
+            refresh_latent_gates(self.items())
         phase = self.phase_at(p)
         if phase == 'frozen':
             self.freeze()
