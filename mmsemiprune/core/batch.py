@@ -24,7 +24,8 @@ of per-tensor sums), so ψ agrees to float rounding (tests/core/test_batch.py).
 
 When it applies: every mask of the pruner soft (not frozen, not in the hard phase), one dtype and device, one mode,
 normalisation and group statistic (what :class:`~.pruner.SemiPruner` builds), with the search's thresholds and
-parameter gates (``thresholds='learned'`` and ``gates='latent'`` take the per-tensor reference path). The first masked tensor read in a
+parameter gates (``thresholds='learned'`` and ``gates='latent'`` take the per-tensor reference path). The first
+masked tensor read in a
 forward computes the whole batch; every mask then takes its entry once. A mask that finds its entry already taken
 (a second forward, gradient accumulation, a weight read twice) or stale (its latent, thresholds, temperatures or
 gate logits changed in place since: the tensors' version counters) recomputes the batch. Anything else falls

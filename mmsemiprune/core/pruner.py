@@ -175,8 +175,9 @@ class SemiPruner(nn.Module):
         self._learned = cfg.thresholds == 'learned'  # .learned_thresholds
         self._latent_gates = cfg.gates == 'latent'  # .latent_gate
         self.rank_weight = cfg.rank_weight  # .rank
-        # latent gates are re-evaluated every step (new tensors a captured graph would not read): eager search
-        self._graphed = GraphedSearch() if self.cuda_graphs and cfg.gates == 'param' else None  # soft-phase search by graph replay (CUDA)
+        # soft-phase search by graph replay (CUDA); latent gates are re-evaluated every step (new tensors a captured
+        # graph would not read): the eager search
+        self._graphed = GraphedSearch() if self.cuda_graphs and cfg.gates == 'param' else None
         self._keep_flat = None  # soft projection: K of every mask, flattened and concatenated (SoftBatch)
         self._live = None  # LiveRegions of the masks (static ids, built at the first projection)
         self.hard_stats = {}  # hard phase: asked / achieved rate of the last hard masks
@@ -250,7 +251,8 @@ class SemiPruner(nn.Module):
         s = self.schedule
         if self.frozen or s.frozen(p):
             return 'frozen'
-        return 'hard' if self.hard_phase and not self._learned and s.in_hard_phase(p) and s.rate(p, self.target_rate) > 0 else 'soft'
+        hard = self.hard_phase and not self._learned  # learned bands: no hard phase (.learned_thresholds)
+        return 'hard' if hard and s.in_hard_phase(p) and s.rate(p, self.target_rate) > 0 else 'soft'
 
     # -- schedule --------------------------------------------------------------------------------------
     @torch.no_grad()
