@@ -23,7 +23,9 @@ with the per-tensor scalars (thresholds, temperatures, costs) stacked once and e
 of per-tensor sums), so ψ agrees to float rounding (tests/core/test_batch.py).
 
 When it applies: every mask of the pruner soft (not frozen, not in the hard phase), one dtype and device, one mode,
-normalisation and group statistic (what :class:`~.pruner.SemiPruner` builds). The first masked tensor read in a
+normalisation and group statistic (what :class:`~.pruner.SemiPruner` builds), with the search's thresholds and
+parameter gates (``thresholds='learned'`` and ``gates='latent'`` take the per-tensor reference path). The first
+masked tensor read in a
 forward computes the whole batch; every mask then takes its entry once. A mask that finds its entry already taken
 (a second forward, gradient accumulation, a weight read twice) or stale (its latent, thresholds, temperatures or
 gate logits changed in place since: the tensors' version counters) recomputes the batch. Anything else falls
@@ -274,7 +276,8 @@ class SoftBatch:
         # one formula for all: what SemiPruner builds (else the per-tensor path)
         self.ok = all(m.mode == m0.mode and m.normalize == m0.normalize and m.group_stat == m0.group_stat
                       and m.gate.mode == m0.gate.mode and m.gate.relative == m0.gate.relative
-                      and (m.mode == 'unstructured' or m.groupings) for m in masks)
+                      and (m.mode == 'unstructured' or m.groupings)
+                      and not m.needs_reference for m in masks)  # learned bands / latent gates: per-tensor path
         self._index = {}
         self._cache = None
         self._stored = None  # frozen / hard phase: the last batched Ŵ ⊙ M (_Stored)

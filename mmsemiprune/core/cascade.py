@@ -179,13 +179,14 @@ class SemiMask(nn.Module):
         scale = latent.detach().pow(2).mean().sqrt().clamp_min(_EPS)
         return latent / scale
 
-    def _coarse(self, x: torch.Tensor, tau) -> torch.Tensor:
+    def _coarse(self, x: torch.Tensor, tau, thr=None) -> torch.Tensor:
+        thr = self.thr_group if thr is None else thr
         out = None
         for k, g in enumerate(self.groupings):
             gid = getattr(self, f'gid{k}')
             s = self._group_stat(x, gid, k)
             spread = s.detach().std().clamp_min(1e-3) if s.numel() > 1 else s.new_tensor(1.0)
-            psi = band_stop(s, self.thr_group, tau * spread)[gid]
+            psi = band_stop(s, thr, tau * spread)[gid]
             out = psi if out is None else out * psi
         return out
 
@@ -272,20 +273,42 @@ class SemiMask(nn.Module):
     def _cascade(self, latent: torch.Tensor) -> torch.Tensor:
         x = self.normalise(latent)
         tau, gate_tau = self.temperature, self.gate_temperature
+        te, tg = self.band_positions(latent, x)
         if self.mode == 'unstructured':
-            psi = band_stop(x, self.thr_entry, tau)
+            psi = band_stop(x, te, tau)
         elif self.mode == 'structured':
-            psi = self._coarse(x, tau)
+            psi = self._coarse(x, tau, tg)
         elif self.mode == 'ctf':
-            psi = self._coarse(x, tau) * band_stop(x, self.thr_entry, tau)
+            psi = self._coarse(x, tau, tg) * band_stop(x, te, tau)
         else:
-            g = self.gate(gate_tau)[self.gid0]
-            psi_g, psi_e = self._coarse(x, tau), band_stop(x, self.thr_entry, tau)
+            if self.gate.mode == 'latent':  # .latent_gate: g from the latent itself
+                g = self.gate.from_latent(x, self.gid0, self.gsize0, gate_tau)[self.gid0]
+            else:
+                g = self.gate(gate_tau)[self.gid0]
+            psi_g, psi_e = self._coarse(x, tau, tg), band_stop(x, te, tau)
             psi = g * psi_g + (1 - g) * psi_e
             with torch.no_grad():
                 self.last_delta = group_mean(psi_g - psi_e, self.gid0, self.num_groups[0], self.gsize0)
                 self.last_group = group_mean(psi_g, self.gid0, self.num_groups[0], self.gsize0)
         return psi
+
+    # -- hooks of the options of .learned_thresholds and .latent_gate (off: the buffers and the γ gate) -----------
+    @property
+    def needs_reference(self) -> bool:
+        """Learned band positions or a latent gate: the per-tensor forward is the reference and the fused batched
+        soft masks (:mod:`.batch`) do not apply."""
+        return self._modules.get('bands') is not None or self.gate.mode == 'latent'
+
+    def band_positions(self, latent: torch.Tensor, x: Optional[torch.Tensor] = None):
+        """(a_e, a_g): the ``thr_entry`` / ``thr_group`` buffers, or with learned bands
+        (:mod:`.learned_thresholds`) the quantiles of the detached scores at the trained fractions (differentiable
+        in the fractions). ``x``: the normalised latent when already computed."""
+        b = self._modules.get('bands')
+        if b is None:
+            return self.thr_entry, self.thr_group
+        xa = (self.normalise(latent) if x is None else x).detach().abs()
+        stats = [self._group_stat(xa, getattr(self, f'gid{k}'), k) for k in range(len(self.groupings))]
+        return b(xa if self.uses_entries else None, stats)
 
     # -- hard masks and scores (no grad) ------------------------------------------------------------
     @torch.no_grad()

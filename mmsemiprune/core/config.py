@@ -139,6 +139,18 @@ class PruneConfig:
         'under the same rules, then fine-tune: the `random` baseline'))
     prune_head: bool = field(default=False, metadata=_doc(
         'reserved, must be False: the classifier and BatchNorms are never pruned'))
+    # -- the paper's formulation, each off by default (core/learned_thresholds.py, latent_gate.py, rank.py) ------
+    thresholds: str = field(default='search', metadata=_doc(
+        '`search`: the band positions are placed every step so that the hard kept cost meets the schedule; '
+        '`learned`: they are trained parameters (fractions below the band) moved by the task loss and the budget '
+        'term, the search only the exact projection at the freeze (no hard phase; not with `target_macs`)'))
+    gates: str = field(default='param', metadata=_doc(
+        '`param`: a learned logit per group; `latent`: computed from the latent (group flatness, mean magnitude / RMS, '
+        'against the tensor\'s), so the latent is the only trained mask state (`mode=\'semi\'`)'))
+    rank_weight: float = field(default=0.0, metadata=_doc(
+        'weight of the rank surrogate: soft count of live rows and columns of each reshaped weight, priced by their '
+        'MACs (0: off)'))
+    # -- end of the paper's formulation -----------------------------------------------------------------------------
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
@@ -204,7 +216,25 @@ class PruneConfig:
             raise ValueError('prune_cfg.random_scores=True needs oneshot=True (a random mask decided at the first step)')
         if self.oneshot and self.schedule:
             raise ValueError('prune_cfg.oneshot=True freezes the masks at the first step; drop prune_cfg.schedule')
+        self._validate_formulation()
         self.parse_schedule()
+
+    def _validate_formulation(self) -> None:
+        """The keys ``thresholds``, ``gates``, ``rank_weight`` and the combinations they exclude."""
+        _choice(self.thresholds, 'thresholds', ('search', 'learned'))
+        _choice(self.gates, 'gates', ('param', 'latent'))
+        self.rank_weight = _number(self.rank_weight, 'rank_weight', 0.0)
+        if self.thresholds == 'learned' and self.target_macs is not None:
+            raise ValueError("prune_cfg.thresholds='learned' does not combine with target_macs (its soft projection "
+                             "places the band positions by the search every step); drop one of them")
+        if self.oneshot and (self.thresholds == 'learned' or self.gates == 'latent' or self.rank_weight > 0):
+            raise ValueError("prune_cfg.oneshot=True freezes the masks at the first step: thresholds='learned', "
+                             "gates='latent' and rank_weight have nothing to train; drop them")
+        if self.gates == 'latent' and self.mode != 'semi':
+            raise ValueError(f"prune_cfg.gates='latent' needs mode='semi' (mode {self.mode!r} has no gates)")
+        if self.gates == 'latent' and self.gate_init != 0.0:
+            raise ValueError("prune_cfg.gate_init initialises gate logits; with gates='latent' there are none: "
+                             'drop gate_init')
 
     # -- schedule -------------------------------------------------------------------------------------
     def parse_schedule(self):
@@ -252,7 +282,8 @@ class PruneConfig:
                     gate_price_by=self.gate_price_by, hard_phase=self.hard_phase, mask_bias=self.mask_bias,
                     target_macs=self.target_macs, gate_relative=self.gate_relative,
                     soft_projection=self.soft_projection, update_every=self.update_every,
-                    projection_search=self.projection_search, cuda_graphs=self.cuda_graphs)
+                    projection_search=self.projection_search, cuda_graphs=self.cuda_graphs,
+                    thresholds=self.thresholds, gates=self.gates, rank_weight=self.rank_weight)
 
 
 AUTO_UPDATES = 1000  # update_every='auto': about this many mask updates per mask phase

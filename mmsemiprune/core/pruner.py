@@ -27,6 +27,9 @@ from .batch import SoftBatch
 from .cascade import SemiMask
 from .cudagraph import GraphedSearch
 from .finalize import LiveRegions, consistent_masks, harden
+from .latent_gate import refresh_latent_gates, use_latent_gates
+from .learned_thresholds import budget_fraction, hard_kept_fraction, sync_bands, use_learned_bands
+from .rank import rank_surrogate
 from .reparam import install_mask, is_masked
 from .schedule import PruneSchedule
 
@@ -112,6 +115,13 @@ class SemiPruner(nn.Module):
             graph instead of ~190 operators dispatched per step (:mod:`.cudagraph`; same kernels, same
             thresholds; H200, batch 32, ST-GCN soft step 1.27x -> 1.17x stock in fp32, 1.34x -> 1.28x in fp16).
             Not with ``target_macs`` (the soft projection's search reads the host); ignored on the CPU.
+        thresholds: 'search' (default) or 'learned': trained band positions, the search only at the freeze
+            (:mod:`.learned_thresholds`; no hard phase, not with ``target_macs``).
+        gates: 'param' (default: a logit γ per group, :mod:`.gate`) or 'latent': gates computed from the latent
+            (:mod:`.latent_gate`; ``mode='semi'``).
+        rank_weight: weight of the MAC-priced live row / column surrogate of :mod:`.rank` (0: off).
+        With ``thresholds='learned'`` or ``gates='latent'`` the masks take the per-tensor reference path (the fused
+        batched soft masks and the CUDA-graph search do not apply).
 
     Attribute ``random_scores`` (default False; ``prune_cfg.random_scores``): one-shot masks decided on random
     latents (the ``random`` baseline), see :meth:`_scored_latents`.
@@ -124,7 +134,8 @@ class SemiPruner(nn.Module):
                  normalize: bool = True, group_stat: str = 'rms', gate_init=0.0, gate_price: float = 1.0,
                  gate_price_by: str = 'both', hard_phase: bool = True, mask_bias: bool = True,
                  target_macs: Optional[float] = None, gate_relative: bool = True, soft_projection: bool = True,
-                 update_every='auto', projection_search: str = 'auto', cuda_graphs: bool = True):
+                 update_every='auto', projection_search: str = 'auto', cuda_graphs: bool = True,
+                 thresholds: str = 'search', gates: str = 'param', rank_weight: float = 0.0):
         super().__init__()
         # one validation path: the same dataclass that validates prune_cfg (core/config.py)
         if isinstance(schedule, dict):
@@ -138,7 +149,8 @@ class SemiPruner(nn.Module):
                           gate_price=gate_price, gate_price_by=gate_price_by, hard_phase=bool(hard_phase),
                           mask_bias=bool(mask_bias), target_macs=target_macs, gate_relative=gate_relative,
                           soft_projection=soft_projection, update_every=update_every,
-                          projection_search=projection_search, cuda_graphs=cuda_graphs)
+                          projection_search=projection_search, cuda_graphs=cuda_graphs,
+                          thresholds=thresholds, gates=gates, rank_weight=rank_weight)
         cfg.validate()
         if cfg.target_macs is not None and not channel_sets:
             raise ValueError('target_macs needs channel sets (physical channel removal): they are declared for '
@@ -167,7 +179,12 @@ class SemiPruner(nn.Module):
         self._updated_at = None  # (phase, scheduled rate, steps since) of the last mask recomputation
         self.projection_search = cfg.projection_search
         self.cuda_graphs = bool(cfg.cuda_graphs)
-        self._graphed = GraphedSearch() if self.cuda_graphs else None  # soft-phase search by graph replay (CUDA)
+        self._learned = cfg.thresholds == 'learned'  # .learned_thresholds
+        self._latent_gates = cfg.gates == 'latent'  # .latent_gate
+        self.rank_weight = cfg.rank_weight  # .rank
+        # soft-phase search by graph replay (CUDA); latent gates are re-evaluated every step (new tensors a captured
+        # graph would not read): the eager search
+        self._graphed = GraphedSearch() if self.cuda_graphs and cfg.gates == 'param' else None
         self._keep_flat = None  # soft projection: K of every mask, flattened and concatenated (SoftBatch)
         self._live = None  # LiveRegions of the masks (static ids, built at the first projection)
         self.hard_stats = {}  # hard phase: asked / achieved rate of the last hard masks
@@ -200,6 +217,10 @@ class SemiPruner(nn.Module):
         for mod, spec, mask in resolved:
             install_mask(mod, spec.param, mask, spec.module)
             self._items.append((f'{spec.module}.{spec.param}', mod, spec.param, mask))
+        if self._learned:
+            use_learned_bands(self.masks, cfg.layer_floor, self.schedule.tau_start)
+        if cfg.gates == 'latent':
+            use_latent_gates(self.masks)
         self._batch = None
         self._link_batch()
 
@@ -237,7 +258,8 @@ class SemiPruner(nn.Module):
         s = self.schedule
         if self.frozen or s.frozen(p):
             return 'frozen'
-        return 'hard' if self.hard_phase and s.in_hard_phase(p) and s.rate(p, self.target_rate) > 0 else 'soft'
+        hard = self.hard_phase and not self._learned  # learned bands: no hard phase (.learned_thresholds)
+        return 'hard' if hard and s.in_hard_phase(p) and s.rate(p, self.target_rate) > 0 else 'soft'
 
     # -- schedule --------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -255,6 +277,8 @@ class SemiPruner(nn.Module):
         with self._scored_latents():  # random_scores: gates and masks decided on random latents
             if not self._gates_ready:  # before a one-shot freeze too (semi one-shot: gates from scores)
                 self._init_gates_from_scores()
+            if self._latent_gates:  # this step's hard decisions, from the current latents
+                refresh_latent_gates(self.items())
             if phase == 'frozen':
                 self.freeze()
                 return
@@ -288,6 +312,9 @@ class SemiPruner(nn.Module):
             # (the rate has moved by < 0.01 since; re-solving them every step cost ~230 operators per step)
             return
         self._set_keep(None)
+        if self._learned:  # trained band positions: no search, the buffers follow them
+            sync_bands(self.items())
+            return
         if rate > 0:
             if self._update_due('soft', rate):  # else: the thresholds of the last search
                 items = [(m, w) for _, m, w in self.items()]
@@ -415,12 +442,18 @@ class SemiPruner(nn.Module):
         if self.frozen or self.in_hard_phase:  # hard masks at the exact rate: nothing to regularize
             return self._gate_touch()
         c = self._batch.current(self.masks) if self._batch is not None else None
-        if c is not None:  # every mask's ψ of the last forward is a slice of one batched evaluation
+        if self._learned:  # .learned_thresholds: the hard kept cost, with a gradient that reaches the bands
+            soft = self.regularizer.kept_fraction(self.masks)
+            frac = None if soft is None else budget_fraction(soft, self.items(), self.schedule.tau_start)
+            loss = self.regularizer(self.masks, self.rate_now, frac=frac)
+        elif c is not None:  # every mask's ψ of the last forward is a slice of one batched evaluation
             loss = self.regularizer(self.masks, self.rate_now, frac=self._batch.kept_fraction(c))
         else:
             loss = self.regularizer(self.masks, self.rate_now)  # a tensor: no host sync
         if self.gate_price > 0:
             loss = loss + self.gate_price * self._gate_price_term(c)
+        if self.rank_weight > 0:
+            loss = loss + self.rank_weight * rank_surrogate(self.masks)
         return loss
 
     def _gate_touch(self) -> torch.Tensor:
@@ -473,12 +506,16 @@ class SemiPruner(nn.Module):
     def freeze(self, rate: Optional[float] = None):
         """Harden all masks at ``rate`` (default: the target) with topological consistency."""
         rate = self.target_rate if rate is None else check_rate(rate, 'rate')
+        learned_kept = hard_kept_fraction(self.items()) if self._learned and not self.frozen else None
         if rate == self.target_rate and self.masks and all(m._hard_on for m in self.masks):
             for m in self.masks:  # the hard phase's last masks, exactly as trained
                 m.freeze()
             stats = dict(self.hard_stats, from_hard_phase=True)
         else:
             stats = harden(self.items(), rate, self.layer_floor, self.channel_sets, target_macs=self.target_macs)
+        if learned_kept is not None:  # the hard kept cost the learned bands met by themselves, before the projection
+            stats = dict(stats, learned_kept=learned_kept)
+            self.hard_stats = stats
         self._set_keep(None)
         self.rate_now.fill_(rate)
         self.frozen_at.fill_(float(self.progress))

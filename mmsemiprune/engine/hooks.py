@@ -48,6 +48,19 @@ def _pruned_model(runner):
     return model if hasattr(model, 'pruner') else None
 
 
+def _band_params(model) -> set:
+    """ids of the learned band fractions (``thresholds='learned'``)."""
+    bands = [m._modules.get('bands') for m in model.pruner.masks]
+    return {id(p) for b in bands if b is not None for p in b.parameters()}
+
+
+def _mask_state_params(model) -> set:
+    """ids of the trained mask parameters that are not masked latents: the gate logits (``gates='param'``) and the
+    learned band fractions."""
+    return {id(m.gate.logit) for m in model.pruner.masks if getattr(m.gate, 'logit', None) is not None} | \
+        _band_params(model)
+
+
 @HOOKS.register_module()
 class SemiPruneHook(Hook):
     """Args:
@@ -66,7 +79,8 @@ class SemiPruneHook(Hook):
             weights (and in general other masks); with it, resuming from an epoch checkpoint reproduces the
             uninterrupted run exactly (epoch-based loops; tests/reliability/test_rel_training.py).
         gate_group: give the gate logits their own optimizer parameter group (ours): no weight decay (it would
-            pull every gate towards "undecided"), the run's learning rate while masks are soft, and once the
+            pull every gate towards "undecided"; learned band fractions get a group of their own, also without
+            momentum), the run's learning rate while masks are soft, and once the
             masks are frozen lr 0 with the momentum buffers cleared, so nothing carries the logits on past the
             freeze (their decisions are frozen in buffers anyway). The group is added before checkpoints are
             loaded, so ``--resume`` restores its state; MMEngine's LR schedulers leave it alone.
@@ -120,7 +134,7 @@ class SemiPruneHook(Hook):
 
     def _split_gate_group(self, runner, model):
         """Move the gate logits into their own parameter group with weight_decay 0 (see ``gate_group``)."""
-        gates = {id(m.gate.logit) for m in model.pruner.masks if m.mode == 'semi'}
+        gates = _mask_state_params(model)
         if not gates or not hasattr(runner, 'optim_wrapper') or isinstance(runner.optim_wrapper, dict):
             return
         for opt in self._optimizers(runner):
@@ -135,16 +149,21 @@ class SemiPruneHook(Hook):
                 new = {k: v for k, v in template.items() if k != 'params'}
                 new.update(params=moved, weight_decay=0.0, gate_group=True)
                 opt.param_groups[:] = [g for g in opt.param_groups if g['params']]
-                opt.add_param_group(new)
-                runner.logger.info(f'SemiPruneHook: {len(moved)} gate logit tensors in their own parameter group '
-                                   '(weight_decay 0; lr 0 and momentum cleared once the masks freeze)')
+                bands = [p for p in moved if id(p) in _band_params(model)]
+                if bands and 'momentum' in new:  # learned band fractions: no momentum (measured: it overshoots)
+                    new['params'] = [p for p in moved if id(p) not in _band_params(model)]
+                    opt.add_param_group(dict(new, params=bands, momentum=0.0, nesterov=False))
+                if new['params']:
+                    opt.add_param_group(new)
+                runner.logger.info(f'SemiPruneHook: {len(moved)} gate logit / band fraction tensors in their own '
+                                   'parameter group (weight_decay 0; lr 0 and momentum cleared once the masks freeze)')
 
     def _reset_momentum(self, runner, model):
         """Clear the optimizer state (momentum) of every masked latent once the masks are hard: it was built
         from the soft masks' gradients, whose band-stop term grows like 1/τ near the threshold, and would
         keep pushing the kept weights for tens of steps into the fine-tune."""
         latents = {id(w) for _, _, w in model.pruner.items()}
-        latents |= {id(m.gate.logit) for m in model.pruner.masks if m.mode == 'semi'}
+        latents |= _mask_state_params(model)
         n = 0
         for opt in self._optimizers(runner):
             for group in opt.param_groups:
@@ -262,9 +281,13 @@ class SemiPruneHook(Hook):
                    change=change, share_before=share_before, share_after=share_after)
         self.transitions.append(rec)
         runner.message_hub.update_info('prune_transitions', list(self.transitions))
+        learned = c.pruner.hard_stats.get('learned_kept') if nxt == 'frozen' else None  # thresholds='learned'
+        rec['learned_kept'] = learned
         runner.logger.info(f'SemiPruneHook: masks {now} -> {nxt} at iteration {runner.iter + 1}: loss_cls of this '
                            f'batch with the same weights {before:.4f} -> {after:.4f} ({change:+.1%}), structural '
-                           f'share {share_before:.3f} -> {share_after:.3f}')
+                           f'share {share_before:.3f} -> {share_after:.3f}'
+                           + (f'; the learned bands kept {learned:.4f} of the cost before the exact projection'
+                              if learned is not None else ''))
 
     def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
         if self.check_finite and outputs:
