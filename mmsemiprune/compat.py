@@ -3,7 +3,7 @@
 - :func:`check_versions`: a clear message when MMAction2 / MMEngine / MMCV are incompatible.
 - Checkpoint loading under torch ≥ 2.6 (``weights_only=True`` by default): MMEngine's full training
   checkpoints hold its message hub (numpy scalars, ``HistoryBuffer``) and cannot load weights-only.
-  We never disable weights_only globally. The local-file loader registered here first tries
+  We never disable weights_only globally. The local-file loader (:func:`apply_mmengine_patches`) first tries
   ``weights_only=True``; only if that fails *and* the file is trusted — it lies under a trusted folder
   (the run's own ``work_dir``, registered by our tools and hooks; folders listed in the environment
   variable ``MMSEMIPRUNE_TRUSTED_DIRS``) or was named with ``--trust-checkpoint`` — is it unpickled.
@@ -16,6 +16,8 @@
 - :func:`patch_mim_configs`: makes ``_base_ = 'mmaction::...'`` work with setuptools ≥ 82 (no
   ``pkg_resources``) and with MMAction2 1.1.0's metafiles (a list-valued ``Config`` field crashes the
   lookup): packages are located with importlib and paths resolve to ``<pkg>/.mim/configs/<path>``.
+- :func:`apply_mmengine_patches`: the version check, the checkpoint loader and the config patch above, once
+  per process. Nothing here runs on import: the tools call it, and so does registering the plugin.
 """
 import importlib.util
 import os
@@ -25,7 +27,7 @@ from typing import Optional
 
 import torch
 
-__all__ = ['setup_stack', 'check_versions', 'trust_path', 'is_trusted', 'patch_mim_configs', 'SUPPORTED', 'load_checkpoint_file',
+__all__ = ['apply_mmengine_patches', 'check_versions', 'trust_path', 'is_trusted', 'patch_mim_configs', 'SUPPORTED', 'load_checkpoint_file',
            'check_state_dict', 'ConfigError', 'CheckpointError', 'CheckpointNotFoundError',
            'UntrustedCheckpointError', 'CheckpointMismatchError', 'strict_head_loading', 'checkpoint_source']
 
@@ -267,9 +269,17 @@ def checkpoint_source(sd) -> str:
     return 'the checkpoint'
 
 
-def setup_stack() -> None:
-    """Once per process: :func:`check_versions`, the checkpoint loader above, :func:`patch_mim_configs`
-    (called by :mod:`mmsemiprune.registry` on import; never by the core)."""
+def apply_mmengine_patches() -> None:
+    """Once per process: :func:`check_versions`, then the two MMEngine patches of the plugin:
+
+    - MMEngine's ``CheckpointLoader`` scheme for local files (the ``''`` prefix: every path without a URL
+      scheme) becomes :func:`load_checkpoint_file` (weights-only first; full unpickling only for trusted
+      files);
+    - :func:`patch_mim_configs`: ``_base_ = 'mmaction::...'`` resolves without ``pkg_resources``.
+
+    Called by the project's tools before they parse a config, and by registering the plugin
+    (:mod:`mmsemiprune.registry`, which ``custom_imports`` and ``type='mmsemiprune.X'`` reach); never by the
+    core. Idempotent."""
     if _SET_UP[0]:
         return
     check_versions()
