@@ -334,8 +334,10 @@ class PruneConfig:
             raise _unknown(unknown, list(cls.keys()), 'prune_cfg',
                            hint={k: f'prune_cfg.ablation.{k}' for k in Ablation.keys()})
         if notes and warn:
+            # issued from this line (stacklevel 1): Python's default filter shows it once per process, although
+            # the tools validate prune_cfg before the model validates it again
             warnings.warn(' '.join(f'{n}.' for n in notes) + ' The old spellings keep working for one release.',
-                          PruneConfigDeprecationWarning, stacklevel=2)
+                          PruneConfigDeprecationWarning)
         d = {k: v if isinstance(v, PruneSchedule) else copy.deepcopy(v) for k, v in d.items()}
         d['ablation'] = Ablation.from_dict(d.get('ablation'))
         cfg = cls(**d)

@@ -1,5 +1,6 @@
 """PruneConfig: the one source of prune_cfg keys, groups, defaults, validation, deprecated spellings and
 schedule units; the README's key table and the class docstring are checked against it."""
+import os
 import os.path as osp
 import re
 import warnings
@@ -170,3 +171,18 @@ def test_oneshot_freezes_at_the_first_step():
 def test_from_dict_returns_a_config_unchanged():
     cfg = PruneConfig.from_dict(dict(target_rate=0.9, mode='structured'))
     assert PruneConfig.from_dict(cfg) is cfg
+
+
+def test_deprecation_shown_once_per_process_under_the_default_filters():
+    """The tools validate prune_cfg before the model does: the same warning is printed once."""
+    import subprocess
+    import sys
+    code = ('from mmsemiprune.core.config import PruneConfig\n'
+            'for _ in range(3):\n'
+            '    PruneConfig.from_dict(dict(target_rate=0.9, oneshot=True, normalize=False))\n')
+    repo = osp.abspath(osp.join(osp.dirname(__file__), '..', '..'))
+    env = {k: v for k, v in os.environ.items() if k != 'PYTHONWARNINGS'}  # Python's default filters
+    r = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=repo,
+                       env=dict(env, PYTHONPATH=repo), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count('PruneConfigDeprecationWarning') == 1, r.stderr
