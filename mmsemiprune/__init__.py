@@ -5,9 +5,9 @@ this package or the core imports torch only: no OpenMMLab module, no registratio
 
 The MMAction2 glue is registered
 
-- by :func:`register_all` (what the project's tools call), or by importing any glue subpackage
-  (``mmsemiprune.models``, ``.engine``, ``.datasets``, ``.export``; ``type='mmsemiprune.X'`` in a config
-  reaches them through MMEngine's scope import of :mod:`mmsemiprune.registry`);
+- by :func:`register_all` (what the project's tools call), or by importing :mod:`mmsemiprune.registry`,
+  which every glue module imports (``mmsemiprune.models``, ``.engine``, ``.export``) and which registers
+  all of them; ``type='mmsemiprune.X'`` in a config reaches it through MMEngine's scope import;
 - by importing this package inside a process that already uses MMEngine (``mmengine`` imported): that is
   how a config's ``custom_imports=dict(imports=['mmsemiprune'])`` imports it, and the import then registers
   everything, so that plain type names (``type='CTRGCN'``) resolve as well.

@@ -125,3 +125,13 @@ def test_apply_mmengine_patches_patches_without_registering():
               'mmsemiprune.registry' in sys.modules)
     ''')
     assert out.split() == ['mmsemiprune.compat', 'mmsemiprune.compat', 'False']
+
+
+def test_a_glue_module_imported_first_registers_every_glue_module():
+    out = _run('''
+        import mmsemiprune.engine  # noqa: F401  (imports mmsemiprune.registry)
+        import mmengine.config.config as cc
+        from mmaction.registry import DATASETS, HOOKS, MODELS
+        print('CTRGCN' in MODELS.module_dict, 'CheckedPoseDataset' in DATASETS.module_dict, cc.is_installed.__module__)
+    ''')
+    assert out.split() == ['True', 'True', 'mmsemiprune.compat']
