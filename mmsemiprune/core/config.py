@@ -176,15 +176,20 @@ def migrate(d: Dict[str, Any]) -> Tuple[Dict[str, Any], List[str]]:
     """``prune_cfg`` with its deprecated keys rewritten to the current spelling, and one sentence per
     deprecated key naming the new spelling (empty when there were none)."""
     d, notes = dict(d), []
-    abl = dict(d.get('ablation') or {}) if isinstance(d.get('ablation') or {}, dict) else d.get('ablation')
+    abl = d.get('ablation') or {}
+    if isinstance(abl, Ablation):
+        abl = {f.name: getattr(abl, f.name) for f in fields(Ablation)}
+    if not isinstance(abl, dict):
+        raise ValueError(f'prune_cfg.ablation must be a dict such as dict(hard_phase=False), got {abl!r}')
+    abl = dict(abl)
     for k in MOVED_TO_ABLATION:
         if k in d:
             v = d.pop(k)
-            if isinstance(abl, dict) and k in abl and abl[k] != v:
+            if k in abl and abl[k] != v:
                 raise _conflict(k, f'ablation.{k}', v, abl[k])
             abl[k] = v
             notes.append(f'prune_cfg.{k} is deprecated; use prune_cfg.ablation.{k}')
-    if isinstance(abl, dict) and (abl or 'ablation' in d):
+    if abl or 'ablation' in d:
         d['ablation'] = abl
     if 'normalize' in d or 'group_stat' in d:
         old = [k for k in ('normalize', 'group_stat') if k in d]
