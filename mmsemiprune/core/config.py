@@ -178,7 +178,7 @@ def migrate(d: Dict[str, Any]) -> Tuple[Dict[str, Any], List[str]]:
     d, notes = dict(d), []
     abl = d.get('ablation') or {}
     if isinstance(abl, Ablation):
-        abl = {f.name: getattr(abl, f.name) for f in fields(Ablation)}
+        abl = abl.changed()
     if not isinstance(abl, dict):
         raise ValueError(f'prune_cfg.ablation must be a dict such as dict(hard_phase=False), got {abl!r}')
     abl = dict(abl)
