@@ -93,9 +93,9 @@ def _unknown(keys, valid, where, hint=None):
         close = (hint or {}).get(k) or next(iter(difflib.get_close_matches(str(k), list(valid), n=1)), None)
         if close:
             notes.append(f'{k!r}: did you mean {close}?')
-    more = f' ({"; ".join(notes)})' if notes else ''
-    return ValueError(f'unknown {where} key(s) {sorted(keys)}{more}; valid keys: {", ".join(valid)} '
-                      '(see the README section "The prune_cfg keys")')
+    more = ''.join(f'; {n}' for n in notes)
+    return ValueError(f'unknown {where} key(s) {sorted(keys)}; valid keys: {", ".join(valid)}{more} '
+                      "(see the README's prune_cfg table)")
 
 
 @dataclass
