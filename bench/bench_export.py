@@ -585,7 +585,9 @@ def main(argv=None):
             args.no_train_bench = True
     torch.set_num_threads(args.threads)
     os.environ.setdefault('OMP_NUM_THREADS', str(args.threads))
-    import mmsemiprune  # noqa: F401
+    import mmsemiprune
+    mmsemiprune.apply_mmengine_patches()
+    mmsemiprune.register_all()
     from mmengine.config import Config
     quiet_mmengine()
     cfg = Config.fromfile(args.config)

@@ -228,7 +228,9 @@ def main(argv=None):
         raise SystemExit('bench_train: --device cuda but torch.cuda.is_available() is False (a CPU-only torch build or '
                          'no visible GPU); run with --device cpu')
     torch.set_num_threads(args.threads)
-    import mmsemiprune  # noqa: F401
+    import mmsemiprune
+    mmsemiprune.apply_mmengine_patches()
+    mmsemiprune.register_all()
     from mmsemiprune.core import segment
     from mmengine.logging import MMLogger
     MMLogger.get_current_instance().setLevel(logging.ERROR)

@@ -87,7 +87,9 @@ def main(argv=None):
     args = parse_args(argv)
     import torch
     torch.set_num_threads(1)
-    import mmsemiprune  # noqa: F401
+    import mmsemiprune
+    mmsemiprune.apply_mmengine_patches()
+    mmsemiprune.register_all()
     runs = find_runs(args.root, args.datasets, args.methods, args.rates, args.seeds)
     if not runs:
         raise SystemExit(f'traffic_of_runs: no finished pruned run under {args.root!r} matches (expected '

@@ -1,15 +1,21 @@
 """mmsemiprune: differentiable semi-structured pruning of skeleton GCNs for MMAction2.
 
-``mmsemiprune.core`` is the method in plain PyTorch: ``import mmsemiprune.core`` (or any module under it)
-imports torch only, and this file then does nothing else (no OpenMMLab import, no registration, no patch).
+``mmsemiprune.core`` is the method in plain PyTorch. In a process that does not use MMEngine, importing
+this package or the core imports torch only: no OpenMMLab module, no registration, no patch.
 
-``import mmsemiprune`` (the package itself: ``custom_imports=dict(imports=['mmsemiprune'])``, the tools) and
-the import of any other subpackage call :func:`register_all` when MMAction2 is installed: the stack set-up of
-:mod:`mmsemiprune.registry` (version check, weights-only-first checkpoint loader, ``mmaction::`` config
-bases; see :mod:`mmsemiprune.compat`) and the registration of the glue (recognizer, hooks, CTR-GCN, graph
-layouts, datasets, compact export model). ``type='mmsemiprune.X'`` in a config reaches the same through
-MMEngine's scope import of :mod:`mmsemiprune.registry`. Python imports a package once: after a first
-``import mmsemiprune.core``, call :func:`register_all` (idempotent) before relying on plain-name types.
+The MMAction2 glue is registered
+
+- by :func:`register_all` (what the project's tools call), or by importing :mod:`mmsemiprune.registry`,
+  which every glue module imports (``mmsemiprune.models``, ``.engine``, ``.export``) and which registers
+  all of them; ``type='mmsemiprune.X'`` in a config reaches it through MMEngine's scope import;
+- by importing this package inside a process that already uses MMEngine (``mmengine`` imported): that is
+  how a config's ``custom_imports=dict(imports=['mmsemiprune'])`` imports it, and the import then registers
+  everything, so that plain type names (``type='CTRGCN'``) resolve as well.
+
+Registration also applies the two MMEngine patches the plugin needs (:func:`apply_mmengine_patches`: the
+weights-only-first checkpoint loader and ``pkg::`` config bases without ``pkg_resources``), so that a stock
+``mmaction2/tools/train.py`` run with ``custom_imports`` resumes its checkpoints under torch >= 2.6. The
+project's tools call :func:`apply_mmengine_patches` themselves, before they parse a config.
 """
 import importlib.util as _ilu
 import sys as _sys
@@ -20,9 +26,19 @@ _LAZY = dict(SemiPruneHook='engine', SemiPruneRecognizerGCN='models')
 
 
 def register_all() -> None:
-    """Set up the OpenMMLab stack and register every glue module with MMAction2's registries (idempotent)."""
-    from . import registry  # noqa: F401  (stack set-up)
+    """Register every glue module with MMAction2's registries (idempotent); registering applies
+    :func:`apply_mmengine_patches`."""
+    from . import registry  # noqa: F401  (version check, patches, the plugin's registries)
     from . import datasets, engine, export, models  # noqa: F401
+
+
+def apply_mmengine_patches() -> None:
+    """Check the OpenMMLab versions and apply the MMEngine patches once per process (idempotent):
+    MMEngine's local checkpoint loader becomes :func:`mmsemiprune.compat.load_checkpoint_file` (weights-only
+    first, full unpickling only for trusted files) and ``mmengine.config`` resolves ``mmaction::`` bases
+    with importlib (see :mod:`mmsemiprune.compat`)."""
+    from .compat import apply_mmengine_patches as _apply
+    _apply()
 
 
 def __getattr__(name):  # mmsemiprune.SemiPruneHook / mmsemiprune.SemiPruneRecognizerGCN, imported on use
@@ -32,20 +48,6 @@ def __getattr__(name):  # mmsemiprune.SemiPruneHook / mmsemiprune.SemiPruneRecog
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
-def _importing_the_core() -> bool:
-    """True while this file runs as the parent of an ``import mmsemiprune.core[...]``: importlib's frames
-    below us then hold the name being imported (CPython's ``_find_and_load(name, ...)``; pinned by
-    tests/test_core_imports.py)."""
-    frame = _sys._getframe(1)
-    while frame is not None:
-        if frame.f_code.co_filename.startswith('<frozen importlib'):
-            name = frame.f_locals.get('name')
-            if isinstance(name, str) and (name == f'{__name__}.core' or name.startswith(f'{__name__}.core.')):
-                return True
-        frame = frame.f_back
-    return False
-
-
 def _mmaction_installed() -> bool:
     try:
         return _ilu.find_spec('mmaction') is not None
@@ -53,5 +55,5 @@ def _mmaction_installed() -> bool:
         return False
 
 
-if not _importing_the_core() and _mmaction_installed():
+if 'mmengine' in _sys.modules and _mmaction_installed():  # custom_imports: MMEngine is running
     register_all()

@@ -3,7 +3,7 @@
 - :func:`check_versions`: a clear message when MMAction2 / MMEngine / MMCV are incompatible.
 - Checkpoint loading under torch ≥ 2.6 (``weights_only=True`` by default): MMEngine's full training
   checkpoints hold its message hub (numpy scalars, ``HistoryBuffer``) and cannot load weights-only.
-  We never disable weights_only globally. The local-file loader registered here first tries
+  We never disable weights_only globally. The local-file loader (:func:`apply_mmengine_patches`) first tries
   ``weights_only=True``; only if that fails *and* the file is trusted — it lies under a trusted folder
   (the run's own ``work_dir``, registered by our tools and hooks; folders listed in the environment
   variable ``MMSEMIPRUNE_TRUSTED_DIRS``) or was named with ``--trust-checkpoint`` — is it unpickled.
@@ -16,6 +16,8 @@
 - :func:`patch_mim_configs`: makes ``_base_ = 'mmaction::...'`` work with setuptools ≥ 82 (no
   ``pkg_resources``) and with MMAction2 1.1.0's metafiles (a list-valued ``Config`` field crashes the
   lookup): packages are located with importlib and paths resolve to ``<pkg>/.mim/configs/<path>``.
+- :func:`apply_mmengine_patches`: the version check, the checkpoint loader and the config patch above, once
+  per process. Nothing here runs on import: the tools call it, and so does registering the plugin.
 """
 import importlib.util
 import os
@@ -25,7 +27,7 @@ from typing import Optional
 
 import torch
 
-__all__ = ['setup_stack', 'check_versions', 'trust_path', 'is_trusted', 'patch_mim_configs', 'SUPPORTED', 'load_checkpoint_file',
+__all__ = ['apply_mmengine_patches', 'check_versions', 'trust_path', 'is_trusted', 'patch_mim_configs', 'SUPPORTED', 'load_checkpoint_file',
            'check_state_dict', 'ConfigError', 'CheckpointError', 'CheckpointNotFoundError',
            'UntrustedCheckpointError', 'CheckpointMismatchError', 'strict_head_loading', 'checkpoint_source']
 
@@ -184,14 +186,40 @@ def check_state_dict(model, state_dict, prefix: str = '', *, strict_head: Option
     """
     strict_head = _STRICT_HEAD[0] if strict_head is None else strict_head
     sd = {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
+    src = checkpoint_source(sd)
+    problems, structural, head_shape = _fit_problems(model, sd, strict_head, need_masks, src)
+    if problems:
+        arch = type(getattr(model, 'backbone', None)).__name__
+        if structural:
+            fix = ('It was trained with another backbone, width, depth or number of classes: use the config it was '
+                   'trained with, or a checkpoint of this architecture')
+        else:
+            fix = 'Use the config the checkpoint was trained with'
+        raise CheckpointMismatchError(f'{src} does not fit this model (backbone {arch}): ' + '; '.join(problems)
+                                      + f'. {fix}. Nothing was loaded.')
+    if head_shape:
+        import logging
+
+        from mmengine.logging import print_log
+        ex = '; '.join(f'{k}: checkpoint {a} vs model {b}' for k, a, b in head_shape[:3])
+        print_log(f'{src}: the classifier head has another shape ({ex}); it is NOT loaded and keeps '
+                  'its initialisation (expected when fine-tuning on another label set)', logger='current',
+                  level=logging.WARNING)
+
+
+def _masky(k):
+    return '_psi.' in k or k.startswith('pruner.') or k.endswith('num_batches_tracked')
+
+
+def _bb(k):
+    return k.startswith('backbone.')
+
+
+def _fit_problems(model, sd, strict_head: bool, need_masks: bool, src: str):
+    """(problems, whether any is structural (shape / missing / unexpected backbone tensors), the head tensors of
+    another shape to skip) of :func:`check_state_dict`."""
     own = model.state_dict()
-
-    def masky(k):
-        return '_psi.' in k or k.startswith('pruner.') or k.endswith('num_batches_tracked')
-
-    def bb(k):
-        return k.startswith('backbone.')
-
+    masky, bb = _masky, _bb
     shape = [(k, _shape(v), _shape(own[k])) for k, v in sd.items()
              if k in own and _shape(v) is not None and _shape(v) != _shape(own[k])]
     bad_shape = [x for x in shape if bb(x[0]) or '_psi.' in x[0]]
@@ -202,7 +230,6 @@ def check_state_dict(model, state_dict, prefix: str = '', *, strict_head: Option
     own_masked = {k.split('_psi.')[0] for k in own if '_psi.' in k}
     prunable = [key for key, *_ in model.pruner.items()] if hasattr(model, 'pruner') else []
     n_missing_prunable = sum(k not in sd for k in prunable)
-    src = checkpoint_source(sd)
 
     problems = []
     if strict_head:
@@ -240,23 +267,7 @@ def check_state_dict(model, state_dict, prefix: str = '', *, strict_head: Option
                 '(<work_dir>/<config>_pruned.pth or its last epoch_N.pth). Nothing was loaded.')
         problems.append(f'{len(mask_missing)} mask / pruner entries of the model are missing from the checkpoint '
                         f'(e.g. {", ".join(mask_missing[:3])}): it is incomplete or from another version')
-    if problems:
-        arch = type(getattr(model, 'backbone', None)).__name__
-        if bad_shape or missing or unexpected:
-            fix = ('It was trained with another backbone, width, depth or number of classes: use the config it was '
-                   'trained with, or a checkpoint of this architecture')
-        else:
-            fix = 'Use the config the checkpoint was trained with'
-        raise CheckpointMismatchError(f'{src} does not fit this model (backbone {arch}): ' + '; '.join(problems)
-                                      + f'. {fix}. Nothing was loaded.')
-    if head_shape:
-        import logging
-
-        from mmengine.logging import print_log
-        ex = '; '.join(f'{k}: checkpoint {a} vs model {b}' for k, a, b in head_shape[:3])
-        print_log(f'{src}: the classifier head has another shape ({ex}); it is NOT loaded and keeps '
-                  'its initialisation (expected when fine-tuning on another label set)', logger='current',
-                  level=logging.WARNING)
+    return problems, bool(bad_shape or missing or unexpected), head_shape
 
 
 def checkpoint_source(sd) -> str:
@@ -267,9 +278,17 @@ def checkpoint_source(sd) -> str:
     return 'the checkpoint'
 
 
-def setup_stack() -> None:
-    """Once per process: :func:`check_versions`, the checkpoint loader above, :func:`patch_mim_configs`
-    (called by :mod:`mmsemiprune.registry` on import; never by the core)."""
+def apply_mmengine_patches() -> None:
+    """Once per process: :func:`check_versions`, then the two MMEngine patches of the plugin:
+
+    - MMEngine's ``CheckpointLoader`` scheme for local files (the ``''`` prefix: every path without a URL
+      scheme) becomes :func:`load_checkpoint_file` (weights-only first; full unpickling only for trusted
+      files);
+    - :func:`patch_mim_configs`: ``_base_ = 'mmaction::...'`` resolves without ``pkg_resources``.
+
+    Called by the project's tools before they parse a config, and by registering the plugin
+    (:mod:`mmsemiprune.registry`, which ``custom_imports`` and ``type='mmsemiprune.X'`` reach); never by the
+    core. Idempotent."""
     if _SET_UP[0]:
         return
     check_versions()

@@ -2,8 +2,11 @@
 
 - ``import mmsemiprune.core`` (and every module under it) works where ``mmengine``, ``mmcv`` and ``mmaction``
   cannot be imported, and with them installed it imports none of them and patches nothing;
-- ``import mmsemiprune``, a config's ``custom_imports=dict(imports=['mmsemiprune'])`` and MMEngine's scope
-  import (``type='mmsemiprune.X'``) still register the plugin and set up the stack.
+- ``import mmsemiprune`` outside an MMEngine process imports no OpenMMLab module and patches nothing;
+  :func:`mmsemiprune.register_all` registers the plugin and :func:`mmsemiprune.apply_mmengine_patches`
+  applies the MMEngine patches (the tools call both);
+- a config's ``custom_imports=dict(imports=['mmsemiprune'])`` (the package imported inside an MMEngine
+  process) and MMEngine's scope import (``type='mmsemiprune.X'``) register the plugin and apply the patches.
 """
 import glob
 import os
@@ -78,7 +81,8 @@ def test_package_import_custom_imports_and_scope_import_register_the_plugin(tmp_
               CheckpointLoader._schemes[''].__module__)
     ''')
     want = ['mmsemiprune.compat', 'True', 'True', 'mmsemiprune.compat']
-    assert _run('import mmsemiprune\n' + check).split() == want
+    assert _run('import mmsemiprune\nmmsemiprune.register_all()\n' + check).split() == want
+    assert _run('import mmengine\nimport mmsemiprune\n' + check).split() == want  # as custom_imports does
     cfg = tmp_path / 'plain.py'
     cfg.write_text("custom_imports = dict(imports=['mmsemiprune'], allow_failed_imports=False)\n"
                    "model = dict(type='RecognizerGCN')\n")
@@ -94,3 +98,40 @@ def test_package_import_custom_imports_and_scope_import_register_the_plugin(tmp_
         print(cls.__name__, cc.is_installed.__module__)
     ''', cwd=str(tmp_path))
     assert out.split() == ['SemiPruneRecognizerGCN', 'mmsemiprune.compat']
+
+
+def test_package_import_alone_has_no_side_effects():
+    out = _run(f'''
+        import sys
+        import mmsemiprune
+        assert {LOADED} == [], {LOADED}
+        assert sorted(m for m in sys.modules if m.startswith('mmsemiprune')) == ['mmsemiprune']
+        import mmengine.config.config as cc
+        from mmengine.runner.checkpoint import CheckpointLoader
+        print(cc.is_installed.__module__, CheckpointLoader._schemes[''].__module__)
+    ''')
+    assert out.split() == ['mmengine.utils.package_utils', 'mmengine.runner.checkpoint']
+
+
+def test_apply_mmengine_patches_patches_without_registering():
+    out = _run('''
+        import sys
+        import mmsemiprune
+        mmsemiprune.apply_mmengine_patches()
+        mmsemiprune.apply_mmengine_patches()  # idempotent
+        import mmengine.config.config as cc
+        from mmengine.runner.checkpoint import CheckpointLoader
+        print(cc.is_installed.__module__, CheckpointLoader._schemes[''].__module__,
+              'mmsemiprune.registry' in sys.modules)
+    ''')
+    assert out.split() == ['mmsemiprune.compat', 'mmsemiprune.compat', 'False']
+
+
+def test_a_glue_module_imported_first_registers_every_glue_module():
+    out = _run('''
+        import mmsemiprune.engine  # noqa: F401  (imports mmsemiprune.registry)
+        import mmengine.config.config as cc
+        from mmaction.registry import DATASETS, HOOKS, MODELS
+        print('CTRGCN' in MODELS.module_dict, 'CheckedPoseDataset' in DATASETS.module_dict, cc.is_installed.__module__)
+    ''')
+    assert out.split() == ['True', 'True', 'mmsemiprune.compat']

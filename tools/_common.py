@@ -16,7 +16,8 @@ if ROOT not in sys.path:
 
 import mmsemiprune  # noqa: E402
 
-mmsemiprune.register_all()  # registries, mmaction:: bases, safe loader (idempotent; also when imported before)
+mmsemiprune.apply_mmengine_patches()  # safe checkpoint loader, mmaction:: bases (before any config is parsed)
+mmsemiprune.register_all()  # the plugin's modules in MMAction2's registries (idempotent)
 from mmsemiprune.compat import CheckpointError, ConfigError, trust_path  # noqa: E402
 from mmsemiprune.datasets.checked_dataset import AnnotationError, check_dataset_cfgs  # noqa: E402
 from mmsemiprune.engine.hooks import NonFiniteError  # noqa: E402

@@ -11,7 +11,8 @@ One concept per module:
 - :mod:`.schedule`  temperature / rate / freeze schedule as a function of training progress
 - :mod:`.topology`  channel sets (producers/consumers) for topological consistency and export
 - :mod:`.compute`   MACs left after channel removal, MACs each channel frees, projection to a MAC budget
-- :mod:`.config`    PruneConfig: the prune_cfg keys, defaults, validation and schedule units
+- :mod:`.scorers`   named scoring strategies (normalized / magnitude / l1 / magnitude_l1): what the thresholds cut
+- :mod:`.config`    PruneConfig: the prune_cfg keys and groups, defaults, validation, deprecated spellings
 - :mod:`.pruner`    ties everything to one model: install, step, budget loss, freeze
 - :mod:`.finalize`  hardening to the exact rate, dead-channel removal, BatchNorm re-estimation
 - :mod:`.report`    per-layer and total achieved rate (params, FLOPs, structural share)

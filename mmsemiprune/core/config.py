@@ -1,31 +1,47 @@
-"""PruneConfig: the one source of truth for ``prune_cfg`` — keys, types, defaults, validation and the
-schedule's unit conversion (fractions of the run, iterations or epochs).
+"""PruneConfig: the one source of truth for ``prune_cfg``: keys, groups, types, defaults, validation,
+deprecated spellings and the schedule's unit conversion (fractions of the run, iterations or epochs).
 
     cfg = PruneConfig.from_dict(dict(target_rate=0.9, mode='semi'))   # ValueError naming the field
-    pruner = SemiPruner(model, specs, **cfg.pruner_kwargs(), channel_sets=sets)
-    cfg.resolve_schedule(max_iters=..., max_epochs=...)                # iterations/epochs → fractions
+    pruner = SemiPruner(model, specs, cfg, channel_sets=sets)          # the validated object, as is
+    cfg.resolve_schedule(pruner.schedule, max_iters=..., max_epochs=...)  # iterations/epochs → fractions
 
-Every field's ``metadata['doc']`` is the text of the README's key table (checked by a test), so a new
-key is documented where it is defined.
+Every field's ``metadata['doc']`` is the text of the README's key table (:meth:`PruneConfig.markdown_table`,
+checked by a test), so a new key is documented where it is defined; ``metadata['group']`` places it among
+the basic, advanced or performance keys (see the class docstring).
 """
 import copy
+import difflib
+import warnings
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from .budget import COSTS
 from .cascade import MODES
 from .groups import parse_grouping
 from .schedule import PruneSchedule
+from .scorers import SCORERS, scorer_for_flags
 
-__all__ = ['PruneConfig', 'GATE_PRICES', 'SCHEDULE_UNITS', 'check_rate', 'check_fraction']
+__all__ = ['PruneConfig', 'Ablation', 'PruneConfigDeprecationWarning', 'GATE_PRICES', 'SCHEDULE_UNITS',
+           'GROUPS', 'check_rate', 'check_fraction']
 
 GATE_PRICES = ('params', 'macs', 'both')
 #: schedule keys given in iterations or epochs instead of fractions of the run
 SCHEDULE_UNITS = tuple(f'{k}_{u}' for u in ('iters', 'epochs') for k in ('warmup', 'freeze', 'hard'))
+#: named schedules: ``schedule='oneshot'`` decides the masks at the first step from the loaded weights
+NAMED_SCHEDULES = dict(oneshot=dict(warmup=0.0, freeze=0.0))
+#: key groups of the table and the docstring, in their order
+GROUPS = ('basic', 'advanced', 'performance', 'ablation')
 
 
-def _doc(text: str, default_text: Optional[str] = None) -> Dict[str, str]:
-    return dict(doc=text, default=default_text) if default_text is not None else dict(doc=text)
+class PruneConfigDeprecationWarning(FutureWarning):
+    """A ``prune_cfg`` key was given in a spelling that keeps working for one release (shown by default)."""
+
+
+def _doc(text: str, default_text: Optional[str] = None, group: str = 'advanced') -> Dict[str, str]:
+    out = dict(doc=text, group=group)
+    if default_text is not None:
+        out['default'] = default_text
+    return out
 
 
 def _number(v, name, lo=None, hi=None, lo_open=False, hi_open=False):
@@ -43,8 +59,15 @@ def _number(v, name, lo=None, hi=None, lo_open=False, hi_open=False):
 def _choice(v, name, choices):
     if v not in choices:
         what = 'pruning mode' if name == 'mode' else f'prune_cfg.{name}'
+        key = name.split('.')[-1]
         raise ValueError(f'unknown {what} {v!r}; choose one of {", ".join(map(str, choices))} '
-                         f'(e.g. prune_cfg=dict({name}={choices[0]!r}))')
+                         f'(e.g. prune_cfg=dict({key}={choices[0]!r}))')
+    return v
+
+
+def _flag(v, name):
+    if not isinstance(v, bool):
+        raise ValueError(f'prune_cfg.{name} must be True or False, got {v!r}')
     return v
 
 
@@ -63,83 +86,229 @@ def check_fraction(v, name, upper=1.0):
     return float(v)
 
 
+def _unknown(keys, valid, where, hint=None):
+    """ValueError for unknown keys, naming the closest valid spelling of each."""
+    notes = []
+    for k in keys:
+        close = (hint or {}).get(k) or next(iter(difflib.get_close_matches(str(k), list(valid), n=1)), None)
+        if close:
+            notes.append(f'{k!r}: did you mean {close}?')
+    more = ''.join(f'; {n}' for n in notes)
+    return ValueError(f'unknown {where} key(s) {sorted(keys)}; valid keys: {", ".join(valid)}{more} '
+                      "(see the README's prune_cfg table)")
+
+
+@dataclass
+class Ablation:
+    """``prune_cfg.ablation=dict(...)``: switches that re-run an ablation of the method, and pins of the
+    searches of published results. Every default is the method; change one to measure what it buys."""
+    hard_phase: bool = field(default=True, metadata=_doc(
+        'train the last quarter of the anneal on the hard, topologically consistent masks at the exact rate; '
+        'the freeze keeps them unchanged (False: soft masks up to the freeze)'))
+    mask_bias: bool = field(default=True, metadata=_doc(
+        'mask each conv bias with its output row (a pruned channel emits exactly 0)'))
+    gate_relative: bool = field(default=True, metadata=_doc(
+        "scale the gate temperature by each tensor's mean gate logit magnitude, so the anneal decides every gate "
+        'before the freeze (False: the raw logit scale)'))
+    soft_projection: bool = field(default=True, metadata=_doc(
+        'with `target_macs`: the soft phase already trains without the channels the compute target removes '
+        '(projected at every mask update, the budget ramped with the rate), so the hard phase does not remove '
+        'them at once'))
+    projection_search: str = field(default='auto', metadata=_doc(
+        'how the consistent (compute-projected) hard masks find the rate to ask of the threshold search: '
+        '`secant` (the previous asked rate, one secant step, then a safeguarded regula falsi), `bisect` (the '
+        "published leaderboards' search: at N = 1 a bisection from [0, rate] when the previous asked rate "
+        'misses, else `secant`), `auto`: `secant` with `target_macs`, else `bisect`'))
+    gate_init: Any = field(default=0.0, metadata=_doc(
+        "initial gate logit (0 undecided, > 0 structure first), or `'score'`: from the group scores of the "
+        'loaded weights (weak groups start structured)'))
+    gate_group: bool = field(default=True, metadata=_doc(
+        '`SemiPruneHook`: the gate logits in their own optimizer parameter group (weight decay 0; lr 0 and '
+        'momentum cleared once the masks freeze)'))
+    reset_momentum: bool = field(default=True, metadata=_doc(
+        '`SemiPruneHook`: clear the optimizer state of the masked tensors once, when the masks become hard'))
+
+    @classmethod
+    def keys(cls) -> Dict[str, str]:
+        return {f.name: f.metadata['doc'] for f in fields(cls)}
+
+    @classmethod
+    def from_dict(cls, d) -> 'Ablation':
+        if isinstance(d, Ablation):
+            d = {f.name: getattr(d, f.name) for f in fields(cls)}
+        if d is None:
+            d = {}
+        if not isinstance(d, dict):
+            raise ValueError(f'prune_cfg.ablation must be a dict such as dict(hard_phase=False), got {d!r}')
+        unknown = set(d) - set(cls.keys())
+        if unknown:
+            raise _unknown(unknown, list(cls.keys()), 'prune_cfg.ablation')
+        out = cls(**copy.deepcopy(dict(d)))
+        out.validate()
+        return out
+
+    def validate(self) -> None:
+        for k in ('hard_phase', 'mask_bias', 'gate_relative', 'soft_projection', 'gate_group', 'reset_momentum'):
+            _flag(getattr(self, k), f'ablation.{k}')
+        _choice(self.projection_search, 'ablation.projection_search', ('auto', 'secant', 'bisect'))
+        if isinstance(self.gate_init, str):
+            if self.gate_init != 'score':
+                raise ValueError(f"prune_cfg.ablation.gate_init must be a number or 'score', got {self.gate_init!r}")
+        else:
+            self.gate_init = _number(self.gate_init, 'ablation.gate_init')
+
+    def changed(self) -> Dict[str, Any]:
+        """The switches that differ from the method's defaults."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) != f.default}
+
+
+#: top-level keys that moved into ``prune_cfg.ablation`` (old spellings, accepted for one release)
+MOVED_TO_ABLATION = ('hard_phase', 'mask_bias', 'gate_relative', 'soft_projection', 'projection_search', 'gate_init')
+#: every deprecated top-level key (see :func:`migrate`)
+DEPRECATED_KEYS = MOVED_TO_ABLATION + ('normalize', 'group_stat', 'oneshot', 'prune_head', 'random_scores')
+
+
+def _conflict(old, new, a, b):
+    return ValueError(f'prune_cfg.{old}={a!r} contradicts prune_cfg.{new}={b!r}; keep only prune_cfg.{new}')
+
+
+def migrate(d: Dict[str, Any]) -> Tuple[Dict[str, Any], List[str]]:
+    """``prune_cfg`` with its deprecated keys rewritten to the current spelling, and one sentence per
+    deprecated key naming the new spelling (empty when there were none)."""
+    d, notes = dict(d), []
+    abl = d.get('ablation') or {}
+    if isinstance(abl, Ablation):
+        abl = abl.changed()
+    if not isinstance(abl, dict):
+        raise ValueError(f'prune_cfg.ablation must be a dict such as dict(hard_phase=False), got {abl!r}')
+    abl = dict(abl)
+    for k in MOVED_TO_ABLATION:
+        if k in d:
+            v = d.pop(k)
+            if k in abl and abl[k] != v:
+                raise _conflict(k, f'ablation.{k}', v, abl[k])
+            abl[k] = v
+            notes.append(f'prune_cfg.{k} is deprecated; use prune_cfg.ablation.{k}')
+    if abl or 'ablation' in d:
+        d['ablation'] = abl
+    if 'normalize' in d or 'group_stat' in d:
+        old = [k for k in ('normalize', 'group_stat') if k in d]
+        norm, stat = _flag(d.pop('normalize', True), 'normalize'), d.pop('group_stat', 'rms')
+        name = scorer_for_flags(norm, _choice(stat, 'group_stat', ('rms', 'l1')))
+        if d.get('scorer', name) != name:
+            raise _conflict(old[0], 'scorer', norm if old[0] == 'normalize' else stat, d['scorer'])
+        d['scorer'] = name
+        notes.append(f'prune_cfg.{" and prune_cfg.".join(old)} {"are" if len(old) > 1 else "is"} deprecated; '
+                     f'use prune_cfg.scorer={name!r}')
+    if 'oneshot' in d:
+        if _flag(d.pop('oneshot'), 'oneshot'):
+            if d.get('schedule') and d['schedule'] != 'oneshot':
+                raise ValueError('prune_cfg.oneshot=True freezes the masks at the first step; drop prune_cfg.schedule '
+                                 "(the current spelling is prune_cfg.schedule='oneshot')")
+            d['schedule'] = 'oneshot'
+            notes.append("prune_cfg.oneshot is deprecated; use prune_cfg.schedule='oneshot'")
+        else:
+            notes.append('prune_cfg.oneshot is deprecated; drop oneshot=False (the default schedule)')
+    if 'random_scores' in d:
+        if _flag(d.pop('random_scores'), 'random_scores'):
+            d['scorer'] = 'random'
+            notes.append("prune_cfg.random_scores is deprecated; use prune_cfg.scorer='random'")
+        else:
+            notes.append('prune_cfg.random_scores is deprecated; drop random_scores=False')
+    if 'prune_head' in d:
+        if d.pop('prune_head') is not False:
+            raise ValueError('prune_cfg.prune_head=True is not supported: the classifier is never pruned')
+        notes.append('prune_cfg.prune_head is deprecated and has no effect; drop it')
+    return d, notes
+
+
 @dataclass
 class PruneConfig:
+    """``prune_cfg``: the keys of one pruning run, grouped like the arguments of a pruner.
+
+    Basic keys (what a run sets):
+        target_rate (float): fraction of the prunable cost to remove, in (0, 1); required.
+        mode (str): ``'semi'`` (default), ``'structured'``, ``'unstructured'`` or ``'ctf'``.
+        target_macs (float, optional): compute budget, a fraction of the dense MACs after channel removal.
+        schedule (dict | str, optional): the phases of the run as fractions of it (or in iterations /
+            epochs), or ``'oneshot'``: masks decided at the first step from the loaded weights.
+        distill (dict, optional): knowledge distillation from the dense model.
+
+    Advanced keys (what is pruned, how it is counted and ranked):
+        targets, groups: which tensors are pruned and which entries share one mask.
+        cost (str): what the rate counts, ``'params'`` or ``'flops'``.
+        layer_floor (float): the fraction every pruned tensor keeps at least.
+        budget_weight (float): λ of the budget regularizer.
+        gate_price (float), gate_price_by (str): the shadow price of kept cost that the gates see.
+        scorer (str): how entries and groups are ranked (:mod:`.scorers`): ``'normalized'`` (default),
+            ``'magnitude'``, ``'l1'``, ``'magnitude_l1'``, ``'random'`` (one-shot only).
+        thresholds (str), gates (str), rank_weight (float): the paper's formulation, each off by default:
+            trained band positions (``'learned'``), gates computed from the latent (``'latent'``), the
+            MAC-priced live row / column rank surrogate.
+
+    Performance knobs (how often and how the masks are recomputed; docs/speed.md):
+        update_every (int | str): the mask update interval, ``'auto'`` by default.
+        cuda_graphs (bool): the soft phase's threshold search as a CUDA-graph replay on CUDA.
+
+    Ablation switches and search pins (``ablation=dict(...)``, :class:`Ablation`):
+        hard_phase, mask_bias, gate_relative, soft_projection, projection_search, gate_init, and the
+        hook's gate_group, reset_momentum.
+
+    Each field's ``metadata['doc']`` holds its full description (the README table). Deprecated spellings
+    (top-level ``hard_phase`` …, ``normalize``, ``group_stat``, ``oneshot``, ``prune_head``) keep working
+    for one release through :meth:`from_dict` with one :class:`PruneConfigDeprecationWarning` naming the
+    new spelling (:func:`migrate`).
+    """
+    # -- basic -----------------------------------------------------------------------------------------------
     target_rate: float = field(default=None, metadata=_doc(
-        'fraction of the prunable cost to remove, in (0, 1)', 'required'))
-    mode: str = field(default='semi', metadata=_doc('`semi` / `structured` / `unstructured` / `ctf`'))
-    cost: str = field(default='params', metadata=_doc(
-        'what the rate counts: `params`, or `flops` (each entry weighted by the output positions it is applied to)'))
-    budget_weight: float = field(default=5.0, metadata=_doc('λ of the budget regularizer'))
-    layer_floor: float = field(default=0.01, metadata=_doc('every pruned tensor keeps at least this fraction'))
-    schedule: Optional[Dict[str, Any]] = field(default=None, metadata=_doc(
+        'fraction of the prunable cost to remove, in (0, 1)', 'required', group='basic'))
+    mode: str = field(default='semi', metadata=_doc(
+        '`semi` (learned band-stop / group / gate cascade) / `structured` (group masks only) / `unstructured` '
+        '(entry masks only) / `ctf` (coarse-to-fine product)', group='basic'))
+    target_macs: Optional[float] = field(default=None, metadata=_doc(
+        'compute budget: MACs after channel removal ≤ `target_macs` × dense (ST-GCN / ST-GCN++; whole channels '
+        'are removed, weakest per freed MAC first, and the parameter rate is met elsewhere)', group='basic'))
+    schedule: Union[Dict[str, Any], str, None] = field(default=None, metadata=_doc(
         '`dict(warmup=0.3, freeze=0.8, tau_start=0.2, tau_end=1e-3, hard=None)` as fractions of the run '
         '(`hard`: start of the hard phase, default the last quarter of the anneal), or '
-        '`warmup_iters`/`freeze_iters`/`hard_iters`/`*_epochs`', 'see left'))
+        '`warmup_iters`/`freeze_iters`/`hard_iters`/`*_epochs`; or `\'oneshot\'`: the masks are decided at the '
+        'first step from the loaded weights, then the run fine-tunes', 'see left', group='basic'))
+    distill: Optional[Dict[str, Any]] = field(default=None, metadata=_doc(
+        '`dict(weight=1.0, temperature=4.0, checkpoint=None)`: knowledge distillation from the dense model (the '
+        'weights at the first training step, or `checkpoint`), any mode', group='basic'))
+    # -- advanced --------------------------------------------------------------------------------------------
     targets: Any = field(default=None, metadata=_doc(
         'roles to prune: `dict(gcn=True, tcn=True, residual=True, adjacency=False, attention=False)`, or a list '
         'of `dict(pattern=regex, groups=[...])`', 'see left'))
     groups: Optional[Dict[str, Any]] = field(default=None, metadata=_doc(
         "group specs per role, e.g. `dict(tcn=['out', 'in'])`; kinds `entry, out, in, tap, row, col, block`, "
         '`out:fold=K`', 'per backbone'))
+    cost: str = field(default='params', metadata=_doc(
+        'what the rate counts: `params`, or `flops` (each entry weighted by the output positions it is applied to)'))
+    layer_floor: float = field(default=0.01, metadata=_doc('every pruned tensor keeps at least this fraction'))
+    budget_weight: float = field(default=5.0, metadata=_doc('λ of the budget regularizer'))
     gate_price: float = field(default=1.0, metadata=_doc(
-        'constant shadow price of kept cost seen only by the gates (see below)'))
+        'constant shadow price of kept cost seen only by the gates'))
     gate_price_by: str = field(default='both', metadata=_doc(
         'what the gate price counts: `params`, `macs` (the compute a group frees when removed whole: its rows, '
         'the consumer columns and the adjacency aggregation) or `both`'))
-    gate_init: Any = field(default=0.0, metadata=_doc(
-        "initial gate logit (0 undecided, > 0 structure first), or `'score'`: from the group scores of the "
-        'loaded weights (weak groups start structured)'))
-    gate_relative: bool = field(default=True, metadata=_doc(
-        'scale the gate temperature by each tensor\'s mean gate logit magnitude, so the anneal decides every gate '
-        'before the freeze (False: the raw logit scale; measured: most gates still undecided at the freeze)'))
-    hard_phase: bool = field(default=True, metadata=_doc(
-        'train the last quarter of the anneal on the hard, topologically consistent masks at the exact rate; '
-        'the freeze keeps them unchanged'))
-    mask_bias: bool = field(default=True, metadata=_doc(
-        'mask each conv bias with its output row (a pruned channel emits exactly 0)'))
-    target_macs: Optional[float] = field(default=None, metadata=_doc(
-        'compute budget: MACs after channel removal ≤ `target_macs` × dense (ST-GCN / ST-GCN++; whole channels '
-        'are removed, weakest per freed MAC first, and the parameter rate is met elsewhere)'))
-    soft_projection: bool = field(default=True, metadata=_doc(
-        'with `target_macs`: the soft phase already trains without the channels the compute target removes '
-        '(projected every step, the budget ramped with the rate), so the hard phase does not remove them at once '
-        '(measured on SBU: loss_cls on one batch ×6.4 at the soft→hard step without it)'))
+    scorer: str = field(default='normalized', metadata=_doc(
+        'how entries and groups are ranked (`mmsemiprune.core.scorers`): `normalized` (`abs(w) / rms(w)` per '
+        'tensor, groups by RMS), `magnitude` (raw global `abs(w)`, the global magnitude baseline), `l1` (per '
+        'tensor normalised, groups by mean `abs(w)`, the L1-norm channel baseline), `magnitude_l1` (raw, groups '
+        'by mean)'))
+    # -- performance -----------------------------------------------------------------------------------------
     update_every: Union[int, str] = field(default='auto', metadata=_doc(
         'mask update interval N (steps): the thresholds (soft phase) and the topologically consistent, projected '
         'hard masks (hard phase, soft projection) are recomputed at the first step of a phase, every N-th step and '
         'whenever the scheduled rate moved by >= 0.01 since; in between the masks keep their thresholds / hard '
-        'masks (the soft projection its live region and thresholds). `auto`: about 1,000 updates '
-        'per mask phase, N = max(1, freeze·max_iters // 1000) (1 for runs of up to 1,250 steps at freeze 0.8; '
-        'measured on SBU, 60-step mask phases, 5 folds: N = 16 moved top-1 by -0.9 [-4.0, +2.3] points); '
-        '1: every step'))
-    projection_search: str = field(default='auto', metadata=_doc(
-        'how the consistent (compute-projected) hard masks find the rate to ask of the threshold search: `secant`: '
-        'the previous asked rate, one secant step and a safeguarded regula falsi (fewer probes while the asked rate '
-        'moves, e.g. the warm-up ramp: NTU ST-GCN with target_macs 0.4, CPU, 2.33x -> 1.37x stock); `bisect` (the '
-        'published leaderboards\' search): that at N > 1, at N = 1 a bisection from [0, rate] when the previous '
-        'asked rate misses; `auto`: `secant` with `target_macs`, else `bisect`. Measured with target_macs 0.4 on '
-        'SBU (5 folds) and FPHA, 3 seeds, rates 0.9 / 0.95: secant - bisect top-1 +0.38 points [-0.50, +1.26] over '
-        '36 pairs, exported MACs +0.3 %'))
+        'masks. `auto`: N = max(1, freeze·max_iters // 1000), about 1,000 updates per mask phase (1 for runs of up '
+        'to 1,250 steps at freeze 0.8); 1: every step', group='performance'))
     cuda_graphs: bool = field(default=True, metadata=_doc(
-        'CUDA: run the soft phase\'s threshold search as one replay of a captured CUDA graph (~180 operators '
-        'fewer dispatched per step, same thresholds; measured on an H200, batch 32: ST-GCN soft step 1.27x -> 1.17x '
-        'stock in fp32, 1.34x -> 1.28x in fp16 AMP). Ignored on the CPU and with `target_macs` (its soft projection '
-        'reads the host); `False`: the eager search'))
-    distill: Optional[Dict[str, Any]] = field(default=None, metadata=_doc(
-        '`dict(weight=1.0, temperature=4.0, checkpoint=None)`: knowledge distillation from the dense model (the '
-        'weights at the first training step, or `checkpoint`), any mode'))
-    oneshot: bool = field(default=False, metadata=_doc(
-        'freeze the masks at the first step from the loaded weights, then fine-tune (magnitude / L1 baselines)'))
-    normalize: bool = field(default=True, metadata=_doc(
-        'score by `|w|/rms(w)` per tensor (True) or raw global `|w|` (False)'))
-    group_stat: str = field(default='rms', metadata=_doc('group aggregation `rms` or `l1`'))
-    random_scores: bool = field(default=False, metadata=_doc(
-        'one-shot only: decide gates and masks on random latents (standard normal draws of the run\'s seed) '
-        'under the same rules, then fine-tune: the `random` baseline'))
-    prune_head: bool = field(default=False, metadata=_doc(
-        'reserved, must be False: the classifier and BatchNorms are never pruned'))
-    # -- the paper's formulation, each off by default (core/learned_thresholds.py, latent_gate.py, rank.py) ------
+        "CUDA: run the soft phase's threshold search as one replay of a captured CUDA graph (same thresholds, "
+        'fewer operators dispatched). Ignored on the CPU and with `target_macs`; `False`: the eager search',
+        group='performance'))
+    # -- the paper's formulation, each off by default (core/learned_thresholds.py, latent_gate.py, rank.py) --
     thresholds: str = field(default='search', metadata=_doc(
         '`search`: the band positions are placed every step so that the hard kept cost meets the schedule; '
         '`learned`: they are trained parameters (fractions below the band) moved by the task loss and the budget '
@@ -150,36 +319,53 @@ class PruneConfig:
     rank_weight: float = field(default=0.0, metadata=_doc(
         'weight of the rank surrogate: soft count of live rows and columns of each reshaped weight, priced by their '
         'MACs (0: off)'))
-    # -- end of the paper's formulation -----------------------------------------------------------------------------
+    # -- ablation --------------------------------------------------------------------------------------------
+    ablation: Ablation = field(default_factory=Ablation, metadata=_doc(
+        '`dict(...)` of ablation switches and search pins: ' + ', '.join(f'`{k}`' for k in Ablation.keys())
+        + ' (rows below)', 'the method', group='ablation'))
 
     # -- construction -------------------------------------------------------------------------------
     @classmethod
-    def keys(cls) -> Dict[str, str]:
-        """key → documentation (the README's key table)."""
-        return {f.name: f.metadata['doc'] for f in fields(cls)}
+    def keys(cls, group: Optional[str] = None) -> Dict[str, str]:
+        """key → documentation (the README's key table), optionally of one group of :data:`GROUPS`."""
+        return {f.name: f.metadata['doc'] for f in fields(cls) if group in (None, f.metadata['group'])}
 
     @classmethod
     def markdown_table(cls) -> str:
-        """The README's key table: | key | meaning | default |."""
+        """The README's key table: | key | meaning | default |, one block per group, then the ablation keys."""
         rows = ['| key | meaning | default |', '|---|---|---|']
-        for f in fields(cls):
-            default = f.metadata.get('default') or (f'`{f.default!r}`' if isinstance(f.default, str) else str(f.default))
-            rows.append(f'| `{f.name}` | {f.metadata["doc"]} | {default} |')
+        for group in GROUPS:
+            rows.append(f'| **{group}** | | |')
+            for f in fields(cls):
+                if f.metadata['group'] == group:
+                    rows.append(f'| `{f.name}` | {f.metadata["doc"]} | {_default_text(f)} |')
+        rows += [f'| `ablation.{f.name}` | {f.metadata["doc"]} | {_default_text(f)} |' for f in fields(Ablation)]
         return '\n'.join(rows)
 
     @classmethod
-    def from_dict(cls, d) -> 'PruneConfig':
-        """Validate ``prune_cfg`` (a dict) and build the config. Raises ValueError naming the field."""
+    def from_dict(cls, d, *, warn: bool = True) -> 'PruneConfig':
+        """Validate ``prune_cfg`` (a dict) and build the config; a :class:`PruneConfig` is returned as is.
+        Raises ValueError naming the field; deprecated spellings give one
+        :class:`PruneConfigDeprecationWarning` (``warn=False``: none)."""
+        if isinstance(d, PruneConfig):
+            return d
         if d is None or 'target_rate' not in dict(d):
             raise ValueError('SemiPruneRecognizerGCN needs prune_cfg with a target_rate, e.g. '
                              "model = dict(type='mmsemiprune.SemiPruneRecognizerGCN', "
                              "prune_cfg=dict(target_rate=0.9, mode='semi'))")
-        d = dict(d)
-        unknown = sorted(set(d) - set(cls.keys()))
+        d, notes = migrate(dict(d))
+        unknown = set(d) - set(cls.keys())
         if unknown:
-            raise ValueError(f'unknown prune_cfg key(s) {unknown}; valid keys: {", ".join(cls.keys())} '
-                             '(see README "Enabling pruning on an existing MMAction2 skeleton config: one line")')
-        cfg = cls(**copy.deepcopy(d))
+            raise _unknown(unknown, list(cls.keys()), 'prune_cfg',
+                           hint={k: f'prune_cfg.ablation.{k}' for k in Ablation.keys()})
+        if notes and warn:
+            # issued from this line (stacklevel 1): Python's default filter shows it once per process, although
+            # the tools validate prune_cfg before the model validates it again
+            warnings.warn(' '.join(f'{n}.' for n in notes) + ' The old spellings keep working for one release.',
+                          PruneConfigDeprecationWarning)
+        d = {k: v if isinstance(v, PruneSchedule) else copy.deepcopy(v) for k, v in d.items()}
+        d['ablation'] = Ablation.from_dict(d.get('ablation'))
+        cfg = cls(**d)
         cfg.validate()
         return cfg
 
@@ -194,28 +380,18 @@ class PruneConfig:
                              f'(1 - target_rate = {1 - self.target_rate:.3f}); lower layer_floor')
         self.gate_price = _number(self.gate_price, 'gate_price', 0.0)
         _choice(self.gate_price_by, 'gate_price_by', GATE_PRICES)
-        if isinstance(self.gate_init, str):
-            if self.gate_init != 'score':
-                raise ValueError(f"prune_cfg.gate_init must be a number or 'score', got {self.gate_init!r}")
-        else:
-            self.gate_init = _number(self.gate_init, 'gate_init')
-        for k in ('hard_phase', 'mask_bias', 'gate_relative', 'soft_projection', 'oneshot', 'normalize',
-                  'prune_head', 'cuda_graphs', 'random_scores'):
-            if not isinstance(getattr(self, k), bool):
-                raise ValueError(f'prune_cfg.{k} must be True or False, got {getattr(self, k)!r}')
-        if self.prune_head:
-            raise ValueError('prune_cfg.prune_head=True is not supported: the classifier is never pruned')
-        _choice(self.group_stat, 'group_stat', ('rms', 'l1'))
-        _choice(self.projection_search, 'projection_search', ('auto', 'secant', 'bisect'))
+        _choice(self.scorer, 'scorer', tuple(SCORERS))
+        _flag(self.cuda_graphs, 'cuda_graphs')
+        self.ablation = Ablation.from_dict(self.ablation) if not isinstance(self.ablation, Ablation) else self.ablation
+        self.ablation.validate()
         if self.target_macs is not None:
             self.target_macs = check_fraction(self.target_macs, 'prune_cfg.target_macs')
         check_update_every(self.update_every)
         self.distill = _check_distill(self.distill)
         _check_groups(self.groups)
-        if self.random_scores and not self.oneshot:
-            raise ValueError('prune_cfg.random_scores=True needs oneshot=True (a random mask decided at the first step)')
-        if self.oneshot and self.schedule:
-            raise ValueError('prune_cfg.oneshot=True freezes the masks at the first step; drop prune_cfg.schedule')
+        if SCORERS[self.scorer].random and not self.oneshot:
+            raise ValueError("prune_cfg.scorer='random' decides a random mask at the first step: it needs "
+                             "schedule='oneshot'")
         self._validate_formulation()
         self.parse_schedule()
 
@@ -232,18 +408,29 @@ class PruneConfig:
                              "gates='latent' and rank_weight have nothing to train; drop them")
         if self.gates == 'latent' and self.mode != 'semi':
             raise ValueError(f"prune_cfg.gates='latent' needs mode='semi' (mode {self.mode!r} has no gates)")
-        if self.gates == 'latent' and self.gate_init != 0.0:
+        if self.gates == 'latent' and self.ablation.gate_init != 0.0:
             raise ValueError("prune_cfg.gate_init initialises gate logits; with gates='latent' there are none: "
                              'drop gate_init')
 
     # -- schedule -------------------------------------------------------------------------------------
+    @property
+    def oneshot(self) -> bool:
+        """``schedule='oneshot'``: the masks are decided at the first step."""
+        return self.schedule == 'oneshot'
+
     def parse_schedule(self):
         """(PruneSchedule with the fractions given, dict of the keys given in iterations/epochs)."""
-        if self.oneshot:
-            return PruneSchedule(warmup=0.0, freeze=0.0), {}
-        d = dict(self.schedule or {})
-        if not isinstance(self.schedule or {}, dict):
-            raise ValueError(f'prune_cfg.schedule must be a dict, got {self.schedule!r}')
+        s = self.schedule
+        if isinstance(s, PruneSchedule):
+            return s, {}
+        if isinstance(s, str):
+            if s not in NAMED_SCHEDULES:
+                raise ValueError(f'unknown prune_cfg.schedule {s!r}; give dict(warmup=..., freeze=...) or one of '
+                                 f'{", ".join(map(repr, NAMED_SCHEDULES))}')
+            return PruneSchedule(**NAMED_SCHEDULES[s]), {}
+        if not isinstance(s or {}, dict):
+            raise ValueError(f'prune_cfg.schedule must be a dict or {", ".join(map(repr, NAMED_SCHEDULES))}, got {s!r}')
+        d = dict(s or {})
         units = {k: d.pop(k) for k in SCHEDULE_UNITS if k in d}
         for k, v in units.items():
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -251,9 +438,13 @@ class PruneConfig:
         try:
             sched = PruneSchedule(**d)
         except TypeError as e:
-            raise ValueError(f'bad prune_cfg.schedule {self.schedule!r}: {e}; keys are warmup, freeze, hard, tau_start, '
+            raise ValueError(f'bad prune_cfg.schedule {s!r}: {e}; keys are warmup, freeze, hard, tau_start, '
                              f'tau_end, {", ".join(SCHEDULE_UNITS)}') from None
         return sched, units
+
+    def build_schedule(self) -> PruneSchedule:
+        """The run's :class:`PruneSchedule` (keys in iterations/epochs are set by :meth:`resolve_schedule`)."""
+        return self.parse_schedule()[0]
 
     def resolve_schedule(self, schedule: PruneSchedule, max_iters: int, max_epochs: Optional[int] = None) -> None:
         """Write the keys given in iterations/epochs into ``schedule`` as fractions of the run; reject
@@ -273,17 +464,11 @@ class PruneConfig:
             setattr(schedule, name, v / total)
         schedule.validate()
 
-    # -- use ------------------------------------------------------------------------------------------
-    def pruner_kwargs(self) -> Dict[str, Any]:
-        """Keyword arguments of :class:`~.pruner.SemiPruner` (everything but specs and channel sets)."""
-        return dict(target_rate=self.target_rate, mode=self.mode, cost=self.cost, budget_weight=self.budget_weight,
-                    layer_floor=self.layer_floor, schedule=self.parse_schedule()[0], normalize=self.normalize,
-                    group_stat=self.group_stat, gate_init=self.gate_init, gate_price=self.gate_price,
-                    gate_price_by=self.gate_price_by, hard_phase=self.hard_phase, mask_bias=self.mask_bias,
-                    target_macs=self.target_macs, gate_relative=self.gate_relative,
-                    soft_projection=self.soft_projection, update_every=self.update_every,
-                    projection_search=self.projection_search, cuda_graphs=self.cuda_graphs,
-                    thresholds=self.thresholds, gates=self.gates, rank_weight=self.rank_weight)
+
+def _default_text(f) -> str:
+    if 'default' in f.metadata:
+        return f.metadata['default']
+    return f'`{f.default!r}`' if isinstance(f.default, str) else str(f.default)
 
 
 AUTO_UPDATES = 1000  # update_every='auto': about this many mask updates per mask phase

@@ -2,7 +2,8 @@
 
 Typical use (any ``nn.Module``)::
 
-    pruner = SemiPruner(model, [PruneSpec('features.0', groups=['out']), ...], target_rate=0.9)
+    cfg = PruneConfig.from_dict(dict(target_rate=0.9, mode='semi'))  # or SemiPruner(model, specs, 0.9, mode=...)
+    pruner = SemiPruner(model, [PruneSpec('features.0', groups=['out']), ...], cfg)
     for it in range(n):
         pruner.set_progress(it / n)              # temperature, scheduled rate, thresholds, freeze
         loss = task_loss(model(x)) + pruner.budget_loss()
@@ -31,9 +32,11 @@ from .latent_gate import refresh_latent_gates, use_latent_gates
 from .learned_thresholds import budget_fraction, hard_kept_fraction, sync_bands, use_learned_bands
 from .rank import rank_surrogate
 from .reparam import install_mask, is_masked
-from .schedule import PruneSchedule
+from .scorers import build_scorer
 
 __all__ = ['PruneSpec', 'SemiPruner', 'check_rate', 'check_fraction', 'GATE_PRICES']
+
+_NO_CONFIG = object()
 
 
 @dataclass
@@ -51,125 +54,110 @@ def _fill_all(tensors, value: float) -> None:
     torch._foreach_add_(tensors, value)
 
 
+def _config_of(config, kwargs) -> PruneConfig:
+    """The validated :class:`PruneConfig` of ``SemiPruner(model, specs, config, **kwargs)``."""
+    if isinstance(config, PruneConfig):
+        if kwargs:
+            raise TypeError(f'SemiPruner got a PruneConfig and the keyword arguments {sorted(kwargs)}; '
+                            'set them in the config (PruneConfig.from_dict) instead')
+        return config
+    if isinstance(config, dict):
+        return PruneConfig.from_dict(dict(config, **kwargs))
+    d = dict(kwargs)
+    if config is not _NO_CONFIG:
+        if 'target_rate' in d:
+            raise TypeError('SemiPruner got target_rate twice (positional and keyword)')
+        d['target_rate'] = config
+    if 'target_rate' not in d:
+        raise TypeError('SemiPruner needs a PruneConfig or a target_rate, e.g. SemiPruner(model, specs, 0.9)')
+    return PruneConfig.from_dict(d, warn=False)  # the keyword API names the ablation switches flat
+
+
 class SemiPruner(nn.Module):
     """Args:
         model: the module to prune (masks are installed in place).
         specs: list of :class:`PruneSpec` (or dicts with the same keys).
-        target_rate: fraction of the prunable cost to remove, in (0, 1).
-        mode: 'semi' | 'structured' | 'unstructured' | 'ctf'.
-        cost: 'params' or 'flops' (see :mod:`.budget`).
-        budget_weight: λ of the budget regularizer.
-        layer_floor: every tensor keeps at least this fraction of its entries.
-        schedule: :class:`PruneSchedule` or dict.
+        config: the validated :class:`~.config.PruneConfig` (``PruneConfig.from_dict(prune_cfg)``), a
+            ``prune_cfg`` dict, or the target rate alone (a float) with the other keys as keyword arguments.
         channel_sets: list of :class:`~.topology.ChannelSet` for consistency, reports and export.
-        normalize: score entries by |Ŵ|/rms(Ŵ) per tensor (default) or by the raw |Ŵ| (classic global
-            magnitude pruning).
-        group_stat: 'rms' or 'l1' aggregation of a group's latent magnitudes.
-        gate_init: initial gate logit γ (0: undecided; > 0 starts group-wise, i.e. structure first).
-        gate_price: μ ≥ 0, a constant shadow price of kept cost seen by the gates only (see
-            ``gate_price_by``); the classification loss pushes back where it hurts.
-        gate_price_by: what the gate price counts (ours):
-            'params': P_p = Σ_g g_g·n_g·c·Δ_g / N with Δ_g = mean_{i∈g}(ψ_G − ψ_e) detached: each gate is
-                pushed towards whichever mask keeps less of its group (weak groups → removed whole, strong
-                groups → thinned entry-wise);
-            'macs': P_m = Σ_g g_g·(ψ̄_G,g − 1)·F_g / M with F_g the MACs freed by removing group g whole
-                (for an output channel: its producer rows, its consumer columns and its adjacency
-                aggregation, :func:`~.compute.group_prices`) and M the dense MACs: in export only a group
-                removed whole frees compute, so weak groups are pushed to be removed whole in proportion to
-                the compute they free (needs :meth:`profile`);
-            'both' (default): P = P_p + P_m.
-        hard_phase: train the last part of the anneal on the hard, topologically consistent masks at the
-            exact rate; the freeze stores the last of them unchanged.
-        mask_bias: mask each conv bias with its output row (a pruned channel emits exactly 0).
-        gate_relative: scale the gate temperature by each tensor's mean |γ| (default), so annealing decides
-            every gate before the freeze (see :mod:`.gate`); False: the logits' raw scale.
-        target_macs: optional compute budget, a fraction of the dense MACs: hard masks (hard phase and
-            freeze) remove whole channels, weakest per freed MAC first, until the MACs left after channel
-            removal are ≤ target_macs·dense (:func:`~.compute.project_macs`), the parameter rate being met
-            elsewhere. Needs channel sets and :meth:`profile`.
-        soft_projection: with ``target_macs``, the soft phase already trains without the channels the compute
-            target removes (ours): every step the consistent, projected hard masks are computed as in the
-            hard phase (compute budget ramped with the rate, 1 − (1 − target_macs)·r(p)/r), the thresholds
-            are left where that meets the rate, and the soft mask is multiplied by the live region K of those
-            masks (0 on their all-zero rows and columns): ψ ← ψ ⊙ K. Measured on SBU without it: the hard
-            phase removed the projected channels at once and loss_cls on one batch rose ×6.4 at that step.
-        update_every: N ≥ 1, the mask update interval (ours; as RigL / GMP update masks every ΔT steps). The
-            threshold search is ~230 operators per step on the NTU ST-GCN, the consistent (projected) hard masks a
-            search of ~3,600 operators and ~3 host reads per probe of the rate (~120 before the MAC count and the
-            projection ran on the device). Both are recomputed at the first step of a phase, every N-th step after
-            it, and whenever the scheduled rate moved by ≥ 0.01 since the last recomputation (so the warm-up ramp is
-            followed step by step). In between, the soft masks keep their thresholds (ψ still follows the latents
-            and the temperature), the hard phase keeps its masks, and the soft projection keeps K and its
-            thresholds. 1: every step. 'auto' (default): 1 until :meth:`set_run_length` gives the run's length,
-            then max(1, freeze·max_iters // 1000), about 1,000 updates per mask phase (the recognizer calls it at
-            the first step). Measured on SBU (60-step mask phases, 5 folds, seed 0, rate 0.9): N = 16 moved
-            top-1 by −0.9 [−4.0, +2.3] points (paired t-interval), not resolved; short runs keep N = 1.
-        projection_search: how the consistent (projected) hard masks find the rate to ask of the search:
-            'secant' takes the secant step from the warm start at every N; 'bisect' (the published leaderboards'
-            search) bisects from [0, rate] whenever the warm start misses at N = 1 and takes the secant step at
-            N > 1; 'auto' (default): 'secant' with ``target_macs`` (measured: in the warm-up ramp of the NTU
-            ST-GCN 2.33x -> 1.37x stock on the CPU; on SBU (5 folds) and FPHA, 3 seeds, rates 0.9 / 0.95, top-1
-            secant - bisect +0.38 points [-0.50, +1.26] over 36 pairs, exported MACs +0.3 %), else 'bisect' (runs
-            without a compute target keep the search they were measured with).
-        cuda_graphs: on CUDA (default on), run the soft phase's threshold search as one replay of a captured CUDA
-            graph instead of ~190 operators dispatched per step (:mod:`.cudagraph`; same kernels, same
-            thresholds; H200, batch 32, ST-GCN soft step 1.27x -> 1.17x stock in fp32, 1.34x -> 1.28x in fp16).
-            Not with ``target_macs`` (the soft projection's search reads the host); ignored on the CPU.
-        thresholds: 'search' (default) or 'learned': trained band positions, the search only at the freeze
-            (:mod:`.learned_thresholds`; no hard phase, not with ``target_macs``).
-        gates: 'param' (default: a logit γ per group, :mod:`.gate`) or 'latent': gates computed from the latent
-            (:mod:`.latent_gate`; ``mode='semi'``).
-        rank_weight: weight of the MAC-priced live row / column surrogate of :mod:`.rank` (0: off).
-        With ``thresholds='learned'`` or ``gates='latent'`` the masks take the per-tensor reference path (the fused
-        batched soft masks and the CUDA-graph search do not apply).
+        **kwargs: without a config object, the keys of :class:`~.config.PruneConfig` (``mode='structured'``,
+            ``schedule=PruneSchedule(...)`` or a dict ...). The flat names of the ablation switches
+            (``hard_phase=False`` for ``ablation=dict(hard_phase=False)``) and the scorer flags
+            (``normalize=False`` for ``scorer='magnitude'``, ``group_stat='l1'`` for ``scorer='l1'``) are
+            accepted here as well.
 
-    Attribute ``random_scores`` (default False; ``prune_cfg.random_scores``): one-shot masks decided on random
-    latents (the ``random`` baseline), see :meth:`_scored_latents`.
+    Every key is described in :class:`~.config.PruneConfig`; what the pruner computes for some of them:
+
+    - ``gate_price_by``: the gate price term P, with μ = ``gate_price`` (ours):
+      'params': P_p = Σ_g g_g·n_g·c·Δ_g / N with Δ_g = mean_{i∈g}(ψ_G − ψ_e) detached: each gate is pushed
+      towards whichever mask keeps less of its group (weak groups → removed whole, strong groups → thinned
+      entry-wise); 'macs': P_m = Σ_g g_g·(ψ̄_G,g − 1)·F_g / M with F_g the MACs freed by removing group g
+      whole (its producer rows, its consumer columns and its adjacency aggregation,
+      :func:`~.compute.group_prices`) and M the dense MACs: in export only a group removed whole frees
+      compute (needs :meth:`profile`); 'both' (default): P = P_p + P_m.
+    - ``target_macs``: hard masks (hard phase and freeze) remove whole channels, weakest per freed MAC first,
+      until the MACs left after channel removal are ≤ target_macs·dense (:func:`~.compute.project_macs`).
+      Needs channel sets and :meth:`profile`.
+    - ``ablation.soft_projection`` (with ``target_macs``, ours): at every mask update of the soft phase the
+      consistent, projected hard masks are computed as in the hard phase (compute budget ramped with the
+      rate, 1 − (1 − target_macs)·r(p)/r), the thresholds are left where that meets the rate, and the soft
+      mask is multiplied by the live region K of those masks (0 on their all-zero rows and columns):
+      ψ ← ψ ⊙ K.
+    - ``update_every`` (ours; as RigL / GMP update masks every ΔT steps): the threshold search and the
+      consistent (projected) hard masks are recomputed at the first step of a phase, every N-th step after
+      it, and whenever the scheduled rate moved by ≥ 0.01 since the last recomputation (so the warm-up ramp
+      is followed step by step); in between, the soft masks keep their thresholds (ψ still follows the
+      latents and the temperature), the hard phase keeps its masks, the soft projection K and its
+      thresholds. 'auto': 1 until :meth:`set_run_length` gives the run's length (the recognizer calls it at
+      the first step), then max(1, freeze·max_iters // 1000).
+    - ``cuda_graphs``: on CUDA the soft phase's threshold search is one replay of a captured CUDA graph
+      (:mod:`.cudagraph`; same kernels, same thresholds); not with ``target_macs``; ignored on the CPU.
+    - ``thresholds='learned'``: trained band positions, the search only at the freeze
+      (:mod:`.learned_thresholds`; no hard phase, not with ``target_macs``); ``gates='latent'``: gates computed
+      from the latent (:mod:`.latent_gate`; ``mode='semi'``); ``rank_weight``: the MAC-priced live row / column
+      surrogate of :mod:`.rank`. With either of the first two the masks take the per-tensor reference path (the
+      fused batched soft masks and the CUDA-graph search do not apply).
+    - ``scorer='random'`` (one-shot only): gates and masks decided on random latents, see :meth:`_scored_latents`.
     """
 
-    random_scores = False
-
-    def __init__(self, model: nn.Module, specs, target_rate: float, mode: str = 'semi', cost: str = 'params',
-                 budget_weight: float = 5.0, layer_floor: float = 0.01, schedule=None, channel_sets=None,
-                 normalize: bool = True, group_stat: str = 'rms', gate_init=0.0, gate_price: float = 1.0,
-                 gate_price_by: str = 'both', hard_phase: bool = True, mask_bias: bool = True,
-                 target_macs: Optional[float] = None, gate_relative: bool = True, soft_projection: bool = True,
-                 update_every='auto', projection_search: str = 'auto', cuda_graphs: bool = True,
-                 thresholds: str = 'search', gates: str = 'param', rank_weight: float = 0.0):
+    def __init__(self, model: nn.Module, specs, config=_NO_CONFIG, channel_sets=None, **kwargs):
         super().__init__()
-        # one validation path: the same dataclass that validates prune_cfg (core/config.py)
-        if isinstance(schedule, dict):
-            try:
-                schedule = PruneSchedule(**schedule)
-            except TypeError as e:
-                raise ValueError(f'bad schedule {schedule!r}: {e}; keys are warmup, freeze, hard, tau_start, '
-                                 'tau_end') from None
-        cfg = PruneConfig(target_rate=target_rate, mode=mode, cost=cost, budget_weight=budget_weight,
-                          layer_floor=layer_floor, normalize=normalize, group_stat=group_stat, gate_init=gate_init,
-                          gate_price=gate_price, gate_price_by=gate_price_by, hard_phase=bool(hard_phase),
-                          mask_bias=bool(mask_bias), target_macs=target_macs, gate_relative=gate_relative,
-                          soft_projection=soft_projection, update_every=update_every,
-                          projection_search=projection_search, cuda_graphs=cuda_graphs,
-                          thresholds=thresholds, gates=gates, rank_weight=rank_weight)
-        cfg.validate()
+        cfg = _config_of(config, kwargs)
         if cfg.target_macs is not None and not channel_sets:
             raise ValueError('target_macs needs channel sets (physical channel removal): they are declared for '
                              "MMAction2's STGCN (ST-GCN, ST-GCN++); drop target_macs for this backbone")
+        abl = cfg.ablation
         self.config = cfg
-        self.target_rate, self.mode, self.cost, self.layer_floor = cfg.target_rate, mode, cost, cfg.layer_floor
-        self.gate_price, self.gate_price_by, self.gate_init = cfg.gate_price, gate_price_by, cfg.gate_init
-        self.hard_phase, self.target_macs = cfg.hard_phase, cfg.target_macs
-        self.schedule = schedule if schedule is not None else PruneSchedule()
+        self.target_rate, self.mode, self.cost, self.layer_floor = cfg.target_rate, cfg.mode, cfg.cost, cfg.layer_floor
+        self.gate_price, self.gate_price_by, self.gate_init = cfg.gate_price, cfg.gate_price_by, abl.gate_init
+        self.hard_phase, self.target_macs = abl.hard_phase, cfg.target_macs
+        self.scorer = build_scorer(cfg.scorer)
+        self.schedule = cfg.build_schedule()
         self.regularizer = BudgetRegularizer(cfg.budget_weight)
         self.channel_sets = list(channel_sets or [])
+        self._init_state(cfg)
+        object.__setattr__(self, '_model', model)
+        self._items = []  # (key, module, pname, SemiMask)
+        for mod, spec, mask in self._resolve(model, specs):
+            install_mask(mod, spec.param, mask, spec.module)
+            self._items.append((f'{spec.module}.{spec.param}', mod, spec.param, mask))
+        if self._learned:
+            use_learned_bands(self.masks, cfg.layer_floor, self.schedule.tau_start)
+        if self._latent_gates:
+            use_latent_gates(self.masks)
+        self._batch = None
+        self._link_batch()
+
+    def _init_state(self, cfg: PruneConfig) -> None:
+        """Buffers (saved in checkpoints) and host-side state of the schedule and the mask searches."""
         self.register_buffer('progress', torch.tensor(0.0))
         self.register_buffer('rate_now', torch.tensor(0.0))
         self.register_buffer('profiled', torch.tensor(False))
         self._is_profiled = False  # host-side mirror of ``profiled`` (no device sync per step)
         self.register_buffer('frozen_at', torch.tensor(-1.0))  # progress at which masks were frozen
-        self.register_buffer('gates_initialised', torch.tensor(gate_init != 'score'))
-        self._gates_ready = gate_init != 'score'  # host-side mirror of gates_initialised (no sync per step)
-        self.soft_projection = cfg.soft_projection and cfg.target_macs is not None
+        self.register_buffer('gates_initialised', torch.tensor(self.gate_init != 'score'))
+        self._gates_ready = self.gate_init != 'score'  # host-side mirror of gates_initialised (no sync per step)
+        self.soft_projection = cfg.ablation.soft_projection and cfg.target_macs is not None
         self._hard_asked = None  # hard phase: the rate asked of the threshold search at the last step
         self._soft_asked = None  # soft projection: the same, in the soft phase
         self._soft_rate = None  # ... and the scheduled rate it was asked for
@@ -177,7 +165,7 @@ class SemiPruner(nn.Module):
         self._update_auto = cfg.update_every == 'auto'
         self.update_every = 1 if self._update_auto else cfg.update_every
         self._updated_at = None  # (phase, scheduled rate, steps since) of the last mask recomputation
-        self.projection_search = cfg.projection_search
+        self.projection_search = cfg.ablation.projection_search
         self.cuda_graphs = bool(cfg.cuda_graphs)
         self._learned = cfg.thresholds == 'learned'  # .learned_thresholds
         self._latent_gates = cfg.gates == 'latent'  # .latent_gate
@@ -189,14 +177,15 @@ class SemiPruner(nn.Module):
         self._live = None  # LiveRegions of the masks (static ids, built at the first projection)
         self.hard_stats = {}  # hard phase: asked / achieved rate of the last hard masks
         self._prices = None  # gate_price_by 'macs'/'both': per-mask (G,) MACs freed, cached after profiling
-        object.__setattr__(self, '_model', model)
-        self._items = []  # (key, module, pname, SemiMask)
+
+    def _resolve(self, model: nn.Module, specs):
+        """(module, spec, mask) of every spec, all validated before the model is touched."""
         modules = dict(model.named_modules())
         if not specs:
             raise ValueError('nothing to prune: the list of prunable tensors is empty')
         specs = [PruneSpec(**s) if isinstance(s, dict) else s for s in specs]
-        resolved = []
-        for spec in specs:  # validate everything before touching the model
+        abl, resolved = self.config.ablation, []
+        for spec in specs:
             if spec.module not in modules:
                 close = [n for n in modules if n.endswith(spec.module.split('.')[-1])][:5]
                 raise ValueError(f'no module named {spec.module!r} in the model; '
@@ -209,20 +198,12 @@ class SemiPruner(nn.Module):
                                  f'parameter {spec.param!r} (it has {have})')
             if is_masked(mod, spec.param) or any(r[0] is mod and r[1].param == spec.param for r in resolved):
                 raise ValueError(f'{spec.module}.{spec.param} is listed twice or already masked')
-            mask = SemiMask(p.shape, spec.groups, mode, name=f'{spec.module}.{spec.param}', normalize=normalize,
-                            group_stat=group_stat, gate_init=0.0 if gate_init == 'score' else gate_init,
-                            mask_bias=mask_bias and spec.param == 'weight',
-                            gate_relative=cfg.gate_relative)
+            mask = SemiMask(p.shape, spec.groups, self.mode, name=f'{spec.module}.{spec.param}',
+                            normalize=self.scorer.normalize, group_stat=self.scorer.group_stat,
+                            gate_init=0.0 if self.gate_init == 'score' else self.gate_init,
+                            mask_bias=abl.mask_bias and spec.param == 'weight', gate_relative=abl.gate_relative)
             resolved.append((mod, spec, mask.to(p.device)))
-        for mod, spec, mask in resolved:
-            install_mask(mod, spec.param, mask, spec.module)
-            self._items.append((f'{spec.module}.{spec.param}', mod, spec.param, mask))
-        if self._learned:
-            use_learned_bands(self.masks, cfg.layer_floor, self.schedule.tau_start)
-        if cfg.gates == 'latent':
-            use_latent_gates(self.masks)
-        self._batch = None
-        self._link_batch()
+        return resolved
 
     def _link_batch(self):
         """All soft masks in one pass (:class:`~.batch.SoftBatch`): link every mask to this pruner's batch
@@ -274,7 +255,7 @@ class SemiPruner(nn.Module):
             self.rate_now.fill_(self.target_rate)
             return
         phase = self.phase_at(p)
-        with self._scored_latents():  # random_scores: gates and masks decided on random latents
+        with self._scored_latents():  # scorer 'random': gates and masks decided on random latents
             if not self._gates_ready:  # before a one-shot freeze too (semi one-shot: gates from scores)
                 self._init_gates_from_scores()
             if self._latent_gates:  # this step's hard decisions, from the current latents
@@ -328,11 +309,11 @@ class SemiPruner(nn.Module):
 
     @contextlib.contextmanager
     def _scored_latents(self):
-        """With ``random_scores`` (one-shot only): every latent tensor is replaced by standard normal draws of
+        """With ``scorer='random'`` (one-shot only): every latent tensor is replaced by standard normal draws of
         the global torch RNG (the run's seed) while the gates and masks are decided, then restored, so the
         masks are a random draw under exactly the rules (rate, gates, ``target_macs``, consistency) of the
         magnitude masks, and the kept weights keep their trained values."""
-        if not self.random_scores:
+        if not self.scorer.random:
             yield
             return
         latents = [w for _, _, w in self.items()]

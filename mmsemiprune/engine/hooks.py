@@ -8,6 +8,7 @@ import copy
 import math
 import os.path as osp
 import random
+from typing import Optional
 
 import numpy as np
 import torch
@@ -78,14 +79,16 @@ class SemiPruneHook(Hook):
             and resumed with ``--resume`` samples other clips than an uninterrupted run and ends with other
             weights (and in general other masks); with it, resuming from an epoch checkpoint reproduces the
             uninterrupted run exactly (epoch-based loops; tests/reliability/test_rel_training.py).
-        gate_group: give the gate logits their own optimizer parameter group (ours): no weight decay (it would
+        gate_group: give the gate logits their own optimizer parameter group (ours; an ablation switch: None, the
+            default, reads ``prune_cfg.ablation.gate_group``, True unless set there): no weight decay (it would
             pull every gate towards "undecided"; learned band fractions get a group of their own, also without
             momentum), the run's learning rate while masks are soft, and once the
             masks are frozen lr 0 with the momentum buffers cleared, so nothing carries the logits on past the
             freeze (their decisions are frozen in buffers anyway). The group is added before checkpoints are
             loaded, so ``--resume`` restores its state; MMEngine's LR schedulers leave it alone.
         reset_momentum: when the masks become hard (hard phase or freeze), clear the optimizer state of the
-            masked tensors once (ours): a fine-tune with fresh momentum, like the one-shot baselines get.
+            masked tensors once (ours): a fine-tune with fresh momentum, like the one-shot baselines get. None
+            (the default) reads ``prune_cfg.ablation.reset_momentum`` (True unless set there).
         log_transitions: before each step at which the masks change kind (soft → hard phase, soft or hard →
             frozen), log ``loss_cls`` of that step's batch with the current masks and with the next ones, on a
             copy of the model with the same weights (train-mode BatchNorm), and the structural share of both:
@@ -100,8 +103,8 @@ class SemiPruneHook(Hook):
     priority = 'NORMAL'
 
     def __init__(self, log_interval: int = 10, bn_batches: int = 20, save_pruned: bool = True,
-                 check_finite: bool = True, reseed_epochs: bool = True, gate_group: bool = True,
-                 reset_momentum: bool = True, log_transitions: bool = True, retain_freed_memory: bool = True):
+                 check_finite: bool = True, reseed_epochs: bool = True, gate_group: Optional[bool] = None,
+                 reset_momentum: Optional[bool] = None, log_transitions: bool = True, retain_freed_memory: bool = True):
         self.retain_freed_memory = retain_freed_memory
         self.gate_group = gate_group
         self.log_transitions = log_transitions
@@ -118,6 +121,7 @@ class SemiPruneHook(Hook):
     def before_run(self, runner):
         trust_path(runner.work_dir)  # the run's own checkpoints may be unpickled on resume
         model = _pruned_model(runner)
+        self._resolve_switches(model)
         if model is None:
             runner.logger.warning('SemiPruneHook: the model has no pruner (use type='
                                   "'mmsemiprune.SemiPruneRecognizerGCN'); the hook does nothing")
@@ -126,6 +130,13 @@ class SemiPruneHook(Hook):
         if model is not None and self.retain_freed_memory and _on_cpu(model):
             runner.logger.info(f'SemiPruneHook: CPU run, glibc keeps freed memory for reuse: {allocator.retain_freed_memory()} '
                                '(SemiPruneHook(retain_freed_memory=False) or MMSEMIPRUNE_MALLOC=default: off)')
+
+    def _resolve_switches(self, model) -> None:
+        """``gate_group`` / ``reset_momentum`` left at None: the model's ``prune_cfg.ablation`` (True without one)."""
+        ablation = getattr(getattr(getattr(model, 'pruner', None), 'config', None), 'ablation', None)
+        for k in ('gate_group', 'reset_momentum'):
+            if getattr(self, k) is None:
+                setattr(self, k, bool(getattr(ablation, k, True)))
 
     @staticmethod
     def _optimizers(runner):
@@ -300,6 +311,8 @@ class SemiPruneHook(Hook):
                     f'Last good checkpoint: {last or "none saved yet"}. Lower the learning rate or '
                     'budget_weight, check the data for NaN/inf, then resume with --resume.')
         model = _pruned_model(runner)
+        if model is not None and (self.gate_group is None or self.reset_momentum is None):
+            self._resolve_switches(model)
         if model is not None and self.reset_momentum and not self._momentum_reset \
                 and (model.pruner.in_hard_phase or model.pruner.frozen) and float(model.pruner.progress) > 0:
             self._reset_momentum(runner, model)

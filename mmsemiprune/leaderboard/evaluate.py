@@ -111,7 +111,9 @@ def model_counts(cfg, model, x1: torch.Tensor, fold_head: bool = True) -> Dict:
 def evaluate_checkpoint(config: str, checkpoint: str, work_dir: str, save_dense_weights: Optional[str] = None,
                         cfg_options: Optional[Dict] = None) -> Dict:
     """Test ``checkpoint`` with ``config``; see the module docstring for what is measured."""
-    import mmsemiprune  # noqa: F401  (registries, trusted loading)
+    import mmsemiprune
+    mmsemiprune.apply_mmengine_patches()  # safe checkpoint loader, mmaction:: bases
+    mmsemiprune.register_all()
     from mmengine.config import Config
     from mmengine.model import is_model_wrapper
     from mmengine.runner import Runner
@@ -232,7 +234,9 @@ def refresh_report(work_dir: str) -> Dict:
     run was evaluated. Updates ``result.json`` in place (``report_code`` records the code version)."""
     import json
 
-    import mmsemiprune  # noqa: F401
+    import mmsemiprune
+    mmsemiprune.apply_mmengine_patches()  # safe checkpoint loader, mmaction:: bases
+    mmsemiprune.register_all()
     from mmaction.registry import MODELS
     from mmengine.config import Config
     from mmengine.registry import init_default_scope

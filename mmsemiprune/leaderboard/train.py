@@ -16,7 +16,9 @@ __all__ = ['train']
 def train(config: str, work_dir: str, resume: bool = False) -> None:
     """Build the Runner from ``config`` (work dir ``work_dir``) and train; ``resume``: continue from the
     last checkpoint in the work dir."""
-    import mmsemiprune  # noqa: F401  (registries, mmaction:: bases, safe checkpoint loading)
+    import mmsemiprune
+    mmsemiprune.apply_mmengine_patches()  # safe checkpoint loader, mmaction:: bases
+    mmsemiprune.register_all()
     from mmengine.config import Config
     from mmengine.runner import Runner
 

@@ -66,7 +66,8 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
     """RecognizerGCN + :class:`~mmsemiprune.core.SemiPruner` on its backbone (see module docstring).
 
     Args:
-        prune_cfg (dict): see :data:`PRUNE_CFG_KEYS`.
+        prune_cfg (dict): the keys of :class:`~mmsemiprune.core.config.PruneConfig` (:data:`PRUNE_CFG_KEYS`),
+            validated once here; the pruner receives the validated object.
         Other args as ``RecognizerGCN``.
     """
 
@@ -79,8 +80,7 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
         self.prune_cfg = dict(prune_cfg)
         self.config = cfg
         specs, sets = declare(self.backbone, 'backbone.', cfg.targets, cfg.groups)
-        self.pruner = SemiPruner(self, specs, channel_sets=sets, **cfg.pruner_kwargs())
-        self.pruner.random_scores = cfg.random_scores
+        self.pruner = SemiPruner(self, specs, cfg, channel_sets=sets)
         self.distill = cfg.distill
         self._teacher = None
         self._schedule_checked = False

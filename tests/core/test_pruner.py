@@ -265,3 +265,34 @@ def test_explicit_freeze_and_progress_after(toy):
     masks = [m.mask.clone() for m in pr.masks]
     pr.set_progress(0.1)  # progress after freezing does not thaw or move the masks
     assert pr.frozen and all(torch.equal(a, m.mask) for a, m in zip(masks, pr.masks))
+
+
+def test_config_object_dict_and_keywords_build_the_same_pruner(toy):
+    """One config path: the validated PruneConfig is used as is; a prune_cfg dict and the keyword API
+    (flat ablation names included) validate into an equal config and give the same masks."""
+    from mmsemiprune.core.config import PruneConfig
+    cfg = PruneConfig.from_dict(dict(target_rate=0.7, mode='structured', ablation=dict(hard_phase=False),
+                                     scorer='l1', schedule='oneshot'))
+    pruners = []
+    for how in ('object', 'dict', 'keywords'):
+        torch.manual_seed(0)
+        net = toy.Toy()
+        if how == 'object':
+            pr = SemiPruner(net, toy.specs(), cfg, channel_sets=toy.sets())
+            assert pr.config is cfg
+        elif how == 'dict':
+            pr = SemiPruner(net, toy.specs(), dict(target_rate=0.7, mode='structured', scorer='l1',
+                                                   ablation=dict(hard_phase=False), schedule='oneshot'),
+                            channel_sets=toy.sets())
+        else:
+            pr = SemiPruner(net, toy.specs(), 0.7, mode='structured', hard_phase=False, group_stat='l1',
+                            schedule='oneshot', channel_sets=toy.sets())
+        assert pr.config == cfg and not pr.hard_phase and pr.scorer.name == 'l1'
+        pr.set_progress(0.0)
+        pruners.append(pr)
+    for pr in pruners[1:]:
+        assert all(torch.equal(a.mask, b.mask) for a, b in zip(pruners[0].masks, pr.masks))
+    with pytest.raises(TypeError, match='set them in the config'):
+        SemiPruner(toy.Toy(), toy.specs(), cfg, mode='semi')
+    with pytest.raises(TypeError, match='needs a PruneConfig or a target_rate'):
+        SemiPruner(toy.Toy(), toy.specs())

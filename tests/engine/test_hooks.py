@@ -134,7 +134,7 @@ class _Logger:
         self.records.append(('warning', msg))
 
 
-def tiny_model(schedule=None, pruned=True):
+def tiny_model(schedule=None, pruned=True, **prune_cfg):
     torch.manual_seed(0)
     cfg = dict(type='RecognizerGCN',
                backbone=dict(type='STGCN', graph_cfg=dict(layout='nturgb+d', mode='stgcn_spatial'),
@@ -142,7 +142,7 @@ def tiny_model(schedule=None, pruned=True):
                cls_head=dict(type='GCNHead', num_classes=4, in_channels=16))
     if pruned:
         cfg.update(type='mmsemiprune.SemiPruneRecognizerGCN',
-                   prune_cfg=dict(target_rate=0.7, **({'schedule': schedule} if schedule else {})))
+                   prune_cfg=dict(target_rate=0.7, **({'schedule': schedule} if schedule else {}), **prune_cfg))
     return MODELS.build(cfg)
 
 
@@ -289,3 +289,22 @@ def test_hook_retains_freed_memory_on_a_cpu_run(tmp_path, monkeypatch, on):
     assert any('keeps freed memory for reuse: applied' in m for _, m in runner.logger.records) == on
     SemiPruneHook().before_run(fake_runner(tiny_model(pruned=False), tmp_path))
     assert calls == ([1] if on else [])
+
+
+@pytest.mark.parametrize('ablation,hook_kw,want', [
+    (None, {}, (True, True)),
+    (dict(gate_group=False, reset_momentum=False), {}, (False, False)),
+    (dict(gate_group=False, reset_momentum=False), dict(gate_group=True), (True, False)),
+    (None, dict(reset_momentum=False), (True, False)),
+])
+def test_gate_group_and_reset_momentum_follow_prune_cfg_ablation(tmp_path, one_thread, ablation, hook_kw, want):
+    """The hook's ablation switches default to prune_cfg.ablation; an argument given to the hook wins."""
+    from mmengine.optim import OptimWrapper
+    model = tiny_model(**(dict(ablation=ablation) if ablation else {}))
+    runner = fake_runner(model, tmp_path)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, weight_decay=0.1)
+    runner.optim_wrapper = OptimWrapper(opt)
+    hook = SemiPruneHook(retain_freed_memory=False, **hook_kw)
+    hook.before_run(runner)
+    assert (hook.gate_group, hook.reset_momentum) == want
+    assert any(g.get('gate_group') for g in opt.param_groups) == want[0]

@@ -22,7 +22,9 @@ for p in (REPO, TOOLS, HERE):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-import mmsemiprune  # noqa: E402,F401
+import mmsemiprune  # noqa: E402
+
+mmsemiprune.register_all()  # before mmengine is imported the package import registers nothing
 import rel_helpers  # noqa: E402,F401  (registers the test-only backbone and hooks)
 from mmsemiprune import compat  # noqa: E402
 
