@@ -138,7 +138,7 @@ def build_scorer(scorer: Union[str, Scorer, None]) -> Scorer:
 def scorer_for_flags(normalize: bool = True, group_stat: str = 'rms') -> str:
     """The scorer name of the flag pair ``normalize`` / ``group_stat``."""
     for name, cls in SCORERS.items():
-        if cls.normalize == bool(normalize) and cls.group_stat == group_stat:
+        if not cls.random and cls.normalize == bool(normalize) and cls.group_stat == group_stat:
             return name
     raise ValueError(f"unknown group_stat {group_stat!r}; choose 'rms' (default) or 'l1' (mean |w|, "
                      'the L1-norm channel criterion of Li et al. 2017)')

@@ -108,6 +108,11 @@ def _filter(runs, args):
     return [r for r in runs if keep(r)]
 
 
+def _oneshot(pc) -> bool:
+    """Whether an ad-hoc config's prune_cfg decides its masks at the first step (either spelling)."""
+    return pc.get('schedule') == 'oneshot' or bool(pc.get('oneshot'))
+
+
 def _adhoc(args, runs_dir):
     """Evaluate (and train when no checkpoint is given) ad-hoc configs; returns their results."""
     from mmengine.config import Config
@@ -121,8 +126,8 @@ def _adhoc(args, runs_dir):
         name = osp.splitext(osp.basename(config))[0]
         pc = cfg.model.get('prune_cfg') or {}
         method = 'dense' if not pc else (
-            'magnitude' if pc.get('oneshot') and pc.get('mode') == 'unstructured' else
-            'l1_channel' if pc.get('oneshot') and pc.get('mode') == 'structured' else pc.get('mode', 'semi'))
+            'magnitude' if _oneshot(pc) and pc.get('mode') == 'unstructured' else
+            'l1_channel' if _oneshot(pc) and pc.get('mode') == 'structured' else pc.get('mode', 'semi'))
         ds = (cfg.get('dataset_info') or {}).get('name', 'custom')
         fold = (cfg.get('dataset_info') or {}).get('fold')
         wd = osp.join(runs_dir, 'adhoc', name)

@@ -7,19 +7,19 @@ structured     mode='structured' (learned group masks only)
 unstructured   mode='unstructured' (learned entry masks only)
 ctf            mode='ctf' (coarse-to-fine product of masks)
 magnitude      classic one-shot global magnitude pruning of the dense checkpoint + fine-tuning:
-               mode='unstructured', oneshot=True, normalize=False
+               mode='unstructured', schedule='oneshot', scorer='magnitude'
 l1_channel     L1-norm channel pruning of the dense checkpoint + fine-tuning:
-               mode='structured', oneshot=True, group_stat='l1'
+               mode='structured', schedule='oneshot', scorer='l1'
 semi_oneshot   one-shot semi-structured pruning of the dense checkpoint + fine-tuning: global raw magnitude
                like ``magnitude``, gates decided from the group scores (weak half of each tensor's groups
                pruned or kept whole, the rest entry-wise), ``target_macs`` met by whole channels:
-               mode='semi', oneshot=True, normalize=False, gate_init='score'
+               mode='semi', schedule='oneshot', scorer='magnitude', ablation=dict(gate_init='score')
 gmp            gradual magnitude pruning (Zhu & Gupta 2017): hard global-magnitude masks whose rate follows
                the cubic ramp over the whole mask phase (``schedule.warmup = freeze``, ``hard=0``), then the
-               same fine-tune as the learned methods: mode='unstructured', normalize=False
+               same fine-tune as the learned methods: mode='unstructured', scorer='magnitude'
 random         a random one-shot mask under ``semi_oneshot``'s rules (rate, gate rule, ``target_macs``,
                consistency): gates and masks decided on random latents, then the same fine-tune:
-               ``semi_oneshot`` + random_scores=True
+               ``semi_oneshot`` with scorer='random'
 dense_small    the dense model at a reduced width (``widths`` of the group: backbone ``base_channels``, the
                head's ``in_channels`` scaled alike), trained from scratch with the dense recipe
 dense_small_ft the same narrow model with the budget of a learned pruning run (``mask_epochs +
@@ -45,7 +45,7 @@ so new ``prune_cfg`` options need no change here.
 import copy
 from typing import Any, Dict, Optional
 
-__all__ = ['METHODS', 'DENSE_METHODS', 'build_run_config', 'prune_cfg_for', 'run_epochs', 'needs_dense']
+__all__ = ['METHODS', 'DENSE_METHODS', 'build_run_config', 'prune_cfg_for', 'run_epochs', 'needs_dense', 'is_oneshot']
 
 METHODS: Dict[str, Dict[str, Any]] = {
     'dense': {},
@@ -53,11 +53,11 @@ METHODS: Dict[str, Dict[str, Any]] = {
     'structured': dict(mode='structured'),
     'unstructured': dict(mode='unstructured'),
     'ctf': dict(mode='ctf'),
-    'magnitude': dict(mode='unstructured', oneshot=True, normalize=False),
-    'l1_channel': dict(mode='structured', oneshot=True, group_stat='l1'),
-    'semi_oneshot': dict(mode='semi', oneshot=True, normalize=False, gate_init='score'),
-    'gmp': dict(mode='unstructured', normalize=False),
-    'random': dict(mode='semi', oneshot=True, normalize=False, gate_init='score', random_scores=True),
+    'magnitude': dict(mode='unstructured', schedule='oneshot', scorer='magnitude'),
+    'l1_channel': dict(mode='structured', schedule='oneshot', scorer='l1'),
+    'semi_oneshot': dict(mode='semi', schedule='oneshot', scorer='magnitude', ablation=dict(gate_init='score')),
+    'gmp': dict(mode='unstructured', scorer='magnitude'),
+    'random': dict(mode='semi', schedule='oneshot', scorer='random', ablation=dict(gate_init='score')),
     'dense_small': {},
     'dense_small_ft': {},
 }
@@ -68,9 +68,14 @@ DENSE_METHODS = ('dense', 'dense_small', 'dense_small_ft')
 _RUN_KEYS = ('epochs', 'lr', 'val_interval', 'from_dense', 'mask_epochs', 'finetune_epochs')
 
 
+def is_oneshot(method: str) -> bool:
+    """Whether a method decides its masks at the first step (``schedule='oneshot'``)."""
+    return METHODS.get(method, {}).get('schedule') == 'oneshot'
+
+
 def run_epochs(method: str, prune: Dict, default: int) -> Dict[str, Optional[int]]:
     """``dict(epochs=total, mask=mask-phase epochs or None, finetune=F or None)`` of a pruning run."""
-    oneshot = bool(METHODS.get(method, {}).get('oneshot'))
+    oneshot = is_oneshot(method)
     if prune.get('finetune_epochs') is not None:
         f = int(prune['finetune_epochs'])
         m = 0 if oneshot else int(prune.get('mask_epochs', 0))
@@ -91,10 +96,10 @@ def prune_cfg_for(method: str, rate: float, prune: Optional[Dict] = None, extra:
     for k, v in prune.items():
         if k in _RUN_KEYS:
             continue
-        if k == 'schedule' and cfg.get('oneshot'):
+        if k == 'schedule' and cfg.get('schedule') == 'oneshot':
             continue  # one-shot baselines freeze at the first step
         cfg[k] = copy.deepcopy(v)
-    if prune.get('finetune_epochs') is not None and not cfg.get('oneshot'):
+    if prune.get('finetune_epochs') is not None and cfg.get('schedule') != 'oneshot':
         ep = run_epochs(method, prune, 0)
         sched = dict(cfg.get('schedule') or {})
         sched.setdefault('freeze', ep['mask'] / ep['epochs'])
@@ -103,7 +108,8 @@ def prune_cfg_for(method: str, rate: float, prune: Optional[Dict] = None, extra:
         sched = dict(cfg.get('schedule') or {})
         sched.update(warmup=sched.get('freeze', 0.8), hard=0.0)
         cfg['schedule'] = sched
-    cfg.update(copy.deepcopy(extra or {}))
+    for k, v in copy.deepcopy(extra or {}).items():  # method_cfg: the ablation sub-dict merged key by key
+        cfg[k] = dict(cfg[k], **v) if k == 'ablation' and isinstance(cfg.get(k), dict) and isinstance(v, dict) else v
     return cfg
 
 

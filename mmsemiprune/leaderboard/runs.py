@@ -296,9 +296,9 @@ class Scheduler:
     @staticmethod
     def _kind(r: RunSpec) -> str:
         """ETA class of a run: dataset and dense / learned / one-shot (their epochs differ)."""
-        from .methods import METHODS
+        from .methods import is_oneshot
         kind = (r.method if r.method in ('dense', 'dense_small', 'dense_small_ft') else
-                'oneshot' if METHODS.get(r.method, {}).get('oneshot') else 'learned')
+                'oneshot' if is_oneshot(r.method) else 'learned')
         return f'{r.dataset}/{kind}'
 
     def eta(self, todo: List[RunSpec], running: Dict) -> Optional[float]:

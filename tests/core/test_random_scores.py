@@ -1,11 +1,10 @@
-"""random_scores: a one-shot mask drawn at random under the magnitude mask's rules; the weights are untouched."""
+"""scorer='random': a one-shot mask drawn at random under the magnitude mask's rules; the weights are untouched."""
 import torch
 
 
 def _oneshot(toy, random_scores, seed=0, **kw):
-    net, pr = toy.make_pruner('semi', 'params', 0.8, gate_init='score', normalize=False,
-                              schedule=dict(warmup=0.0, freeze=0.0), **kw)
-    pr.random_scores = random_scores
+    net, pr = toy.make_pruner('semi', 'params', 0.8, gate_init='score',
+                              scorer='random' if random_scores else 'magnitude', schedule='oneshot', **kw)
     before = {k: v.detach().clone() for k, v in net.state_dict().items()}
     torch.manual_seed(seed)
     pr.set_progress(0.0)
@@ -33,10 +32,16 @@ def test_random_mask_is_not_the_magnitude_mask_and_follows_the_seed(toy):
     assert agree(rand0, mag) < 0.85 and agree(rand0, rand1) < 0.85
 
 
-def test_random_scores_needs_oneshot():
+def test_random_scorer_needs_oneshot_and_the_old_key_maps_to_it():
+    import warnings
+
     import pytest
 
     from mmsemiprune.core.config import PruneConfig
-    with pytest.raises(ValueError, match='random_scores=True needs oneshot=True'):
-        PruneConfig.from_dict(dict(target_rate=0.9, random_scores=True))
-    assert PruneConfig.from_dict(dict(target_rate=0.9, oneshot=True, random_scores=True)).random_scores
+    with pytest.raises(ValueError, match="needs schedule='oneshot'"):
+        PruneConfig.from_dict(dict(target_rate=0.9, scorer='random'))
+    assert PruneConfig.from_dict(dict(target_rate=0.9, schedule='oneshot', scorer='random')).scorer == 'random'
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter('always')
+        old = PruneConfig.from_dict(dict(target_rate=0.9, oneshot=True, random_scores=True))
+    assert old.scorer == 'random' and old.oneshot and any("scorer='random'" in str(x.message) for x in w)

@@ -29,13 +29,13 @@ def test_widths_expand_into_their_own_runs():
 
 def test_gmp_is_a_cubic_ramp_of_hard_magnitude_masks_over_the_mask_phase():
     c = prune_cfg_for('gmp', 0.9, PRUNE)
-    assert c['mode'] == 'unstructured' and c['normalize'] is False and not c.get('oneshot')
+    assert c['mode'] == 'unstructured' and c['scorer'] == 'magnitude'
     assert c['schedule'] == dict(warmup=4 / 12, freeze=4 / 12, hard=0.0)
 
 
 def test_random_is_semi_oneshot_on_random_scores():
     r, s = prune_cfg_for('random', 0.9, PRUNE), prune_cfg_for('semi_oneshot', 0.9, PRUNE)
-    assert r.pop('random_scores') is True and r == s
+    assert (r.pop('scorer'), s.pop('scorer')) == ('random', 'magnitude') and r == s and r['schedule'] == 'oneshot'
 
 
 def test_no_prune_cfg_for_dense_methods():

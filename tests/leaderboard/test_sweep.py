@@ -223,14 +223,17 @@ def test_scheduler_waits_for_dense(tmp_path):
 
 
 def test_method_configs():
-    assert prune_cfg_for('magnitude', 0.9) == dict(mode='unstructured', oneshot=True, normalize=False,
+    assert prune_cfg_for('magnitude', 0.9) == dict(mode='unstructured', schedule='oneshot', scorer='magnitude',
                                                    target_rate=0.9)
-    assert prune_cfg_for('l1_channel', 0.8) == dict(mode='structured', oneshot=True, group_stat='l1',
+    assert prune_cfg_for('l1_channel', 0.8) == dict(mode='structured', schedule='oneshot', scorer='l1',
                                                     target_rate=0.8)
     c = prune_cfg_for('semi', 0.5, dict(epochs=3, lr=0.1, schedule=dict(warmup=0.2)), dict(budget_weight=2.0))
     assert c == dict(mode='semi', target_rate=0.5, schedule=dict(warmup=0.2), budget_weight=2.0)
-    # one-shot baselines must not get a schedule (the recognizer rejects it)
-    assert 'schedule' not in prune_cfg_for('magnitude', 0.5, dict(schedule=dict(warmup=0.2)))
+    # one-shot baselines keep their schedule='oneshot' (a group's schedule is not theirs)
+    assert prune_cfg_for('magnitude', 0.5, dict(schedule=dict(warmup=0.2)))['schedule'] == 'oneshot'
+    # method_cfg merges the ablation sub-dict key by key
+    c = prune_cfg_for('semi_oneshot', 0.9, {}, dict(ablation=dict(projection_search='bisect')))
+    assert c['ablation'] == dict(gate_init='score', projection_search='bisect')
 
 
 def test_build_run_config_fold_and_method():
@@ -242,7 +245,7 @@ def test_build_run_config_fold_and_method():
     assert cfg.train_dataloader.dataset.split == 'fold3_fit' and cfg.val_dataloader.dataset.split == 'fold3_val'
     assert cfg.test_dataloader.dataset.split == 'fold3_test'
     assert cfg.model.type == 'mmsemiprune.SemiPruneRecognizerGCN'
-    assert cfg.model.prune_cfg == dict(mode='structured', oneshot=True, group_stat='l1', target_rate=0.9)
+    assert cfg.model.prune_cfg == dict(mode='structured', schedule='oneshot', scorer='l1', target_rate=0.9)
     assert cfg.train_cfg.max_epochs == 4 and cfg.param_scheduler[0].T_max == 4
     assert cfg.optim_wrapper.optimizer.lr == 0.02 and cfg.load_from == '/x/dense_weights.pth'
     d = build_run_config(r.dense_twin())
@@ -261,7 +264,7 @@ def test_equal_finetune_schedule():
     assert semi.train_cfg.max_epochs == 12 and mag.train_cfg.max_epochs == 8
     assert semi.model.prune_cfg.schedule == dict(warmup=0.1, freeze=4 / 12)
     assert semi.model.prune_cfg.new_option == 3 and mag.model.prune_cfg.new_option == 3  # keys pass through
-    assert 'schedule' not in mag.model.prune_cfg and 'finetune_epochs' not in semi.model.prune_cfg
+    assert mag.model.prune_cfg.schedule == 'oneshot' and 'finetune_epochs' not in semi.model.prune_cfg
     # the learned run's lr is constant for the mask phase, then the one-shot run's cosine
     (s, ), (m, ) = semi.param_scheduler, mag.param_scheduler
     assert (s.begin, s.end, s.T_max) == (4, 12, 8) and (m.begin, m.end, m.T_max) == (0, 8, 8)
