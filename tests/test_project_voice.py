@@ -88,7 +88,6 @@ def test_scanner_reports_file_and_line(tmp_path, monkeypatch):
     assert found == ['a.py:2: # measured in session 3', 'test_issue12.py: the file name names a round or a ticket']
 
 
-@pytest.mark.xfail(strict=False, reason='other files pending')
 def test_tracked_files_speak_of_the_project():
     found = offending_lines(tracked_files())
     assert not found, ('names of working rounds or tickets (describe what the software does and what was '
