@@ -80,6 +80,7 @@ def format_report(rep: Dict, max_layers: int = 200) -> str:
             f'structural share: {rep["structural_share"]:.3f}  frozen: {rep["frozen"]}')
     if 'rate_flops' in rep:
         tail += (f'\nprune_rate (flops): {rep["rate_flops"]:.4f}  MACs dense {rep["flops_dense"]/1e6:.2f}M  '
-                 f'kept {rep["flops_kept"]/1e6:.2f}M  after removal {rep["flops_compact"]/1e6:.2f}M')
+                 f'kept {rep["flops_kept"]/1e6:.2f}M  after removal {rep["flops_compact"]/1e6:.2f}M  (prunable convs, one '
+                 'person; export\'s "MACs / clip" counts every operator of a whole clip)')
     lines.append(tail)
     return '\n'.join(lines)
