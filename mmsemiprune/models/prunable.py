@@ -171,6 +171,21 @@ class _Declaration:
         elif _is_identity(res, cin):
             self.uf.union(OUT, IN)
 
+    def gcn_tail(self, raw, prefix, g, OUT, IN):
+        """A graph unit's BatchNorm, adaptive adjacency and ``down`` projection (AAGCN's ``unit_aagcn``, CTR-GCN's
+        ``unit_ctrgcn``): ``down`` is a producer / norm / consumer of the unit's output set, an identity merges it
+        with the block input's."""
+        raw[OUT]['norms'].append(f'{prefix}.bn')
+        if 'A' in g._parameters:
+            self.prune('adjacency', prefix, ['col'], param='A')
+        if isinstance(g.down, nn.Sequential):
+            self.prune('residual', f'{prefix}.down.0', ['out'])
+            raw[OUT]['producers'].append(Slot(f'{prefix}.down.0', dim=0))
+            raw[OUT]['norms'].append(f'{prefix}.down.1')
+            raw[IN]['consumers'].append(Slot(f'{prefix}.down.0', dim=1))
+        else:
+            self.uf.union(OUT, IN)
+
 
 class _STGCNDeclaration(_Declaration):
     """Prunable tensors and channel sets of an MMAction2 ``STGCN``, block by block: per block ``i`` three
@@ -313,16 +328,7 @@ class _AAGCNDeclaration(_Declaration):
                     raw[IN]['consumers'].append(Slot(m, dim=1))
                 att = self.fixed(f'att{i}_{k}', g.inter_c, producers=[Slot(m, dim=0) for m in ab])
                 att['aggs'].append((f'{d}.weight', float(V)))  # aᵀb: V·V·T per embedding channel
-        raw[MID]['norms'].append(f'{b}.gcn.bn')
-        if 'A' in g._parameters:
-            self.prune('adjacency', f'{b}.gcn', ['col'], param='A')
-        if isinstance(g.down, nn.Sequential):
-            self.prune('residual', f'{b}.gcn.down.0', ['out'])
-            raw[MID]['producers'].append(Slot(f'{b}.gcn.down.0', dim=0))
-            raw[MID]['norms'].append(f'{b}.gcn.down.1')
-            raw[IN]['consumers'].append(Slot(f'{b}.gcn.down.0', dim=1))
-        else:
-            self.uf.union(MID, IN)
+        self.gcn_tail(raw, f'{b}.gcn', g, MID, IN)
         if g.attention:
             self.attention(i, b, g, MID)
         if not isinstance(blk.tcn, unit_tcn):
@@ -401,16 +407,7 @@ class _CTRGCNDeclaration(_Declaration):
             rel = self.cs(f'rel{i}_{k}', c.rel_channels)
             rel['producers'] += [Slot(f'{p}.conv1', dim=0), Slot(f'{p}.conv2', dim=0)]
             rel['consumers'].append(Slot(f'{p}.conv4', dim=1))
-        raw[G]['norms'].append(f'{b}.gcn1.bn')
-        if 'A' in g._parameters:
-            self.prune('adjacency', f'{b}.gcn1', ['col'], param='A')
-        if isinstance(g.down, nn.Sequential):
-            self.prune('residual', f'{b}.gcn1.down.0', ['out'])
-            raw[G]['producers'].append(Slot(f'{b}.gcn1.down.0', dim=0))
-            raw[G]['norms'].append(f'{b}.gcn1.down.1')
-            raw[IN]['consumers'].append(Slot(f'{b}.gcn1.down.0', dim=1))
-        else:
-            self.uf.union(G, IN)
+        self.gcn_tail(raw, f'{b}.gcn1', g, G, IN)
         self.temporal(i, b, blk.tcn1, G, OUT)
         self.residual(b, blk.residual, g.in_c, IN, OUT)
         if last:
