@@ -128,8 +128,9 @@ def test_hook_gives_band_fractions_a_group_without_momentum_or_weight_decay():
     from mmengine.optim import OptimWrapper
 
     from mmsemiprune.engine import SemiPruneHook
-    from tests.models.test_recognizer import batch, build
+    from tests.models.test_recognizer import batch, build, fresh_hub
 
+    fresh_hub()  # a MessageHub without the iter / max_iters of earlier tests: the progress is set by hand below
     model = build('stgcn', 'semi', 0.8, thresholds='learned', gates='latent')
     opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=0.1)
     runner = types.SimpleNamespace(optim_wrapper=OptimWrapper(opt), logger=MMLogger.get_instance('band-group-test'),
