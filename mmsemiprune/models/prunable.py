@@ -171,6 +171,17 @@ class _Declaration:
         elif _is_identity(res, cin):
             self.uf.union(OUT, IN)
 
+    def block_input(self, i, channels) -> str:
+        """The set ``in{i}`` of block ``i``'s input, merged with block ``i - 1``'s output; block 0's input
+        coordinates are never removed. Returns its key."""
+        IN = f'in{i}'
+        if i > 0:
+            self.uf.union(IN, f'out{i - 1}')
+        self.cs(IN, channels)
+        if i == 0:
+            self.raw[IN]['fp'] = self.raw[IN]['fc'] = True
+        return IN
+
     def gcn_tail(self, raw, prefix, g, OUT, IN):
         """A graph unit's BatchNorm, adaptive adjacency and ``down`` projection (AAGCN's ``unit_aagcn``, CTR-GCN's
         ``unit_ctrgcn``): ``down`` is a producer / norm / consumer of the unit's output set, an identity merges it
@@ -196,12 +207,7 @@ class _STGCNDeclaration(_Declaration):
     def block(self, i, blk, last):
         b = f'{self.prefix}gcn.{i}'
         g = blk.gcn
-        IN, MID, OUT = f'in{i}', f'mid{i}', f'out{i}'
-        if i > 0:
-            self.uf.union(IN, f'out{i - 1}')
-        self.cs(IN, g.in_channels)
-        if i == 0:
-            self.raw[IN]['fp'] = self.raw[IN]['fc'] = True  # the input coordinates are never removed
+        IN, MID, OUT = self.block_input(i, g.in_channels), f'mid{i}', f'out{i}'
         self.cs(MID, g.out_channels)
         self.cs(OUT, g.out_channels)
         self.gcn_unit(b, g, IN, MID)
@@ -304,12 +310,7 @@ class _AAGCNDeclaration(_Declaration):
 
     def block(self, i, blk, last):
         b, g, raw = f'{self.prefix}gcn.{i}', blk.gcn, self.raw
-        IN, MID, OUT = f'in{i}', f'mid{i}', f'out{i}'
-        if i > 0:
-            self.uf.union(IN, f'out{i - 1}')
-        self.cs(IN, g.in_c)
-        if i == 0:
-            raw[IN]['fp'] = raw[IN]['fc'] = True  # the input coordinates are never removed
+        IN, MID, OUT = self.block_input(i, g.in_c), f'mid{i}', f'out{i}'
         self.cs(MID, g.out_c)
         self.cs(OUT, g.out_c)
         V = g.A.shape[-1]
@@ -388,12 +389,7 @@ class _CTRGCNDeclaration(_Declaration):
 
     def block(self, i, blk, last):
         b, g, raw = f'{self.prefix}net.{i}', blk.gcn1, self.raw
-        IN, G, OUT = f'in{i}', f'g{i}', f'out{i}'
-        if i > 0:
-            self.uf.union(IN, f'out{i - 1}')
-        self.cs(IN, g.in_c)
-        if i == 0:
-            raw[IN]['fp'] = raw[IN]['fc'] = True  # the input coordinates are never removed
+        IN, G, OUT = self.block_input(i, g.in_c), f'g{i}', f'out{i}'
         self.cs(G, g.out_c)
         V = g.A.shape[-1]
         for k, c in enumerate(g.convs):
