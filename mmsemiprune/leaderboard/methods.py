@@ -131,6 +131,21 @@ def _set_width(model, width: int) -> None:
         head['in_channels'] = scale * int(width)
 
 
+def _set_epochs(cfg, epochs: int, prune: Dict) -> None:
+    """A run of ``epochs`` epochs, validated at the end (or every ``prune.val_interval``)."""
+    cfg.train_cfg['max_epochs'] = epochs
+    cfg.train_cfg['val_interval'] = int(prune.get('val_interval', epochs))
+    cfg.train_cfg['val_begin'] = 1
+
+
+def _cosine_over_run(cfg, epochs: int) -> None:
+    """The config's cosine schedule stretched over the whole run of ``epochs`` epochs."""
+    for s in cfg.param_scheduler if isinstance(cfg.param_scheduler, list) else [cfg.param_scheduler]:
+        if s.get('type') == 'CosineAnnealingLR':
+            s['T_max'] = epochs
+        s.pop('end', None)
+
+
 def _dense_config(cfg, spec, dense_ckpt):
     """dense / dense_small / dense_small_ft: a plain (or distilled) RecognizerGCN."""
     teacher = copy.deepcopy(dict(backbone=cfg.model['backbone'], cls_head=cfg.model.get('cls_head')))
@@ -150,13 +165,8 @@ def _dense_config(cfg, spec, dense_ckpt):
     if dense_ckpt is None:
         raise ValueError(f'{spec.rel_dir()}: dense_small_ft distils from the dense checkpoint of its fold and seed')
     epochs = int(prune.get('mask_epochs', 0)) + int(prune['finetune_epochs'])
-    cfg.train_cfg['max_epochs'] = epochs
-    cfg.train_cfg['val_interval'] = int(prune.get('val_interval', epochs))
-    cfg.train_cfg['val_begin'] = 1
-    for s in cfg.param_scheduler if isinstance(cfg.param_scheduler, list) else [cfg.param_scheduler]:
-        if s.get('type') == 'CosineAnnealingLR':
-            s['T_max'] = epochs
-        s.pop('end', None)
+    _set_epochs(cfg, epochs, prune)
+    _cosine_over_run(cfg, epochs)
     distill = dict(prune.get('distill') or dict(weight=1.0, temperature=4.0))
     distill.pop('checkpoint', None)
     cfg.model['type'] = 'mmsemiprune.DistillRecognizerGCN'
@@ -183,19 +193,14 @@ def build_run_config(spec, dense_ckpt: Optional[str] = None):
     cfg.model['prune_cfg'] = prune_cfg_for(spec.method, spec.rate, prune, spec.method_cfg)
     ep = run_epochs(spec.method, prune, cfg.train_cfg.get('max_epochs'))
     epochs = ep['epochs']
-    cfg.train_cfg['max_epochs'] = epochs
-    cfg.train_cfg['val_interval'] = int(prune.get('val_interval', epochs))
-    cfg.train_cfg['val_begin'] = 1
+    _set_epochs(cfg, epochs, prune)
     if ep['finetune'] is not None:
         # constant lr during the mask phase, then the one-shot baselines' cosine fine-tune
         m = ep['mask']
         cfg.param_scheduler = [dict(type='CosineAnnealingLR', eta_min=0, T_max=ep['finetune'], begin=m,
                                     end=epochs, by_epoch=True, convert_to_iter_based=True)]
     else:
-        for s in cfg.param_scheduler if isinstance(cfg.param_scheduler, list) else [cfg.param_scheduler]:
-            if s.get('type') == 'CosineAnnealingLR':
-                s['T_max'] = epochs
-            s.pop('end', None)
+        _cosine_over_run(cfg, epochs)
     if 'lr' in prune:
         cfg.optim_wrapper['optimizer']['lr'] = float(prune['lr'])
     if prune.get('from_dense', True):
