@@ -22,7 +22,14 @@ from mmaction.models.recognizers import RecognizerGCN
 from ..core.distill import kd_loss
 from ..registry import MODELS
 
-__all__ = ['DistillRecognizerGCN']
+__all__ = ['DistillRecognizerGCN', 'teacher_scores']
+
+
+@torch.no_grad()
+def teacher_scores(backbone, head, inputs: torch.Tensor) -> torch.Tensor:
+    """A teacher's class scores of a GCN batch, flattened as ``RecognizerGCN.extract_feat`` does:
+    (N, clips, M, T, V, C) -> (N·clips, M, T, V, C)."""
+    return head(backbone(inputs.reshape((-1, ) + tuple(inputs.shape[2:]))))
 
 
 def _check(distill: Optional[Dict]) -> Optional[Dict]:
@@ -84,8 +91,6 @@ class DistillRecognizerGCN(RecognizerGCN):
             losses = super().loss(inputs, data_samples, **kwargs)
         finally:
             hook.remove()
-        with torch.no_grad():  # as RecognizerGCN.extract_feat: (N, clips, M, T, V, C) -> (N·clips, M, T, V, C)
-            x = inputs.reshape((-1, ) + tuple(inputs.shape[2:]))
-            t_scores = self._teacher.cls_head(self._teacher.backbone(x))
+        t_scores = teacher_scores(self._teacher.backbone, self._teacher.cls_head, inputs)
         losses['loss_distill'] = kd_loss(scores[-1], t_scores, self.distill['temperature'], self.distill['weight'])
         return losses

@@ -24,6 +24,7 @@ from ..core.distill import kd_loss
 from ..core.pruner import SemiPruner
 from ..core.schedule import run_progress
 from ..registry import MODELS
+from .distill_recognizer import teacher_scores
 from .prunable import declare
 
 __all__ = ['SemiPruneRecognizerGCN', 'PRUNE_CFG_KEYS']
@@ -166,10 +167,7 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
     def _distill_loss(self, inputs, student_scores):
         if self._teacher is None:
             self._make_teacher(inputs.device)
-        backbone, head = self._teacher
-        with torch.no_grad():  # as RecognizerGCN.extract_feat: (N, clips, M, T, V, C) → (N·clips, M, T, V, C)
-            x = inputs.reshape((-1, ) + tuple(inputs.shape[2:]))
-            t_scores = head(backbone(x)).float()
+        t_scores = teacher_scores(*self._teacher, inputs)
         return kd_loss(student_scores, t_scores, self.distill['temperature'], self.distill['weight'])
 
     def loss(self, inputs, data_samples, **kwargs) -> dict:
