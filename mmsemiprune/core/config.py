@@ -266,8 +266,9 @@ class PruneConfig:
         '`semi` (learned band-stop / group / gate cascade) / `structured` (group masks only) / `unstructured` '
         '(entry masks only) / `ctf` (coarse-to-fine product)', group='basic'))
     target_macs: Optional[float] = field(default=None, metadata=_doc(
-        'compute budget: MACs after channel removal ≤ `target_macs` × dense (ST-GCN / ST-GCN++; whole channels '
-        'are removed, weakest per freed MAC first, and the parameter rate is met elsewhere)', group='basic'))
+        'compute budget: MACs after channel removal ≤ `target_macs` × dense (ST-GCN, ST-GCN++, AAGCN, CTR-GCN; '
+        'whole channels are removed, weakest per freed MAC first, and the parameter rate is met elsewhere)',
+        group='basic'))
     schedule: Union[Dict[str, Any], str, None] = field(default=None, metadata=_doc(
         '`dict(warmup=0.3, freeze=0.8, tau_start=0.2, tau_end=1e-3, hard=None)` as fractions of the run '
         '(`hard`: start of the hard phase, default the last quarter of the anneal), or '
