@@ -23,9 +23,11 @@ aggregation, ``F_c = Σ_{slots} macs_slot · numel(slice_c) + agg_c``.
 Compute target (ours): :func:`project_macs` removes whole channels, weakest score per freed MAC first,
 until ``MACs(M) ≤ target · MACs(dense)``, never leaving a channel set with fewer than :func:`min_channels`
 live channels (then the target may be missed, and the report says by how much); the caller then re-meets the
-parameter rate elsewhere.
+parameter rate elsewhere. :class:`Allocation` names the alternatives to that order (``prune_cfg.allocation``,
+``prune_cfg.channel_floor``): by score alone, or the same fraction of every set, and a floor per set.
 """
 import math
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -35,7 +37,54 @@ from .segment import segment_sum
 from .topology import ChannelSet, alive, channel_mean, exported_channels, flat_for_masks, zero_channels
 
 __all__ = ['entry_macs', 'removed_entries', 'masked_macs', 'masked_macs_tensor', 'FlatMacs', 'dense_macs',
-           'channel_freed_macs', 'group_prices', 'project_macs']
+           'channel_freed_macs', 'group_prices', 'project_macs', 'Allocation', 'ALLOCATIONS']
+
+#: the orders in which the compute projection removes channels (:class:`Allocation`)
+ALLOCATIONS = ('per_mac', 'score', 'uniform')
+
+
+@dataclass(frozen=True)
+class Allocation:
+    """How :func:`project_macs` spreads a compute budget over the channel sets.
+
+    ``order``: the priority of a live channel c of set S (lowest removed first; ties by set, then channel):
+
+    - ``'per_mac'``: score_c / F_c, the weakest channel per freed MAC first (the default);
+    - ``'score'``: score_c, the weakest channel first whatever it frees;
+    - ``'uniform'``: (dead_S + rank_c + 1) / |S|, rank_c the channel's place among the live channels of its set by
+      score: the fraction of S removed once c goes, so that every set loses the same fraction (the uniform
+      layer-wise allocation), weakest first within a set.
+
+    ``channel_floor``: every channel set keeps at least ``ceil(channel_floor · |S|)`` live channels (and never fewer
+    than :func:`min_channels`); a floor may leave the budget unmet.
+    """
+    order: str = 'per_mac'
+    channel_floor: float = 0.0
+
+    def __post_init__(self):
+        if self.order not in ALLOCATIONS:
+            raise ValueError(f'unknown allocation {self.order!r}; choose one of {", ".join(ALLOCATIONS)}')
+        if not 0.0 <= float(self.channel_floor) < 1.0:
+            raise ValueError(f'channel_floor must be a fraction in [0, 1), got {self.channel_floor!r}')
+
+    def keep_at_least(self, size: int) -> int:
+        """The fewest live channels a set of ``size`` channels may keep."""
+        return max(min_channels(size), math.ceil(self.channel_floor * size - 1e-9))
+
+    def priority(self, score: torch.Tensor, freed: float, live: torch.Tensor) -> torch.Tensor:
+        """(C,) float64 removal priority of the set's channels (dead ones are masked by the caller)."""
+        if self.order == 'per_mac':
+            return score / freed
+        if self.order == 'score':
+            return score.clone()
+        rank = torch.empty_like(score)
+        order = torch.sort(score.masked_fill(~live, float('inf')), stable=True).indices
+        rank[order] = torch.arange(score.numel(), dtype=score.dtype, device=score.device)
+        dead = (~live).sum().to(score.dtype)
+        return (dead + rank + 1.0) / score.numel()
+
+
+DEFAULT_ALLOCATION = Allocation()
 
 
 #: the MAC projection never leaves a channel set with fewer live channels than this fraction of its size
@@ -253,11 +302,12 @@ def group_prices(items, sets: List[ChannelSet]) -> Dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def project_macs(items, masks: Dict[str, torch.Tensor], sets: List[ChannelSet], target: float,
-                 scores: Optional[Dict[str, torch.Tensor]] = None) -> int:
+                 scores: Optional[Dict[str, torch.Tensor]] = None, allocation: Optional[Allocation] = None) -> int:
     """Remove whole channels (in place in ``masks``) until MACs(M) ≤ target·MACs(dense).
 
     Candidates are the live channels of non-fixed channel sets, taken in increasing order of
-    (producer group score / F_c) — the weakest channel per freed MAC first, ties by set then channel; ``scores``:
+    (producer group score / F_c) — the weakest channel per freed MAC first, ties by set then channel (or the
+    order of ``allocation``, :class:`Allocation`); ``scores``:
     key → per-channel score (G,) of producer tensors (default: the kept fraction of the channel's slices).
     Returns the number of channels removed (0 when the budget is already met or nothing can be removed).
 
@@ -270,6 +320,7 @@ def project_macs(items, masks: Dict[str, torch.Tensor], sets: List[ChannelSet], 
     macs = entry_macs(items)
     budget = target * dense_macs(items, sets, macs)
     shapes = {k: tuple(w.shape) for k, _, w in items}
+    allocation = DEFAULT_ALLOCATION if allocation is None else allocation
     removed, last = None, None
     for _ in range(10):  # F_c double-counts entries shared by two removed channels: re-count and repeat
         fc, like = flat_for_masks(items, masks, sets)  # all sets' alive maps and the MACs at once where it applies
@@ -282,19 +333,20 @@ def project_macs(items, masks: Dict[str, torch.Tensor], sets: List[ChannelSet], 
         now_h = float(now)  # the round's one host read
         if now_h <= budget or now_h == last:  # met, or the last round removed nothing (a removal lowers MACs)
             break
-        n = _remove_round(masks, sets, state, budget, now, scores, macs, shapes)
+        n = _remove_round(masks, sets, state, budget, now, scores, macs, shapes, allocation)
         removed = n if removed is None else removed + n
         last = now_h
     return 0 if removed is None else int(removed)
 
 
-def _remove_round(masks, sets, state, budget: float, now: torch.Tensor, scores, macs, shapes) -> torch.Tensor:
+def _remove_round(masks, sets, state, budget: float, now: torch.Tensor, scores, macs, shapes,
+                  allocation: Allocation = DEFAULT_ALLOCATION) -> torch.Tensor:
     """One greedy round, vectorised: candidates c of every removable set, priority p_c = score_c / F_c (∞ when
-    not live); in ascending p (stable: ties by set, then channel) take c while its set keeps ≥ :func:`min_channels`
-    live channels and the running estimate now − Σ F of the channels taken before it is still > budget. The
+    not live; or the priority of ``allocation``); in ascending p (stable: ties by set, then channel) take c while
+    its set keeps ≥ ``allocation.keep_at_least`` (:func:`min_channels` by default) live channels and the running estimate now − Σ F of the channels taken before it is still > budget. The
     running estimate is a cumulative sum, so this takes exactly what a loop over the sorted candidates takes.
     Zeroes the taken channels' slices in ``masks``; returns how many (a device tensor)."""
-    cand = []  # (set, F_c, live (C,), room (), score (C,))
+    cand = []  # (set, F_c, live (C,), room (), priority (C,))
     for cs, (prod, cons) in zip(sets, state):
         if cs.fixed_consumer or cs.fixed_producer:
             continue
@@ -302,7 +354,7 @@ def _remove_round(masks, sets, state, budget: float, now: torch.Tensor, scores, 
         if f <= 0:
             continue
         live = prod & cons
-        room = live.sum() - min_channels(cs.size)
+        room = live.sum() - allocation.keep_at_least(cs.size)
         s = None
         writers = [sl for sl in cs.producers if not sl.gate]
         for sl in writers:
@@ -314,12 +366,12 @@ def _remove_round(masks, sets, state, budget: float, now: torch.Tensor, scores, 
             for sl in writers:
                 if sl.key() in masks:
                     s = s + channel_mean(masks[sl.key()], sl, cs.size)
-        cand.append((cs, f, live, room, s))
+        cand.append((cs, f, live, room, allocation.priority(s, f, live)))
     if not cand:
         return now.new_zeros((), dtype=torch.long)
     dev = now.device
     live = torch.cat([c[2] for c in cand])
-    prio = torch.cat([c[4] / c[1] for c in cand]).masked_fill(~live, float('inf'))
+    prio = torch.cat([c[4] for c in cand]).masked_fill(~live, float('inf'))
     fc = torch.cat([torch.full((c[0].size, ), c[1], dtype=torch.float64, device=dev) for c in cand])
     owner = torch.cat([torch.full((c[0].size, ), i, dtype=torch.long, device=dev) for i, c in enumerate(cand)])
     room = torch.stack([c[3] for c in cand])

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 from .budget import COSTS
+from .compute import ALLOCATIONS
 from .cascade import MODES
 from .groups import parse_grouping
 from .schedule import PruneSchedule
@@ -240,6 +241,9 @@ class PruneConfig:
         layer_floor (float): the fraction every pruned tensor keeps at least.
         budget_weight (float): λ of the budget regularizer.
         gate_price (float), gate_price_by (str): the shadow price of kept cost that the gates see.
+        allocation (str), channel_floor (float): with ``target_macs``, the order in which whole channels go
+            (:class:`~.compute.Allocation`: ``'per_mac'`` default, ``'score'``, ``'uniform'``) and the fraction
+            of its channels every channel set keeps.
         scorer (str): how entries and groups are ranked (:mod:`.scorers`): ``'normalized'`` (default),
             ``'magnitude'``, ``'l1'``, ``'magnitude_l1'``, ``'random'`` (one-shot only).
         thresholds (str), gates (str), rank_weight (float): the paper's formulation, each off by default:
@@ -293,6 +297,13 @@ class PruneConfig:
     gate_price_by: str = field(default='both', metadata=_doc(
         'what the gate price counts: `params`, `macs` (the compute a group frees when removed whole: its rows, '
         'the consumer columns and the adjacency aggregation) or `both`'))
+    allocation: str = field(default='per_mac', metadata=_doc(
+        'with `target_macs`: the order in which whole channels go (`mmsemiprune.core.compute.Allocation`): '
+        '`per_mac` (weakest score per freed MAC first), `score` (weakest first, whatever it frees), `uniform` '
+        '(the same fraction of every channel set, weakest first within a set)'))
+    channel_floor: float = field(default=0.0, metadata=_doc(
+        'with `target_macs`: every channel set keeps at least this fraction of its channels (never fewer than '
+        '10 %); the compute target may then be missed'))
     scorer: str = field(default='normalized', metadata=_doc(
         'how entries and groups are ranked (`mmsemiprune.core.scorers`): `normalized` (`abs(w) / rms(w)` per '
         'tensor, groups by RMS), `magnitude` (raw global `abs(w)`, the global magnitude baseline), `l1` (per '
@@ -382,11 +393,16 @@ class PruneConfig:
         self.gate_price = _number(self.gate_price, 'gate_price', 0.0)
         _choice(self.gate_price_by, 'gate_price_by', GATE_PRICES)
         _choice(self.scorer, 'scorer', tuple(SCORERS))
+        _choice(self.allocation, 'allocation', ALLOCATIONS)
+        self.channel_floor = _number(self.channel_floor, 'channel_floor', 0.0, 1.0, hi_open=True)
         _flag(self.cuda_graphs, 'cuda_graphs')
         self.ablation = Ablation.from_dict(self.ablation) if not isinstance(self.ablation, Ablation) else self.ablation
         self.ablation.validate()
         if self.target_macs is not None:
             self.target_macs = check_fraction(self.target_macs, 'prune_cfg.target_macs')
+        elif self.allocation != 'per_mac' or self.channel_floor > 0:
+            raise ValueError('prune_cfg.allocation and prune_cfg.channel_floor order the channels the compute '
+                             'target removes: they need target_macs (e.g. target_macs=0.4)')
         check_update_every(self.update_every)
         self.distill = _check_distill(self.distill)
         _check_groups(self.groups)

@@ -76,7 +76,7 @@ class LiveRegions:
 
 
 @torch.no_grad()
-def _hard_masks(items, rate, floor, sets, target_macs=None, scores=None):
+def _hard_masks(items, rate, floor, sets, target_macs=None, scores=None, allocation=None):
     # no host reads; the hard masks from the search's own flat scores (per tensor only for mixed modes / frozen)
     hard = solve_thresholds([(m, w) for _, m, w in items], rate, floor, stats=False, hard_masks=True)
     if hard is not None:
@@ -86,7 +86,7 @@ def _hard_masks(items, rate, floor, sets, target_macs=None, scores=None):
     if sets:
         _consistent(items, masks, sets)
         if target_macs is not None:
-            if project_macs(items, masks, sets, target_macs, scores):
+            if project_macs(items, masks, sets, target_macs, scores, allocation):
                 _consistent(items, masks, sets)
     return masks
 
@@ -120,7 +120,7 @@ def _pruned_fraction(items, masks) -> float:
 @torch.no_grad()
 def consistent_masks(items: List, rate: float, floor: float = 0.0, sets=None, iters: int = 20,
                      target_macs: Optional[float] = None, start: Optional[float] = None, tol: float = 1e-3,
-                     secant: bool = False, memo: bool = True):
+                     secant: bool = False, memo: bool = True, allocation=None):
     """Hard masks (no gradient) at the current latents and hard gates that meet ``rate`` after
     topological consistency (and, with ``target_macs``, after :func:`~.compute.project_macs`).
 
@@ -132,7 +132,8 @@ def consistent_masks(items: List, rate: float, floor: float = 0.0, sets=None, it
     is exactly the one the published leaderboard ran). The thresholds of the chosen probe are left in the masks'
     buffers. ``tol``: the accepted |achieved − rate|. ``memo``: a rate probed before in this call is not probed
     again (its masks and achieved rate are a function of the rate here: the same result; False: probe again, the
-    reference). Returns (masks, asked, achieved)."""
+    reference). ``allocation``: the compute projection's order and floor (:class:`~.compute.Allocation`).
+    Returns (masks, asked, achieved)."""
     scores = _producer_scores(items) if target_macs is not None else None
     pairs = [(m, w) for _, m, w in items]
     seen = {}  # asked rate -> (masks, achieved): a probe is a function of the rate within this call (same latents)
@@ -144,7 +145,7 @@ def consistent_masks(items: List, rate: float, floor: float = 0.0, sets=None, it
         nonlocal written
         hit = seen.get(r) if memo else None
         if hit is None:
-            mk = _hard_masks(items, r, floor, sets, target_macs, scores)
+            mk = _hard_masks(items, r, floor, sets, target_macs, scores, allocation)
             hit = seen[r] = (mk, _pruned_fraction(items, mk))
             written = r
         return hit
@@ -229,12 +230,12 @@ def _producer_scores(items) -> Dict[str, torch.Tensor]:
 
 @torch.no_grad()
 def harden(items: List, rate: float, floor: float = 0.0, sets=None, iters: int = 20,
-           target_macs: Optional[float] = None) -> Dict[str, float]:
+           target_macs: Optional[float] = None, allocation=None) -> Dict[str, float]:
     """Freeze every mask. ``items``: list of (key 'module.param', SemiMask, latent). Returns stats."""
     items = [it for it in items if not it[1]._is_frozen]
     if not items:
         return dict(achieved=float('nan'), asked=rate)
-    masks, asked, achieved = consistent_masks(items, rate, floor, sets, iters, target_macs)
+    masks, asked, achieved = consistent_masks(items, rate, floor, sets, iters, target_macs, allocation=allocation)
     for key, m, w in items:
         m.freeze(masks[key])
     return dict(achieved=achieved, asked=asked)

@@ -26,6 +26,7 @@ from .budget import BudgetRegularizer, solve_thresholds
 from .config import GATE_PRICES, PruneConfig, auto_update_every, check_fraction, check_rate  # noqa: F401
 from .batch import SoftBatch
 from .cascade import SemiMask
+from .compute import Allocation
 from .cudagraph import GraphedSearch
 from .finalize import LiveRegions, consistent_masks, harden
 from .latent_gate import refresh_latent_gates, use_latent_gates
@@ -125,12 +126,13 @@ class SemiPruner(nn.Module):
         cfg = _config_of(config, kwargs)
         if cfg.target_macs is not None and not channel_sets:
             raise ValueError('target_macs needs channel sets (physical channel removal): they are declared for '
-                             "MMAction2's STGCN (ST-GCN, ST-GCN++); drop target_macs for this backbone")
+                             "ST-GCN, ST-GCN++, AAGCN and CTR-GCN; drop target_macs for this backbone")
         abl = cfg.ablation
         self.config = cfg
         self.target_rate, self.mode, self.cost, self.layer_floor = cfg.target_rate, cfg.mode, cfg.cost, cfg.layer_floor
         self.gate_price, self.gate_price_by, self.gate_init = cfg.gate_price, cfg.gate_price_by, abl.gate_init
         self.hard_phase, self.target_macs = abl.hard_phase, cfg.target_macs
+        self.allocation = Allocation(cfg.allocation, cfg.channel_floor)
         self.scorer = build_scorer(cfg.scorer)
         self.schedule = cfg.build_schedule()
         self.regularizer = BudgetRegularizer(cfg.budget_weight)
@@ -278,7 +280,7 @@ class SemiPruner(nn.Module):
             start = self._hard_asked if self._hard_asked is not None else self._soft_asked
             masks, asked, achieved = consistent_masks(self.items(), rate, self.layer_floor, self.channel_sets,
                                                       target_macs=self.target_macs, start=start,
-                                                      secant=self._secant())
+                                                      secant=self._secant(), allocation=self.allocation)
             self._hard_asked = asked
             for key, m, _ in self.items():
                 m.set_hard(masks[key])
@@ -366,7 +368,8 @@ class SemiPruner(nn.Module):
             start = min(max(start + self._soft_slope * (rate - prev), 0.0), rate)
         masks, asked, _ = consistent_masks(self.items(), rate, self.layer_floor, self.channel_sets,
                                            target_macs=macs, start=start,
-                                           tol=1e-3 if self.update_every == 1 else 5e-3, secant=secant)
+                                           tol=1e-3 if self.update_every == 1 else 5e-3, secant=secant,
+                                           allocation=self.allocation)
         if prev is not None and abs(rate - prev) > 1e-6:
             slope = (asked - self._soft_asked) / (rate - prev)
             self._soft_slope = slope if 0.0 <= slope <= 2.0 else asked / rate
@@ -493,7 +496,8 @@ class SemiPruner(nn.Module):
                 m.freeze()
             stats = dict(self.hard_stats, from_hard_phase=True)
         else:
-            stats = harden(self.items(), rate, self.layer_floor, self.channel_sets, target_macs=self.target_macs)
+            stats = harden(self.items(), rate, self.layer_floor, self.channel_sets, target_macs=self.target_macs,
+                           allocation=self.allocation)
         if learned_kept is not None:  # the hard kept cost the learned bands met by themselves, before the projection
             stats = dict(stats, learned_kept=learned_kept)
             self.hard_stats = stats

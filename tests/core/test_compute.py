@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from mmsemiprune.core.compute import (_agg, channel_freed_macs, dense_macs, entry_macs, masked_macs,
+from mmsemiprune.core.compute import (Allocation, _agg, channel_freed_macs, dense_macs, entry_macs, masked_macs,
                                       masked_macs_tensor, min_channels, project_macs, removed_entries)
 from mmsemiprune.core.topology import alive, channel_view, make_consistent, zero_channels
 from test_step_cost import _model, count_step
@@ -27,8 +27,20 @@ def _ref_masked_macs(items, masks, sets):
     return total
 
 
-def _ref_project(items, masks, sets, target, scores=None):
-    """The greedy of project_macs as a host loop: weakest score per freed MAC first, a set keeps min_channels."""
+def _ref_priority(order, s, f, live, c):
+    """Priority of channel c as the Allocation docstring defines it, one channel at a time."""
+    if order == 'per_mac':
+        return float(s[c]) / f
+    if order == 'score':
+        return float(s[c])
+    ranked = sorted((float(s[j]), j) for j in range(len(s)) if live[j])  # by score, ties by channel
+    rank = [j for _, j in ranked].index(c)
+    return (int((~live).sum()) + rank + 1) / len(s)
+
+
+def _ref_project(items, masks, sets, target, scores=None, order='per_mac', channel_floor=0.0):
+    """The greedy of project_macs as a host loop: weakest score per freed MAC first (or ``order``), a set keeps
+    min_channels (or ``ceil(channel_floor · size)`` when more)."""
     macs = {k: float(m.macs) for k, m, _ in items}
     shapes = {k: tuple(w.shape) for k, _, w in items}
     budget = target * dense_macs(items, sets)
@@ -43,7 +55,7 @@ def _ref_project(items, masks, sets, target, scores=None):
                 continue
             prod, cons = alive(masks, cs)
             live = prod & cons
-            room[i] = int(live.sum()) - min_channels(cs.size)
+            room[i] = int(live.sum()) - max(min_channels(cs.size), math.ceil(channel_floor * cs.size - 1e-9))
             f = channel_freed_macs(cs, macs, shapes)
             if room[i] <= 0 or f <= 0:
                 continue
@@ -55,7 +67,7 @@ def _ref_project(items, masks, sets, target, scores=None):
             if s is None:
                 s = sum(channel_view(masks[sl.key()], sl, cs.size).float().mean(dim=(0, 2)).double()
                         for sl in cs.producers if sl.key() in masks)
-            cands += [(float(s[c]) / f, i, c, f) for c in range(cs.size) if live[c]]
+            cands += [(_ref_priority(order, s, f, live, c), i, c, f) for c in range(cs.size) if live[c]]
         est, dead = now, {}
         for _, i, c, f in sorted(cands):
             if est <= budget:
@@ -125,6 +137,64 @@ def test_projection_takes_exactly_the_greedy_loop_s_channels(seed, target, with_
     floor_hit = any(int((alive(masks, cs)[0] & alive(masks, cs)[1]).sum()) == min_channels(cs.size)
                     for cs in sets if not (cs.fixed_consumer or cs.fixed_producer))
     assert ratio <= target or floor_hit, ratio
+
+
+@pytest.mark.parametrize('order,channel_floor,seed,target', [('score', 0.0, 0, 0.3), ('uniform', 0.0, 1, 0.3),
+                                                              ('uniform', 0.0, 2, 0.1), ('per_mac', 0.4, 3, 0.1),
+                                                              ('uniform', 0.3, 4, 0.05)])
+def test_projection_takes_the_greedy_loop_s_channels_under_every_allocation(order, channel_floor, seed, target):
+    pr, items, masks = _profiled_model(4, seed)
+    sets = pr.channel_sets
+    g = torch.Generator().manual_seed(seed + 10)
+    scores = {k: torch.rand(m.num_groups[0], generator=g) for k, m, _ in items if m.groupings}
+    ref = {k: v.clone() for k, v in masks.items()}
+    n_ref = _ref_project(items, ref, sets, target, scores, order, channel_floor)
+    n = project_macs(items, masks, sets, target, scores, Allocation(order, channel_floor))
+    assert n == n_ref > 0
+    assert all(torch.equal(masks[k], ref[k]) for k in masks)
+
+
+def _live_counts(masks, sets):
+    return [int((alive(masks, cs)[0] & alive(masks, cs)[1]).sum()) if not (cs.fixed_consumer or cs.fixed_producer)
+            else None for cs in sets]
+
+
+def test_channel_floor_keeps_that_fraction_of_every_set():
+    pr, items, masks = _profiled_model(4, 5)
+    sets = pr.channel_sets
+    before = _live_counts(masks, sets)
+    project_macs(items, masks, sets, 0.01, allocation=Allocation('per_mac', channel_floor=0.5))
+    after = _live_counts(masks, sets)
+    checked = 0
+    for cs, b, a in zip(sets, before, after):
+        if a is None:
+            continue
+        assert a >= min(b, math.ceil(0.5 * cs.size)), (cs, b, a)  # a set never goes below the floor by the projection
+        checked += a < b
+    assert checked  # the projection did remove channels
+    # without the floor the same budget empties sets down to min_channels
+    pr, items, masks = _profiled_model(4, 5)
+    project_macs(items, masks, sets, 0.01)
+    assert any(a is not None and a < math.ceil(0.5 * cs.size) for cs, a in zip(sets, _live_counts(masks, sets)))
+
+
+def test_uniform_allocation_removes_the_same_fraction_of_every_set():
+    """From full masks, every set that still has room ends within one channel's share of the same removed
+    fraction; per MAC, the fractions spread (narrow sets free fewer MACs per channel and keep more)."""
+    spread = {}
+    for order in ('uniform', 'per_mac'):
+        pr, items, _ = _profiled_model(4, 6)
+        sets = pr.channel_sets
+        masks = {k: torch.ones_like(w, dtype=torch.bool) for k, _, w in items}
+        project_macs(items, masks, sets, 0.5, allocation=Allocation(order))
+        fr = [(1 - a / cs.size, 1 / cs.size) for cs, a in zip(sets, _live_counts(masks, sets))
+              if a is not None and a > min_channels(cs.size)]
+        top = max(f for f, _ in fr)
+        assert top > 0
+        spread[order] = top - min(f for f, _ in fr)
+        if order == 'uniform':
+            assert all(f >= top - share - 1e-9 for f, share in fr), fr
+    assert spread['uniform'] < spread['per_mac']
 
 
 def test_projection_is_a_no_op_when_the_budget_is_met():
@@ -213,3 +283,22 @@ def test_macs_count_parts_gates_and_aggregations_as_export_does():
         shrink(net, sets)
         real = sum(getattr(net, n).weight.numel() * pos for n in names) + _agg(sets[1], macs) * sets[1].size
         assert got == real, unread
+
+
+@pytest.mark.parametrize('allocation,channel_floor', [('per_mac', 0.5), ('uniform', 0.0)])
+def test_prune_cfg_allocation_reaches_the_frozen_masks(allocation, channel_floor):
+    """prune_cfg.allocation / channel_floor travel from the config to the freeze's projection: the frozen masks of
+    a small ST-GCN are those of project_macs with the same Allocation, and differ from the default order's."""
+    live = {}
+    for alloc, floor in (('per_mac', 0.0), (allocation, channel_floor)):
+        model = _model(4, True, target_macs=0.15, allocation=alloc, channel_floor=floor)
+        pr = model.pruner
+        assert pr.allocation == Allocation(alloc, floor)
+        pr.profile(lambda: model.extract_feat(torch.randn(1, 1, 2, 16, 25, 3)))
+        pr.freeze()
+        masks = {k: m.mask for k, m, _ in pr.items()}
+        live[alloc, floor] = _live_counts(masks, pr.channel_sets)
+        for cs, a in zip(pr.channel_sets, live[alloc, floor]):
+            if a is not None:
+                assert a >= math.ceil(floor * cs.size)
+    assert live['per_mac', 0.0] != live[allocation, channel_floor]
