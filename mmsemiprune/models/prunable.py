@@ -250,22 +250,47 @@ class _STGCNDeclaration(_Declaration):
             raw[OUT]['producers'].append(Slot(f'{b}.tcn.conv', dim=0))
             raw[OUT]['norms'].append(f'{b}.tcn.bn')
         elif isinstance(t, mstcn):
-            for j, br in enumerate(t.branches):
-                first = f'{b}.tcn.branches.{j}' + ('.0' if isinstance(br, nn.Sequential) else '')
-                raw[MID]['consumers'].append(Slot(first, dim=1))
-                self.prune('tcn', first, ['out'])
-                if isinstance(br, nn.Sequential) and len(br) >= 4 and hasattr(br[3], 'conv'):
-                    self.prune('tcn', f'{b}.tcn.branches.{j}.3.conv', ['out'])
-                    key = f'br{i}_{j}'
-                    self.cs(key, br[0].out_channels)
-                    raw[key]['producers'].append(Slot(first, dim=0))
-                    raw[key]['norms'].append(f'{b}.tcn.branches.{j}.1')
-                    raw[key]['consumers'].append(Slot(f'{b}.tcn.branches.{j}.3.conv', dim=1))
+            self.mstcn_branches(i, b, t, MID)
             self.prune('tcn', f'{b}.tcn.transform.2', ['out'])
             raw[OUT]['producers'].append(Slot(f'{b}.tcn.transform.2', dim=0))
             raw[OUT]['norms'].append(f'{b}.tcn.bn')
         else:
             raise ValueError(f'{b}.tcn: unsupported temporal unit {type(t).__name__}; expected unit_tcn or mstcn')
+
+    def mstcn_branches(self, i, b, t, MID):
+        """MS-TCN (ST-GCN++): every branch reads ``mid{i}``; a dilated branch (1x1 conv, BN, ReLU, ``unit_tcn``)
+        has its inner set ``br{i}_{j}``; the concatenation of the branch outputs is ``cat{i}``, one part per branch
+        (the dilated ``unit_tcn`` conv, the max-pool branch's 1x1 conv through BN, ReLU and max-pool, the 1x1 conv),
+        read by ``transform`` (BN, ReLU, 1x1 conv)."""
+        raw, parts = self.raw, []
+        for j, br in enumerate(t.branches):
+            p = f'{b}.tcn.branches.{j}'
+            first = f'{p}.0' if isinstance(br, nn.Sequential) else p
+            raw[MID]['consumers'].append(Slot(first, dim=1))
+            self.prune('tcn', first, ['out'])
+            if isinstance(br, nn.Sequential) and len(br) == 4 and isinstance(br[3], unit_tcn):
+                self.prune('tcn', f'{p}.3.conv', ['out'])
+                inner = self.cs(f'br{i}_{j}', br[0].out_channels)
+                inner['producers'].append(Slot(first, dim=0))
+                inner['norms'].append(f'{p}.1')
+                inner['consumers'].append(Slot(f'{p}.3.conv', dim=1))
+                norms = [f'{p}.3.bn'] if isinstance(br[3].bn, nn.modules.batchnorm._BatchNorm) else []
+                parts.append((f'{p}.3.conv', norms, br[3].conv.out_channels))
+            elif isinstance(br, nn.Sequential) and len(br) == 4 and isinstance(br[3], nn.MaxPool2d):
+                parts.append((first, [f'{p}.1'], br[0].out_channels))
+            elif isinstance(br, nn.Conv2d):
+                parts.append((first, [], br.out_channels))
+            else:
+                raise ValueError(f'{p}: unsupported MS-TCN branch {type(br).__name__}; expected the branches of '
+                                 "mmaction's mstcn (dilated unit_tcn, max-pool, 1x1 conv)")
+        cat = self.cs(f'cat{i}', sum(w for _, _, w in parts))
+        off = 0
+        for conv, norms, w in parts:
+            cat['producers'].append(Slot(conv, dim=0, offset=off, length=w))
+            cat['norms'] += [Slot(n, offset=off, length=w) for n in norms]
+            off += w
+        cat['norms'].append(f'{b}.tcn.transform.0')
+        cat['consumers'].append(Slot(f'{b}.tcn.transform.2', dim=1))
 
 
 

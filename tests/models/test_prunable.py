@@ -98,8 +98,11 @@ def test_channel_sets_have_consistent_sizes(name):
             assert slot.key() in keys, f'{cs.name}: slot {slot.key()} is not a pruned tensor'
             w = mods[slot.module]._parameters[slot.param]
             channel_view(w.detach(), slot, cs.size)  # raises if dim != fold * size
-        for norm in cs.norms:
-            assert mods[norm].num_features == cs.size, f'{cs.name}: norm {norm}'
+        for norm in cs.norms:  # a whole-set norm, or a branch's part of a concatenation (ST-GCN++'s MS-TCN)
+            o, n = norm.span(cs.size) if hasattr(norm, 'span') else (0, cs.size)
+            assert mods[getattr(norm, 'module', norm)].num_features == n, f'{cs.name}: norm {norm}'
+        for o, n in cs.parts():
+            assert any(s.span(cs.size) == (o, n) for s in cs.producers)  # a branch writes each part
     # the classifier reads the last stage: its set is never removed entirely
     assert any(cs.fixed_consumer for cs in sets)
 
@@ -176,7 +179,7 @@ def test_branch_parts_list_every_reader(name):
         assert torch.allclose(ref, out, atol=1e-5), f'channel {c} of set {cs.name} is read by an undeclared slice'
 
 
-@pytest.mark.parametrize('name', ['stgcn', 'aagcn', 'aagcn_agcn', 'ctrgcn'])
+@pytest.mark.parametrize('name', ['stgcn', 'stgcnpp', 'aagcn', 'aagcn_agcn', 'ctrgcn'])
 def test_every_conv_dimension_is_declared(name):
     """Every conv / linear weight's output and input dimension is indexed by a channel set (a fixed one where it
     cannot be removed); a conv added to a block without a declaration is reported."""
