@@ -360,23 +360,11 @@ class SoftBatch:
 
     # -- the batched cascade ---------------------------------------------------------------------------------
     def _compute(self):
-        pr = self._pruner()
-        if pr is None:
+        got = self._inputs()
+        if got is None:
             return None
-        items = pr._items
-        masks = [m for *_, m in items]
-        if any(m._is_frozen or m._hard_on for m in masks):
-            return None
-        latents = [mod._parameters[p] for _, mod, p, _ in items]
+        pr, masks, latents, biases, ix = got
         dev, dt = latents[0].device, latents[0].dtype
-        if any(w.device != dev or w.dtype != dt for w in latents) or not dt.is_floating_point:
-            return None
-        biases = [mod._parameters.get('bias') if m.mask_bias else None for _, mod, _, m in items]
-        has_bias = tuple(b is not None for b in biases)
-        key = (str(dev), has_bias)
-        ix = self._index.get(key)
-        if ix is None or not ix.flat.alive(masks):
-            ix = self._index[key] = _Index(masks, has_bias, dev)
         c = _Cache(masks, latents, biases, torch.is_grad_enabled())
         c.ix = ix
         m0 = masks[0]
@@ -404,21 +392,7 @@ class SoftBatch:
         psi_g = None
         if mode != 'unstructured':
             for s in ix.slots:
-                v = x.abs() if m0.group_stat == 'l1' else x ** 2
-                st = segment_sum(v, s['gid'], s['G'] + 1, ix.plans, id(s)) / _as(s['size'], dt)
-                if m0.group_stat != 'l1':
-                    st = st.clamp_min(1e-30).sqrt()  # as groups.group_rms
-                with torch.no_grad():  # spread_k = std of s_k per tensor (unbiased, as Tensor.std), 1 for one group
-                    sd = st.detach()
-                    mean = segment_sum(sd, s['seg'], L + 1, ix.plans, (id(s), 'seg')) * _as(s['inv_cnt'], dt)
-                    d = sd - mean.index_select(0, s['seg'])
-                    var = segment_sum(d * d, s['seg'], L + 1, ix.plans, (id(s), 'seg')) * _as(s['inv_cnt1'], dt)
-                    spread = torch.where(s['multi'], var.sqrt().clamp_min(1e-3), 1.0)[:L]
-                    t_g = (tau * spread).index_select(0, s['gather'])
-                b = band_stop(st, tg.index_select(0, s['gather']), t_g)
-                if s['dummy'] is not None:
-                    b = torch.where(s['dummy'], 1.0, b)
-                b = expand(b, s['gid'], ix.plans, id(s))  # (on the GPU its backward is a scan, not atomics)
+                b = self._group_band(ix, s, x, tau, tg, m0.group_stat, dt)
                 psi_g = b if psi_g is None else psi_g * b
         c.gate = c.delta = c.group = None
         if mode == 'unstructured':
@@ -428,38 +402,93 @@ class SoftBatch:
         elif mode == 'ctf':
             psi = psi_g * psi_e
         else:
-            s0 = ix.slots[0]
-            logit = _flat_cat([m.gate.logit for m in masks])
-            glid0 = s0['gather'][:-1]
-            if m0.gate.relative:  # τ_g · mean|γ| per tensor, detached (Gate.forward)
-                with torch.no_grad():
-                    a = segment_sum(logit.abs(), s0['seg_g'], L + 1, ix.plans, (id(s0), 'seg_g'))
-                    t = (gtau * (a[:L] / _as(s0['cnt'][:L], a.dtype)).clamp_min(1e-6)).index_select(0, glid0)
-            else:
-                t = gtau.index_select(0, glid0)
-            g = torch.sigmoid(logit / t)
-            ge = expand(torch.cat([g, g.new_zeros(1)]) if s0['dummy'] is not None else g, s0['gid'], ix.plans, id(s0))
-            psi = ge * psi_g + (1 - ge) * psi_e
-            with torch.no_grad():  # per group of the first grouping: mean(ψ_G − ψ_e), mean ψ_G (the gate prices)
-                size = _as(s0['size'], dt)
-                c.delta = segment_sum(psi_g - psi_e, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size
-                c.group = segment_sum(psi_g, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size
-            c.gate = g
+            psi = self._gated(c, psi_g, psi_e, gtau, dt)
         keep = pr._keep_flat
         if keep is not None:  # soft projection: ψ ⊙ K (K constant, one flat vector)
             psi = psi * (keep if keep.dtype == dt and keep.device == dev else keep.to(device=dev, dtype=dt))
         c.psi = psi
         c.W = _split_as(w * psi, latents)  # shaped as the latents
-        c.bias = None
-        if ix.R:  # β_o = max_i ψ[o, i] per output row (SemiMask.row_keep), then b ⊙ β
-            # (scatter_reduce_'s amax off the CPU; on the CPU segment_reduce with scatter_reduce's backward written
-            # out: torch.segment_reduce's own max backward with offsets= is wrong on long tied rows, torch 2.13)
-            beta = segment_amax(psi, ix.rowid, ix.R + 1, ix.plans, 'row')
-            bb = _flat_cat([b for b in biases if b is not None])
-            parts = iter((bb * _as(beta[:ix.R], bb.dtype)).split(ix.bias_len))
-            c.bias = [next(parts) if hb else None for hb in has_bias]
+        c.bias = self._masked_biases(ix, psi, biases) if ix.R else None
         self._cache = c
         return c
+
+    def _inputs(self):
+        """(pruner, masks, latents, masked biases or None per mask, static index) of a batched evaluation, or None
+        where it does not apply (no pruner, a mask frozen or in the hard phase, devices or dtypes mixed)."""
+        pr = self._pruner()
+        if pr is None:
+            return None
+        items = pr._items
+        masks = [m for *_, m in items]
+        if any(m._is_frozen or m._hard_on for m in masks):
+            return None
+        latents = [mod._parameters[p] for _, mod, p, _ in items]
+        dev, dt = latents[0].device, latents[0].dtype
+        if any(w.device != dev or w.dtype != dt for w in latents) or not dt.is_floating_point:
+            return None
+        biases = [mod._parameters.get('bias') if m.mask_bias else None for _, mod, _, m in items]
+        has_bias = tuple(b is not None for b in biases)
+        key = (str(dev), has_bias)
+        ix = self._index.get(key)
+        if ix is None or not ix.flat.alive(masks):
+            ix = self._index[key] = _Index(masks, has_bias, dev)
+        return pr, masks, latents, biases, ix
+
+    @staticmethod
+    def _group_band(ix, s, x, tau, tg, group_stat, dt):
+        """B(s_k; a_g, τ·spread_k)[gid_k] (N,) of grouping slot ``s``, 1 on the entries of tensors without it."""
+        L = ix.L
+        v = x.abs() if group_stat == 'l1' else x ** 2
+        st = segment_sum(v, s['gid'], s['G'] + 1, ix.plans, id(s)) / _as(s['size'], dt)
+        if group_stat != 'l1':
+            st = st.clamp_min(1e-30).sqrt()  # as groups.group_rms
+        with torch.no_grad():  # spread_k = std of s_k per tensor (unbiased, as Tensor.std), 1 for one group
+            sd = st.detach()
+            mean = segment_sum(sd, s['seg'], L + 1, ix.plans, (id(s), 'seg')) * _as(s['inv_cnt'], dt)
+            d = sd - mean.index_select(0, s['seg'])
+            var = segment_sum(d * d, s['seg'], L + 1, ix.plans, (id(s), 'seg')) * _as(s['inv_cnt1'], dt)
+            spread = torch.where(s['multi'], var.sqrt().clamp_min(1e-3), 1.0)[:L]
+            t_g = (tau * spread).index_select(0, s['gather'])
+        b = band_stop(st, tg.index_select(0, s['gather']), t_g)
+        if s['dummy'] is not None:
+            b = torch.where(s['dummy'], 1.0, b)
+        return expand(b, s['gid'], ix.plans, id(s))  # (on the GPU its backward is a scan, not atomics)
+
+    @staticmethod
+    def _gated(c, psi_g, psi_e, gtau, dt):
+        """ψ = g[gid_0]·ψ_G + (1 − g[gid_0])·ψ_e with the gates of every mask, setting ``c.gate`` and the gate
+        prices' per-group means ``c.delta`` (mean(ψ_G − ψ_e)) and ``c.group`` (mean ψ_G)."""
+        ix, masks, L = c.ix, c.masks, c.ix.L
+        m0 = masks[0]
+        s0 = ix.slots[0]
+        logit = _flat_cat([m.gate.logit for m in masks])
+        glid0 = s0['gather'][:-1]
+        if m0.gate.relative:  # τ_g · mean|γ| per tensor, detached (Gate.forward)
+            with torch.no_grad():
+                a = segment_sum(logit.abs(), s0['seg_g'], L + 1, ix.plans, (id(s0), 'seg_g'))
+                t = (gtau * (a[:L] / _as(s0['cnt'][:L], a.dtype)).clamp_min(1e-6)).index_select(0, glid0)
+        else:
+            t = gtau.index_select(0, glid0)
+        g = torch.sigmoid(logit / t)
+        ge = expand(torch.cat([g, g.new_zeros(1)]) if s0['dummy'] is not None else g, s0['gid'], ix.plans, id(s0))
+        psi = ge * psi_g + (1 - ge) * psi_e
+        with torch.no_grad():  # per group of the first grouping: mean(ψ_G − ψ_e), mean ψ_G (the gate prices)
+            size = _as(s0['size'], dt)
+            c.delta = segment_sum(psi_g - psi_e, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size
+            c.group = segment_sum(psi_g, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size
+        c.gate = g
+        return psi
+
+    @staticmethod
+    def _masked_biases(ix, psi, biases):
+        """b ⊙ β per mask with a masked bias (None for the others), β_o = max_i ψ[o, i] per output row
+        (SemiMask.row_keep)."""
+        # (scatter_reduce_'s amax off the CPU; on the CPU segment_reduce with scatter_reduce's backward written
+        # out: torch.segment_reduce's own max backward with offsets= is wrong on long tied rows, torch 2.13)
+        beta = segment_amax(psi, ix.rowid, ix.R + 1, ix.plans, 'row')
+        bb = _flat_cat([b for b in biases if b is not None])
+        parts = iter((bb * _as(beta[:ix.R], bb.dtype)).split(ix.bias_len))
+        return [next(parts) if hb else None for hb in ix.has_bias]
 
     @staticmethod
     def _scale(ix, latents):

@@ -375,7 +375,30 @@ def solve_thresholds(items: Sequence, rate: float, floor: float = 0.0, stats: bo
     c64, total, sub_w, pool_w, w_entry = flat.cost_weights(masks)
     target = (1.0 - (rate if rate_t is None else rate_t)) * total
 
-    # 1. scale references
+    alpha_e, alpha_g = _scale_references(flat, masks, x, gstats, coarse, target, sub_w, pool_w)  # 1.
+    rho, group_decides = _deciding_ratios(flat, masks, x, coarse, alpha_e, alpha_g)  # 2.
+    t_l, level = _levels(flat, rho, float(floor), target, w_entry)  # 3. and 4.
+
+    # 5. write the thresholds (one operator per buffer list)
+    te, tg = (t_l * alpha_e).float(), (t_l * alpha_g).float()
+    torch._foreach_copy_([m.thr_entry for m in masks], list(te.unbind()))
+    torch._foreach_copy_([m.thr_group for m in masks], list(tg.unbind()))
+    if hard_masks and (len(live) != len(items) or len(flat.modes) != 1):
+        return None  # frozen items keep their stored masks, mixed modes decide per tensor: the caller's job
+    if not stats and not hard_masks:
+        return None
+    kept_mask = _kept_mask(flat, live, x, coarse, te, tg, group_decides, hard_masks)
+    if hard_masks:
+        return list(torch._C._nn.unflatten_dense_tensors(kept_mask, latents))  # views shaped as the latents
+    kept = (w_entry * kept_mask).sum() / total
+    return dict(alpha_entry=float(alpha_e), alpha_group=float(alpha_g), level=float(level),
+                kept_fraction=float(kept))
+
+
+def _scale_references(flat: _Flat, masks, x, gstats, coarse, target, sub_w, pool_w):
+    """Step 1 of :func:`solve_thresholds`: (α_e, α_g), 0-dim float64, the global thresholds meeting ``target`` with
+    entry masks alone (on the deterministic subsample) and with group masks alone (1 where no mask uses them)."""
+    dev = x.device
     if any(m.uses_entries for m in masks):
         sub = x.index_select(0, flat.sub_idx)
         alpha_e = _select(sub, target, sub_w).double().clamp_min(1e-8)
@@ -390,8 +413,13 @@ def solve_thresholds(items: Sequence, rate: float, floor: float = 0.0, stats: bo
         alpha_g = _select(torch.cat(vals) if len(vals) > 1 else vals[0], target, pool_w).double().clamp_min(1e-8)
     else:
         alpha_g = torch.ones((), dtype=torch.float64, device=dev)
+    return alpha_e, alpha_g
 
-    # 2. ratio of the deciding mask per entry
+
+def _deciding_ratios(flat: _Flat, masks, x, coarse, alpha_e, alpha_g):
+    """Step 2 of :func:`solve_thresholds`: (ρ float32 (N,), the ratio score/α of whichever mask decides each entry;
+    for semi masks of one mode the hard gate per entry (True: the group mask decides), else None)."""
+    group_decides = None
     if len(flat.modes) == 1:
         mode = masks[0].mode
         e = x / alpha_e if mode != 'structured' else None
@@ -403,7 +431,7 @@ def solve_thresholds(items: Sequence, rate: float, floor: float = 0.0, stats: bo
         elif mode == 'ctf':
             rho = torch.minimum(e, g)
         else:
-            group_decides = _gate_hard(flat, masks, dev).index_select(0, flat.slots[0]['gid'])
+            group_decides = _gate_hard(flat, masks, x.device).index_select(0, flat.slots[0]['gid'])
             rho = torch.where(group_decides, g, e)
     else:  # mixed modes (not produced by SemiPruner): per mask
         parts = []
@@ -418,10 +446,13 @@ def solve_thresholds(items: Sequence, rate: float, floor: float = 0.0, stats: bo
             else:
                 parts.append(torch.where(m.entry_decides().reshape(-1), xs / alpha_e, cs / alpha_g))
         rho = torch.cat(parts)
-    rho = rho.to(torch.float32)
+    return rho.to(torch.float32), group_decides
 
+
+def _levels(flat: _Flat, rho, floor: float, target, w_entry):
+    """Steps 3 and 4 of :func:`solve_thresholds`: (t_ℓ float64 (L,), the global level t), with the layer floors."""
     # 3. layer floors: u_ℓ = the k_ℓ-th largest ρ of tensor ℓ; entries ≥ u_ℓ are kept at any level
-    k, any_floor = flat.floor_counts(float(floor))
+    k, any_floor = flat.floor_counts(floor)
     if any_floor:
         u = _select_per_segment(rho, flat.lid, flat.L, k.clamp_min(1), flat.plans)
         u = torch.where(k > 0, u, float('inf'))
@@ -444,30 +475,20 @@ def solve_thresholds(items: Sequence, rate: float, floor: float = 0.0, stats: bo
     if u is not None:
         u64 = u.double()
         t_l = torch.where(u64 <= level, (u64 * (1 - 1e-6) - 1e-12).clamp_min(0.0), t_l)
+    return t_l, level
 
-    # 5. write the thresholds (one operator per buffer list)
-    te, tg = (t_l * alpha_e).float(), (t_l * alpha_g).float()
-    torch._foreach_copy_([m.thr_entry for m in masks], list(te.unbind()))
-    torch._foreach_copy_([m.thr_group for m in masks], list(tg.unbind()))
-    if hard_masks and (len(live) != len(items) or len(flat.modes) != 1):
-        return None  # frozen items keep their stored masks, mixed modes decide per tensor: the caller's job
-    if not stats and not hard_masks:
-        return None
-    # kept cost exactly as the hard masks compare (score > stored float32 threshold)
-    mode = masks[0].mode
+
+def _kept_mask(flat: _Flat, live, x, coarse, te, tg, group_decides, hard_masks: bool):
+    """The flat boolean hard masks (N,) at the written thresholds, exactly as the hard masks compare (score >
+    stored float32 threshold); per tensor (:meth:`~.cascade.SemiMask.hard`) for mixed modes."""
+    mode = live[0][0].mode
     keep_e = x > te.index_select(0, flat.lid) if mode != 'structured' or not hard_masks else None
     keep_g = coarse > tg.index_select(0, flat.lid) if coarse is not None else None
     if len(flat.modes) == 1 and mode == 'semi':
-        kept_mask = torch.where(group_decides, keep_g, keep_e)
-    elif len(flat.modes) == 1:
-        kept_mask = keep_e if mode == 'unstructured' else keep_g if mode == 'structured' else keep_e & keep_g
-    else:
-        kept_mask = torch.cat([m.hard(w).reshape(-1) for m, w in live])
-    if hard_masks:
-        return list(torch._C._nn.unflatten_dense_tensors(kept_mask, latents))  # views shaped as the latents
-    kept = (w_entry * kept_mask).sum() / total
-    return dict(alpha_entry=float(alpha_e), alpha_group=float(alpha_g), level=float(level),
-                kept_fraction=float(kept))
+        return torch.where(group_decides, keep_g, keep_e)
+    if len(flat.modes) == 1:
+        return keep_e if mode == 'unstructured' else keep_g if mode == 'structured' else keep_e & keep_g
+    return torch.cat([m.hard(w).reshape(-1) for m, w in live])
 
 
 def _is_frozen(m) -> bool:
