@@ -61,7 +61,7 @@ def parse_args(argv=None):
                    help='prune_cfg.cuda_graphs=False: the soft-phase threshold search dispatched operator by operator '
                         'instead of one CUDA graph replay (the default on CUDA; no effect on the CPU)')
     p.add_argument('--atomic-free', action='store_true',
-                   help="CPU: run the reductions the GPU runs (core/segment.py: scans and sorts, not index_add_) "
+                   help="CPU: run the reductions the GPU runs (core/fused/segment.py: scans and sorts, not index_add_) "
                         "to count its operators here")
     p.add_argument('--kernel-table', type=int, default=0, metavar='N',
                    help='also profile 3 steps of each variant and print its N costliest operators by device (or, on '
@@ -231,7 +231,7 @@ def main(argv=None):
     import mmsemiprune
     mmsemiprune.apply_mmengine_patches()
     mmsemiprune.register_all()
-    from mmsemiprune.core import segment
+    from mmsemiprune.core.fused import segment
     from mmengine.logging import MMLogger
     MMLogger.get_current_instance().setLevel(logging.ERROR)
     logging.getLogger().setLevel(logging.ERROR)

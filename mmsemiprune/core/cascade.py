@@ -127,14 +127,14 @@ class SemiMask(nn.Module):
         # ψ / Δ / ψ̄_G of the last forward are per-step caches (graph views that deepcopy refuses): a copy
         # recomputes them at its own next forward
         state.update(_batch=None, _lazy=None, _last_psi=None, _last_delta=None, _last_group=None)
-        # the threshold search's flat index of the original's mask list (budget._flat_for), with the step's flat
+        # the threshold search's flat index of the original's mask list (fused.flat.flat_for), with the step's flat
         # latents and scores: a copy's masks are other objects and build their own
         state.pop('_sp_flat', None)
         return state
 
     def batched(self, latent: torch.Tensor, bias: Optional[torch.Tensor] = None):
         """(Ŵ ⊙ ψ, b ⊙ β) from the pruner's batched soft masks or, frozen / in the hard phase, its batched
-        stored masks (:mod:`.batch`), or None where they do not apply (no pruner, stale or foreign inputs,
+        stored masks (:mod:`.fused.batch`), or None where they do not apply (no pruner, stale or foreign inputs,
         distributed training for the stored masks): then use ``latent * self(latent)``.
         ``bias``: the conv bias to mask (``mask_bias``), or None."""
         b = self.__dict__.get('_batch')
@@ -296,7 +296,7 @@ class SemiMask(nn.Module):
     @property
     def needs_reference(self) -> bool:
         """Learned band positions or a latent gate: the per-tensor forward is the reference and the fused batched
-        soft masks (:mod:`.batch`) do not apply."""
+        soft masks (:mod:`.fused.batch`) do not apply."""
         return self._modules.get('bands') is not None or self.gate.mode == 'latent'
 
     def band_positions(self, latent: torch.Tensor, x: Optional[torch.Tensor] = None):

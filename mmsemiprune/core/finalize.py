@@ -14,9 +14,10 @@ from typing import Callable, Dict, Iterable, List, Optional
 import torch
 from torch import nn
 
-from .budget import _flat_for, flat_scores, solve_thresholds
+from .budget import solve_thresholds
 from .compute import project_macs
-from .segment import segment_sum
+from .fused.flat import flat_for, flat_scores
+from .fused.segment import segment_sum
 from .topology import flat_for_masks, make_consistent
 
 __all__ = ['harden', 'consistent_masks', 'recalibrate_bn', 'live_region', 'LiveRegions']
@@ -41,7 +42,7 @@ class LiveRegions:
 
         K = [Σ_{r(j)=r(i)} M_j > 0] ∧ [Σ_{c(j)=c(i)} M_j > 0]      (1-D tensors: rows only)
 
-    with two segment sums (:func:`~.segment.segment_sum`) and two gathers instead of ~11 operators per tensor."""
+    with two segment sums (:func:`~.fused.segment.segment_sum`) and two gathers instead of ~11 operators per tensor."""
 
     def __init__(self, shapes, device):
         self.shapes = [tuple(s) for s in shapes]
@@ -110,7 +111,7 @@ def _pruned_fraction(items, masks) -> float:
     host-to-device copy, which on CUDA synchronises the stream)."""
     ms = [m for _, m, _ in items]
     like = [masks[k] for k, _, _ in items]
-    flat = _flat_for(ms, like[0].device)
+    flat = flat_for(ms, like[0].device)
     costs = flat.cost_weights(ms)[0]
     v = torch._C._nn.flatten_dense_tensors(like).to(torch.float32)  # counts per tensor up to 2^24 are exact
     kept = segment_sum(v, flat.lid, flat.L, flat.plans, 'lid').double()
@@ -251,7 +252,7 @@ def _producer_scores(items) -> Dict[str, torch.Tensor]:
     if any(m.normalize != m0.normalize or m.group_stat != m0.group_stat for m in masks):
         return {key: m.first_group_scores(w) for (key, m, w), k in zip(items, want) if k}
     latents = [w for _, _, w in items]
-    flat = _flat_for(masks, latents[0].device)
+    flat = flat_for(masks, latents[0].device)
     _, stats, _ = flat_scores(flat, masks, latents)
     parts = stats[0].split(flat.slots[0]['lens'] + [1])  # + the dummy group
     return {key: parts[i] for i, ((key, _, _), k) in enumerate(zip(items, want)) if k}

@@ -49,7 +49,7 @@ buffers ``thr_entry`` / ``thr_group`` follow the bands (:func:`sync_bands`) so t
 gate prices read them.
 
 Not combined with ``target_macs`` (its soft projection places the thresholds by the search every step) nor with
-``oneshot`` (nothing is trained). The fused batched soft masks (:mod:`.batch`) do not apply: the masks take the
+``oneshot`` (nothing is trained). The fused batched soft masks (:mod:`.fused.batch`) do not apply: the masks take the
 per-tensor reference path (:attr:`~.cascade.SemiMask.needs_reference`), the CUDA-graph search is not used.
 """
 import math

@@ -144,7 +144,7 @@ def test_producer_scores_from_the_flat_pass_equal_per_tensor(toy, normalize, gro
 def test_live_regions_equal_live_region_per_tensor(force):
     """LiveRegions (the soft projection's K of all masks in one pass) is live_region of every mask, for conv,
     linear, adjacency-like and 1-D shapes, on the CPU reference and on the GPU's reduction path."""
-    from mmsemiprune.core import segment
+    from mmsemiprune.core.fused import segment
     from mmsemiprune.core.finalize import LiveRegions, live_region
     shapes = [(6, 4, 3, 1), (5, 6), (3, 5, 5), (7, ), (2, 3, 1, 1)]
     g = torch.Generator().manual_seed(0)

@@ -1,6 +1,6 @@
 """All soft masks of a pruner in one pass over one flat vector (issue "pruning at GPU speed").
 
-Per tensor, the soft cascade of :class:`~.cascade.SemiMask` costs ~40 forward + backward operators, the bias
+Per tensor, the soft cascade of :class:`~mmsemiprune.core.cascade.SemiMask` costs ~40 forward + backward operators, the bias
 mask, the budget sum and the gate prices another ~25: O(L) small kernels per step for L masked tensors.
 :class:`SoftBatch` computes the same quantities for all L masks at once, with a number of operators that does
 not grow with L except for the unavoidable per-tensor views (flatten for the concatenation, the shaped view of
@@ -18,12 +18,12 @@ each masked weight, and their backward):
           b ⊙ β)
 
 with the per-tensor scalars (thresholds, temperatures, costs) stacked once and expanded by static index tensors
-(built once per mask list and device, :class:`~.budget._Flat`). The formulas are those of
-:meth:`~.cascade.SemiMask._soft` entry by entry; only the order of float reductions differs (segment sums instead
-of per-tensor sums), so ψ agrees to float rounding (tests/core/test_batch.py).
+(built once per mask list and device, :class:`~.flat.FlatIndex`). The formulas are those of
+:meth:`~mmsemiprune.core.cascade.SemiMask._soft` entry by entry; only the order of float reductions differs (segment sums instead
+of per-tensor sums), so ψ agrees to float rounding (tests/core/fused/test_batch.py).
 
 When it applies: every mask of the pruner soft (not frozen, not in the hard phase), one dtype and device, one mode,
-normalisation and group statistic (what :class:`~.pruner.SemiPruner` builds), with the search's thresholds and
+normalisation and group statistic (what :class:`~mmsemiprune.core.pruner.SemiPruner` builds), with the search's thresholds and
 parameter gates (``thresholds='learned'`` and ``gates='latent'`` take the per-tensor reference path). The first
 masked tensor read in a
 forward computes the whole batch; every mask then takes its entry once. A mask that finds its entry already taken
@@ -42,11 +42,11 @@ import weakref
 
 import torch
 
-from .bandstop import band_stop
-from .budget import _flat_for, _unchanged, flat_scale
+from ..bandstop import band_stop
+from .flat import flat_for, flat_scale, unchanged
 from .segment import expand, segment_amax, segment_sum
 
-__all__ = ['SoftBatch']
+__all__ = ['SoftBatch', 'flat_cat', 'scaled', 'split_as']
 
 _EPS = 1e-12
 
@@ -68,7 +68,7 @@ class _Index:
     """Static index tensors of one list of masks (and of which of them carry a masked bias) on one device."""
 
     def __init__(self, masks, has_bias, device):
-        flat = _flat_for(masks, device)
+        flat = flat_for(masks, device)
         self.flat = flat
         self.L, self.N, self.sizes = flat.L, flat.N, flat.sizes
         self.lid = flat.lid
@@ -173,7 +173,7 @@ class _FlatCat(torch.autograd.Function):
     its part of the flat gradient, shaped, by one ``unflatten_dense_tensors``: 2 operators dispatched from Python
     instead of autograd's reshape + narrow + reshape per input (66 for 22 tensors). The same values; every
     gradient is a view of the flat one, as ``cat``'s own backward gives. ``pre``: None, or ``[flat]`` when that cat
-    was already made this step (the threshold search's, :func:`~.budget.flat_scores`): a view of it, no copy."""
+    was already made this step (the threshold search's, :func:`~.flat.flat_scores`): a view of it, no copy."""
 
     @staticmethod
     def forward(ctx, pre, *tensors):
@@ -222,7 +222,7 @@ def _recorded(tensors) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-def _flat_cat(tensors, pre=None):
+def flat_cat(tensors, pre=None):
     """cat_ℓ vec(t_ℓ): :class:`_FlatCat` where autograd records, else one ``flatten_dense_tensors``; ``pre``: that cat
     made already (same tensors, same versions), used instead of a new one."""
     if _recorded(tensors):
@@ -230,12 +230,12 @@ def _flat_cat(tensors, pre=None):
     return pre if pre is not None else torch._C._nn.flatten_dense_tensors(list(tensors))
 
 
-def _scaled(w, x, s):
+def scaled(w, x, s):
     """x = w / s given its value ``x`` (:class:`_Scaled` where autograd records)."""
     return _Scaled.apply(w, [x, s]) if torch.is_grad_enabled() and w.requires_grad else x
 
 
-def _split_as(flat, like):
+def split_as(flat, like):
     """``flat`` as views shaped like the tensors ``like``: :class:`_SplitAs` where autograd records."""
     if torch.is_grad_enabled() and flat.requires_grad:
         return _SplitAs.apply(flat, *like)
@@ -265,7 +265,7 @@ class _Stored:
 
 
 class SoftBatch:
-    """The batched soft masks of one :class:`~.pruner.SemiPruner` (see the module docstring)."""
+    """The batched soft masks of one :class:`~mmsemiprune.core.pruner.SemiPruner` (see the module docstring)."""
 
     def __init__(self, pruner):
         self._pruner = weakref.ref(pruner)
@@ -373,9 +373,9 @@ class SoftBatch:
         # the search's flat latents, per-entry scale and x = w / s when it ran on these latents this step (eager
         # search, same versions: budget.flat_scores): the same values without a second cat, gather and divide
         sh = ix.flat.__dict__.get('shared')
-        if sh is not None and not (_unchanged(sh[0], latents) and sh[1].dtype == dt and sh[1].device == dev):
+        if sh is not None and not (unchanged(sh[0], latents) and sh[1].dtype == dt and sh[1].device == dev):
             sh = None
-        w = _flat_cat(latents, None if sh is None else sh[1])
+        w = flat_cat(latents, None if sh is None else sh[1])
         with torch.no_grad():
             # per-tensor scalars, one stack: thr_entry, thr_group, τ, τ_g (rows of (4, L))
             te = torch.stack([m.thr_entry for m in masks] + [m.thr_group for m in masks]
@@ -383,7 +383,7 @@ class SoftBatch:
                                             + [m.gate_temperature for m in masks])
             te, tg, tau, gtau = _as(te, dt).view(4, L).unbind(0)
         if m0.normalize and sh is not None:
-            x = _scaled(w, sh[3], sh[2])
+            x = scaled(w, sh[3], sh[2])
         elif m0.normalize:
             x = w / _as(self._scale(ix, latents), dt).index_select(0, lid)
         else:
@@ -407,7 +407,7 @@ class SoftBatch:
         if keep is not None:  # soft projection: ψ ⊙ K (K constant, one flat vector)
             psi = psi * (keep if keep.dtype == dt and keep.device == dev else keep.to(device=dev, dtype=dt))
         c.psi = psi
-        c.W = _split_as(w * psi, latents)  # shaped as the latents
+        c.W = split_as(w * psi, latents)  # shaped as the latents
         c.bias = self._masked_biases(ix, psi, biases) if ix.R else None
         self._cache = c
         return c
@@ -461,7 +461,7 @@ class SoftBatch:
         ix, masks, L = c.ix, c.masks, c.ix.L
         m0 = masks[0]
         s0 = ix.slots[0]
-        logit = _flat_cat([m.gate.logit for m in masks])
+        logit = flat_cat([m.gate.logit for m in masks])
         glid0 = s0['gather'][:-1]
         if m0.gate.relative:  # τ_g · mean|γ| per tensor, detached (Gate.forward)
             with torch.no_grad():
@@ -486,16 +486,16 @@ class SoftBatch:
         # (scatter_reduce_'s amax off the CPU; on the CPU segment_reduce with scatter_reduce's backward written
         # out: torch.segment_reduce's own max backward with offsets= is wrong on long tied rows, torch 2.13)
         beta = segment_amax(psi, ix.rowid, ix.R + 1, ix.plans, 'row')
-        bb = _flat_cat([b for b in biases if b is not None])
+        bb = flat_cat([b for b in biases if b is not None])
         parts = iter((bb * _as(beta[:ix.R], bb.dtype)).split(ix.bias_len))
         return [next(parts) if hb else None for hb in ix.has_bias]
 
     @staticmethod
     def _scale(ix, latents):
         """rms(Ŵ_ℓ) (L,), detached: the one the threshold search computed this step (same latents, same
-        versions: :func:`~.budget.flat_scores` leaves it on the index), else recomputed the same way."""
+        versions: :func:`~.flat.flat_scores` leaves it on the index), else recomputed the same way."""
         cached = getattr(ix.flat, 'scale', None)
-        if cached is not None and _unchanged(cached[1], latents):
+        if cached is not None and unchanged(cached[1], latents):
             return cached[0]
         return flat_scale(latents)
 
