@@ -134,7 +134,7 @@ def solve_thresholds(items: Sequence, rate: float, floor: float = 0.0, stats: bo
         return None  # frozen items keep their stored masks, mixed modes decide per tensor: the caller's job
     if not stats and not hard_masks:
         return None
-    kept_mask = _kept_mask(flat, live, x, coarse, te, tg, group_decides, hard_masks)
+    kept_mask = _kept_mask(flat, live, x, coarse, te, tg, group_decides)
     if hard_masks:
         return list(torch._C._nn.unflatten_dense_tensors(kept_mask, latents))  # views shaped as the latents
     kept = (w_entry * kept_mask).sum() / total
@@ -165,34 +165,24 @@ def _scale_references(flat: FlatIndex, masks, x, gstats, coarse, target, sub_w, 
 
 
 def _deciding_ratios(flat: FlatIndex, masks, x, coarse, alpha_e, alpha_g):
-    """Step 2 of :func:`solve_thresholds`: (ρ float32 (N,), the ratio score/α of whichever mask decides each entry;
-    for semi masks of one mode the hard gate per entry (True: the group mask decides), else None)."""
+    """Step 2 of :func:`solve_thresholds`: (ρ float32 (N,), the ratio score/α of whichever mask decides each entry
+    (:meth:`~.modes.PruneMode.ratio`); for gated masks of one mode the hard gate per entry (True: the group mask
+    decides), else None)."""
     group_decides = None
     if len(flat.modes) == 1:
-        mode = masks[0].mode
-        e = x / alpha_e if mode != 'structured' else None
-        g = coarse / alpha_g if mode != 'unstructured' else None
-        if mode == 'unstructured':
-            rho = e
-        elif mode == 'structured':
-            rho = g
-        elif mode == 'ctf':
-            rho = torch.minimum(e, g)
-        else:
+        pm = masks[0].prune_mode
+        e = x / alpha_e if pm.entries else None
+        g = coarse / alpha_g if pm.groups else None
+        if pm.gated:
             group_decides = _gate_hard(flat, masks, x.device).index_select(0, flat.slots[0]['gid'])
-            rho = torch.where(group_decides, g, e)
+        rho = pm.ratio(g, e, group_decides)
     else:  # mixed modes (not produced by SemiPruner): per mask
         parts = []
         for m, xs, cs in zip(masks, x.split(flat.sizes), (coarse.split(flat.sizes) if coarse is not None
                                                             else [None] * flat.L)):
-            if m.mode == 'unstructured':
-                parts.append(xs / alpha_e)
-            elif m.mode == 'structured':
-                parts.append(cs / alpha_g)
-            elif m.mode == 'ctf':
-                parts.append(torch.minimum(xs / alpha_e, cs / alpha_g))
-            else:
-                parts.append(torch.where(m.entry_decides().reshape(-1), xs / alpha_e, cs / alpha_g))
+            pm, gd = m.prune_mode, m.group_decides()
+            parts.append(pm.ratio(cs / alpha_g if pm.groups else None, xs / alpha_e if pm.entries else None,
+                                  None if gd is None else gd.reshape(-1)))
         rho = torch.cat(parts)
     return rho.to(torch.float32), group_decides
 
@@ -226,17 +216,16 @@ def _levels(flat: FlatIndex, rho, floor: float, target, w_entry):
     return t_l, level
 
 
-def _kept_mask(flat: FlatIndex, live, x, coarse, te, tg, group_decides, hard_masks: bool):
+def _kept_mask(flat: FlatIndex, live, x, coarse, te, tg, group_decides):
     """The flat boolean hard masks (N,) at the written thresholds, exactly as the hard masks compare (score >
-    stored float32 threshold); per tensor (:meth:`~.cascade.SemiMask.hard`) for mixed modes."""
-    mode = live[0][0].mode
-    keep_e = x > te.index_select(0, flat.lid) if mode != 'structured' or not hard_masks else None
-    keep_g = coarse > tg.index_select(0, flat.lid) if coarse is not None else None
-    if len(flat.modes) == 1 and mode == 'semi':
-        return torch.where(group_decides, keep_g, keep_e)
-    if len(flat.modes) == 1:
-        return keep_e if mode == 'unstructured' else keep_g if mode == 'structured' else keep_e & keep_g
-    return torch.cat([m.hard(w).reshape(-1) for m, w in live])
+    stored float32 threshold, :meth:`~.modes.PruneMode.keep`); per tensor (:meth:`~.cascade.SemiMask.hard`) for
+    mixed modes."""
+    if len(flat.modes) != 1:
+        return torch.cat([m.hard(w).reshape(-1) for m, w in live])
+    pm = live[0][0].prune_mode
+    keep_e = x > te.index_select(0, flat.lid) if pm.entries else None
+    keep_g = coarse > tg.index_select(0, flat.lid) if pm.groups else None
+    return pm.keep(keep_g, keep_e, group_decides)
 
 
 def _is_frozen(m) -> bool:

@@ -105,9 +105,9 @@ class LatentGate(Gate):
 
 
 def use_latent_gates(masks: List) -> None:
-    """Replace the gate of every semi mask by a :class:`LatentGate` over its first grouping."""
+    """Replace the gate of every gated (semi) mask by a :class:`LatentGate` over its first grouping."""
     for m in masks:
-        if m.mode == 'semi':
+        if m.prune_mode.gated:
             m.gate = LatentGate(m.num_groups[0]).to(m.thr_entry.device)
 
 

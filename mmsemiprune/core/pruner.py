@@ -405,7 +405,7 @@ class SemiPruner(nn.Module):
         the current (e.g. pretrained) latents: weak groups start structured (g > ½, removed whole), strong
         groups entry-wise (thinned inside)."""
         for _, m, w in self.items():
-            if m.mode != 'semi':
+            if not m.prune_mode.gated:
                 continue
             s = m.first_group_scores(w)
             spread = s.std().clamp_min(1e-6) if s.numel() > 1 else s.new_tensor(1.0)
@@ -458,7 +458,7 @@ class SemiPruner(nn.Module):
                                           self._mac_prices() if self.gate_price_by in ('macs', 'both')
                                           and self._is_profiled else None)
         semi = [(k, m) for k, m in zip([k for k, *_ in self._items], self.masks)
-                if m.mode == 'semi' and m.last_delta is not None]
+                if m.prune_mode.gated and m.last_delta is not None]
         if not semi:
             return torch.zeros(())
         term = 0.0

@@ -13,7 +13,8 @@ each masked weight, and their backward):
           for the entries of tensors without a k-th grouping, whose factor is set to 1)
     ψ_G = Π_k B(s_k; a_g[glid_k], τ[glid_k]·spread_k[glid_k])[gid_k],  spread_k = segment std of s_k per tensor
     g = σ(γ / (τ_g·mean|γ|_ℓ)[glid_0])            (G_0,)  γ = cat_ℓ γ_ℓ
-    ψ = g[gid_0]·ψ_G + (1 − g[gid_0])·ψ_e  (semi; structured ψ_G, unstructured ψ_e, ctf ψ_G·ψ_e)
+    ψ = g[gid_0]·ψ_G + (1 − g[gid_0])·ψ_e  (semi; structured ψ_G, unstructured ψ_e, ctf ψ_G·ψ_e: the mode's
+          combine, :mod:`~mmsemiprune.core.modes`)
     W = w ⊙ ψ, split back into the L shaped views;  β = segment max of ψ per output row (masked biases:
           b ⊙ β)
 
@@ -43,6 +44,7 @@ import weakref
 import torch
 
 from ..bandstop import band_stop
+from ..modes import get_mode
 from .flat import flat_for, flat_scale, unchanged
 from .segment import expand, segment_amax, segment_sum
 
@@ -276,7 +278,7 @@ class SoftBatch:
         # one formula for all: what SemiPruner builds (else the per-tensor path)
         self.ok = all(m.mode == m0.mode and m.normalize == m0.normalize and m.group_stat == m0.group_stat
                       and m.gate.mode == m0.gate.mode and m.gate.relative == m0.gate.relative
-                      and (m.mode == 'unstructured' or m.groupings)
+                      and (not m.prune_mode.groups or m.groupings)
                       and not m.needs_reference for m in masks)  # learned bands / latent gates: per-tensor path
         self._index = {}
         self._cache = None
@@ -368,10 +370,10 @@ class SoftBatch:
         c = _Cache(masks, latents, biases, torch.is_grad_enabled())
         c.ix = ix
         m0 = masks[0]
-        mode, L = self.mode, ix.L
+        pm, L = get_mode(self.mode), ix.L
         lid = ix.lid
         # the search's flat latents, per-entry scale and x = w / s when it ran on these latents this step (eager
-        # search, same versions: budget.flat_scores): the same values without a second cat, gather and divide
+        # search, same versions: flat.flat_scores): the same values without a second cat, gather and divide
         sh = ix.flat.__dict__.get('shared')
         if sh is not None and not (unchanged(sh[0], latents) and sh[1].dtype == dt and sh[1].device == dev):
             sh = None
@@ -388,21 +390,17 @@ class SoftBatch:
             x = w / _as(self._scale(ix, latents), dt).index_select(0, lid)
         else:
             x = w
-        psi_e = band_stop(x, te.index_select(0, lid), tau.index_select(0, lid)) if mode != 'structured' else None
+        psi_e = band_stop(x, te.index_select(0, lid), tau.index_select(0, lid)) if pm.entries else None
         psi_g = None
-        if mode != 'unstructured':
+        if pm.groups:
             for s in ix.slots:
                 b = self._group_band(ix, s, x, tau, tg, m0.group_stat, dt)
                 psi_g = b if psi_g is None else psi_g * b
         c.gate = c.delta = c.group = None
-        if mode == 'unstructured':
-            psi = psi_e
-        elif mode == 'structured':
-            psi = psi_g
-        elif mode == 'ctf':
-            psi = psi_g * psi_e
-        else:
-            psi = self._gated(c, psi_g, psi_e, gtau, dt)
+        ge = self._gates(c, gtau) if pm.gated else None
+        psi = pm.combine(psi_g, psi_e, ge)
+        if pm.gated:
+            self._gate_means(c, psi_g, psi_e, dt)
         keep = pr._keep_flat
         if keep is not None:  # soft projection: ψ ⊙ K (K constant, one flat vector)
             psi = psi * (keep if keep.dtype == dt and keep.device == dev else keep.to(device=dev, dtype=dt))
@@ -455,9 +453,9 @@ class SoftBatch:
         return expand(b, s['gid'], ix.plans, id(s))  # (on the GPU its backward is a scan, not atomics)
 
     @staticmethod
-    def _gated(c, psi_g, psi_e, gtau, dt):
-        """ψ = g[gid_0]·ψ_G + (1 − g[gid_0])·ψ_e with the gates of every mask, setting ``c.gate`` and the gate
-        prices' per-group means ``c.delta`` (mean(ψ_G − ψ_e)) and ``c.group`` (mean ψ_G)."""
+    def _gates(c, gtau):
+        """g[gid_0] (N,) from the gate logits of every mask (g (G_0,) kept as ``c.gate``; 0 on the entries of tensors
+        without groups)."""
         ix, masks, L = c.ix, c.masks, c.ix.L
         m0 = masks[0]
         s0 = ix.slots[0]
@@ -470,14 +468,18 @@ class SoftBatch:
         else:
             t = gtau.index_select(0, glid0)
         g = torch.sigmoid(logit / t)
-        ge = expand(torch.cat([g, g.new_zeros(1)]) if s0['dummy'] is not None else g, s0['gid'], ix.plans, id(s0))
-        psi = ge * psi_g + (1 - ge) * psi_e
-        with torch.no_grad():  # per group of the first grouping: mean(ψ_G − ψ_e), mean ψ_G (the gate prices)
-            size = _as(s0['size'], dt)
-            c.delta = segment_sum(psi_g - psi_e, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size
-            c.group = segment_sum(psi_g, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size
         c.gate = g
-        return psi
+        return expand(torch.cat([g, g.new_zeros(1)]) if s0['dummy'] is not None else g, s0['gid'], ix.plans, id(s0))
+
+    @staticmethod
+    @torch.no_grad()
+    def _gate_means(c, psi_g, psi_e, dt):
+        """The gate prices' per-group means of the first grouping: ``c.delta`` = mean(ψ_G − ψ_e), ``c.group`` =
+        mean ψ_G."""
+        ix, s0 = c.ix, c.ix.slots[0]
+        size = _as(s0['size'], dt)
+        c.delta = segment_sum(psi_g - psi_e, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size
+        c.group = segment_sum(psi_g, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size
 
     @staticmethod
     def _masked_biases(ix, psi, biases):

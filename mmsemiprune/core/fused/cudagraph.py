@@ -101,7 +101,7 @@ class GraphedSearch:
         self._rate.fill_(rate)
         self._graph.replay()
         self.replays += 1
-        if self._scale is not None:  # the batched masks reuse the search's per-tensor scale (budget.flat_scores)
+        if self._scale is not None:  # the batched masks reuse the search's per-tensor scale (flat.flat_scores)
             flat = flat_for([m for m, _ in items], self._scale.device)
             flat.scale = (self._scale, versions([w for _, w in items]))
 
