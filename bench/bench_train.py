@@ -126,8 +126,8 @@ def bench(name, args):
     stock = build(cfg.model, False, args.rate)
     stock.init_weights()
     if args.amp == 'bf16':  # stock MMAction2 1.1.0 cannot train in bf16 (top_k_accuracy on bf16 scores): give the
-        from mmsemiprune.models.recognizer import _bf16_scores_to_float  # stock step the pruned one's cast
-        stock.cls_head.register_forward_hook(_bf16_scores_to_float)
+        from mmsemiprune.models.recognizer import bf16_scores_to_float  # stock step the pruned one's cast
+        stock.cls_head.register_forward_hook(bf16_scores_to_float)
     extra = dict(update_every=args.update_every)
     if args.eager_search:
         extra['cuda_graphs'] = False

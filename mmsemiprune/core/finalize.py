@@ -220,7 +220,7 @@ def consistent_masks(items: List, rate: float, floor: float = 0.0, sets=None, it
     buffers. ``tol``: the accepted |achieved − rate|. ``memo``: a rate probed before in this call is not probed
     again (its masks and achieved rate are a function of the rate here: the same result; False: probe again, the
     reference). Returns (masks, asked, achieved)."""
-    scores = _producer_scores(items) if target_macs is not None else None
+    scores = producer_scores(items) if target_macs is not None else None
     pr = _RateProbes(items, rate, floor, sets, target_macs, scores, memo)
     if start is not None and 0.0 <= start <= rate:
         hit = pr.warm_start(start, secant, tol)
@@ -239,9 +239,9 @@ def consistent_masks(items: List, rate: float, floor: float = 0.0, sets=None, it
     return pr.done(masks, asked, achieved)
 
 
-def _producer_scores(items) -> Dict[str, torch.Tensor]:
+def producer_scores(items) -> Dict[str, torch.Tensor]:
     """Per-group coarse score of every mask with one grouping (for the MAC projection's order): ``(G,)``
-    views of the first grouping's statistics of :func:`~.budget.flat_scores`, all masks in one pass (what
+    views of the first grouping's statistics of :func:`~.fused.flat.flat_scores`, all masks in one pass (what
     ``m.first_group_scores(w)`` gives per tensor, with the same additions in the same order; per tensor only when
     the masks differ in normalisation or statistic)."""
     want = [bool(m.groupings and m.per_group_scores) for _, m, _ in items]
