@@ -104,7 +104,8 @@ def solve_thresholds(items: Sequence, rate: float, floor: float = 0.0, stats: bo
     ``m.hard(w)`` gives, from the same flat scores the thresholds were selected from; one pass instead of ~26
     operators per tensor), or None when per-tensor masks are needed (mixed modes, frozen items).
     ``rate_t``: the rate as a 0-dim float64 tensor on the latents' device, used instead of ``rate`` in the
-    arithmetic (same value, same numbers): the input a captured CUDA graph of the search reads (:mod:`.fused.cudagraph`).
+    arithmetic (same value, same numbers): the input a captured CUDA graph of the search reads
+    (:mod:`.fused.cudagraph`).
     """
     if not 0.0 <= rate < 1.0:
         raise ValueError(f'pruning rate must be in [0, 1), got {rate!r}')

@@ -26,7 +26,8 @@ import torch
 
 from .fused.segment import segment_sum
 
-__all__ = ['Slot', 'ChannelSet', 'aggregation_macs', 'channel_view', 'channel_any', 'channel_mean', 'exported_channels', 'zero_channels',
+__all__ = ['Slot', 'ChannelSet', 'aggregation_macs', 'channel_view', 'channel_any', 'channel_mean', 'exported_channels',
+           'zero_channels',
            'alive', 'make_consistent',
            'FlatConsistency', 'flat_consistency', 'flat_for_masks']
 

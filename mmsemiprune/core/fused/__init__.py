@@ -5,7 +5,8 @@ over one flat vector, with a number of operators that does not grow with the num
                      version keys (:func:`~.flat.versions` / :func:`~.flat.unchanged`) its caches are checked by
 - :mod:`.segment`    segment sums, maxima and gathers over static segment ids (atomic-free scans and sorts on GPUs)
 - :mod:`.select`     exact weighted selection and per-segment k-th largest values (the threshold search's quantiles)
-- :mod:`.batch`      all soft masks (and the stored masks' products) of a pruner in one pass (:class:`~.batch.SoftBatch`)
+- :mod:`.batch`      all soft masks (and the stored masks' products) of a pruner in one pass
+                     (:class:`~.batch.SoftBatch`)
 - :mod:`.macs`       MACs after channel removal for all tensors at once (:class:`~.macs.FlatMacs`)
 - :mod:`.cudagraph`  the soft phase's threshold search replayed from a captured CUDA graph
 

@@ -1,7 +1,7 @@
 """All soft masks of a pruner in one pass over one flat vector (issue "pruning at GPU speed").
 
-Per tensor, the soft cascade of :class:`~mmsemiprune.core.cascade.SemiMask` costs ~40 forward + backward operators, the bias
-mask, the budget sum and the gate prices another ~25: O(L) small kernels per step for L masked tensors.
+Per tensor, the soft cascade of :class:`~mmsemiprune.core.cascade.SemiMask` costs ~40 forward + backward operators, the
+bias mask, the budget sum and the gate prices another ~25: O(L) small kernels per step for L masked tensors.
 :class:`SoftBatch` computes the same quantities for all L masks at once, with a number of operators that does
 not grow with L except for the unavoidable per-tensor views (flatten for the concatenation, the shaped view of
 each masked weight, and their backward):
@@ -20,13 +20,13 @@ each masked weight, and their backward):
 
 with the per-tensor scalars (thresholds, temperatures, costs) stacked once and expanded by static index tensors
 (built once per mask list and device, :class:`~.flat.FlatIndex`). The formulas are those of
-:meth:`~mmsemiprune.core.cascade.SemiMask._soft` entry by entry; only the order of float reductions differs (segment sums instead
-of per-tensor sums), so ψ agrees to float rounding (tests/core/fused/test_batch.py).
+:meth:`~mmsemiprune.core.cascade.SemiMask._soft` entry by entry; only the order of float reductions differs (segment
+sums instead of per-tensor sums), so ψ agrees to float rounding (tests/core/fused/test_batch.py).
 
 When it applies: every mask of the pruner soft (not frozen, not in the hard phase), one dtype and device, one mode,
-normalisation and group statistic (what :class:`~mmsemiprune.core.pruner.SemiPruner` builds), with the search's thresholds and
-parameter gates (``thresholds='learned'`` and ``gates='latent'`` take the per-tensor reference path). The first
-masked tensor read in a
+normalisation and group statistic (what :class:`~mmsemiprune.core.pruner.SemiPruner` builds), with the search's
+thresholds and parameter gates (``thresholds='learned'`` and ``gates='latent'`` take the per-tensor reference path). The
+first masked tensor read in a
 forward computes the whole batch; every mask then takes its entry once. A mask that finds its entry already taken
 (a second forward, gradient accumulation, a weight read twice) or stale (its latent, thresholds, temperatures or
 gate logits changed in place since: the tensors' version counters) recomputes the batch. Anything else falls

@@ -1,10 +1,10 @@
 """CUDA-graph replay of the soft phase's threshold search (``SemiPruner(cuda_graphs=True)``, the default;
 ``prune_cfg.cuda_graphs=False`` runs it eagerly; issue "pruning at GPU speed").
 
-With ``stats=False`` the search (:func:`~mmsemiprune.core.budget.solve_thresholds`) is a fixed sequence of device operators (188
-dispatched per step on the NTU ST-GCN: scores, three sorts for the selections, the floors, the level, the threshold
-writes) with no host synchronisation. It reads only tensors whose storage stays put through the soft phase (the
-latents, the gate logits, the cost buffers, cached index tensors) plus the rate, and writes the masks' threshold
+With ``stats=False`` the search (:func:`~mmsemiprune.core.budget.solve_thresholds`) is a fixed sequence of device
+operators (188 dispatched per step on the NTU ST-GCN: scores, three sorts for the selections, the floors, the level, the
+threshold writes) with no host synchronisation. It reads only tensors whose storage stays put through the soft phase
+(the latents, the gate logits, the cost buffers, cached index tensors) plus the rate, and writes the masks' threshold
 buffers. Captured once into a ``torch.cuda.CUDAGraph``, a search is one replay (7 operators dispatched per step):
 
     rate_t.fill_(rate)        one kernel, no host sync (the only input that changes between replays)
@@ -40,7 +40,8 @@ _CHURN = 4
 
 
 class GraphedSearch:
-    """``search(items, rate, floor)``: :func:`~mmsemiprune.core.budget.solve_thresholds` (``stats=False``) by graph replay.
+    """``search(items, rate, floor)``: :func:`~mmsemiprune.core.budget.solve_thresholds` (``stats=False``) by graph
+    replay.
 
     ``graph_cls``: None on CUDA (``torch.cuda.CUDAGraph`` with a warm-up on a side stream); tests pass a class
     ``G(fn)`` with ``G.replay()`` to check the replay logic on the CPU."""

@@ -16,7 +16,8 @@ __all__ = ['FlatMacs', 'flat_macs']
 
 class FlatMacs:
     """:func:`~mmsemiprune.core.compute.masked_macs_tensor` for all tensors at once from the consumer-alive map of
-    every channel (C,) (what :meth:`~mmsemiprune.core.topology.FlatConsistency.alive_all` gives): with n_s the live channels of set s,
+    every channel (C,) (what :meth:`~mmsemiprune.core.topology.FlatConsistency.alive_all` gives): with n_s the live
+    channels of set s,
 
         MACs = Σ_ℓ macs_ℓ · whole_ℓ · Π_{roles r of ℓ} fold_r · n_{s(r)}  +  Σ_s a_s · (C_s if fixed else n_s)
 

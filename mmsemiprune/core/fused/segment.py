@@ -1,8 +1,8 @@
 """Segment sums and weighted selection without contended atomics (issue "pruning at GPU speed").
 
-The batched masks (:mod:`.batch`) and the threshold search (:mod:`~mmsemiprune.core.budget`) reduce (N,) vectors over static
-segments: groups (output / input channel, node, tap), tensors, histogram buckets. ``index_add_`` does this with one
-atomic add per entry; on a GPU thousands of entries of one group hit the same address and serialise (measured on
+The batched masks (:mod:`.batch`) and the threshold search (:mod:`~mmsemiprune.core.budget`) reduce (N,) vectors over
+static segments: groups (output / input channel, node, tap), tensors, histogram buckets. ``index_add_`` does this with
+one atomic add per entry; on a GPU thousands of entries of one group hit the same address and serialise (measured on
 an H200, NTU ST-GCN, 3.1 M prunable entries: 0.55-0.74 ms per call, ~12 ms of a 47 ms soft step). On a GPU this
 module reduces instead with gathers and one scan:
 
@@ -18,8 +18,8 @@ as its backward instead of ``index_add_`` (the atomics the H200 profile showed t
 step). :func:`select_sorted` finds the weighted threshold by one sort instead of two radix histograms.
 
 On the CPU the reference semantics stay, bit for bit the numbers every earlier CPU run produced: the radix select
-of :mod:`~mmsemiprune.core.budget`, and segment sums that add each segment's entries one after the other in index order, as
-``index_add_`` does, but by ``torch.segment_reduce`` over the stably ordered entries (float32 / float64; ~2x faster
+of :mod:`~mmsemiprune.core.budget`, and segment sums that add each segment's entries one after the other in index order,
+as ``index_add_`` does, but by ``torch.segment_reduce`` over the stably ordered entries (float32 / float64; ~2x faster
 on one thread: an ``index_add_`` into few segments is a chain of dependent adds); the per-row max of the masked
 biases likewise, with ``scatter_reduce_``'s amax gradient written out (:class:`_SegmentMax`; ~4x faster than
 ``scatter_reduce_`` and its backward). NTU ST-GCN, 1 thread, batch 4 x 100 frames: soft step 1.23x -> 1.16x stock
