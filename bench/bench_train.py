@@ -61,7 +61,7 @@ def parse_args(argv=None):
                    help='prune_cfg.cuda_graphs=False: the soft-phase threshold search dispatched operator by operator '
                         'instead of one CUDA graph replay (the default on CUDA; no effect on the CPU)')
     p.add_argument('--atomic-free', action='store_true',
-                   help="CPU: run the reductions the GPU runs (core/segment.py: scans and sorts, not index_add_) "
+                   help="CPU: run the reductions the GPU runs (core/fused/segment.py: scans and sorts, not index_add_) "
                         "to count its operators here")
     p.add_argument('--kernel-table', type=int, default=0, metavar='N',
                    help='also profile 3 steps of each variant and print its N costliest operators by device (or, on '
@@ -126,8 +126,8 @@ def bench(name, args):
     stock = build(cfg.model, False, args.rate)
     stock.init_weights()
     if args.amp == 'bf16':  # stock MMAction2 1.1.0 cannot train in bf16 (top_k_accuracy on bf16 scores): give the
-        from mmsemiprune.models.recognizer import _bf16_scores_to_float  # stock step the pruned one's cast
-        stock.cls_head.register_forward_hook(_bf16_scores_to_float)
+        from mmsemiprune.models.recognizer import bf16_scores_to_float  # stock step the pruned one's cast
+        stock.cls_head.register_forward_hook(bf16_scores_to_float)
     extra = dict(update_every=args.update_every)
     if args.eager_search:
         extra['cuda_graphs'] = False
@@ -231,7 +231,7 @@ def main(argv=None):
     import mmsemiprune
     mmsemiprune.apply_mmengine_patches()
     mmsemiprune.register_all()
-    from mmsemiprune.core import segment
+    from mmsemiprune.core.fused import segment
     from mmengine.logging import MMLogger
     MMLogger.get_current_instance().setLevel(logging.ERROR)
     logging.getLogger().setLevel(logging.ERROR)

@@ -16,9 +16,10 @@ import sys
 import textwrap
 
 REPO = osp.abspath(osp.join(osp.dirname(__file__), '..'))
-CORE_MODULES = sorted(f'mmsemiprune.core.{osp.splitext(osp.basename(p))[0]}'
-                      for p in glob.glob(osp.join(REPO, 'mmsemiprune', 'core', '*.py'))
-                      if not p.endswith('__init__.py'))
+_PKG = osp.join(REPO, 'mmsemiprune')
+CORE_MODULES = sorted('mmsemiprune.' + osp.splitext(osp.relpath(p, _PKG))[0].replace(os.sep, '.')
+                      for p in glob.glob(osp.join(_PKG, 'core', '**', '*.py'), recursive=True)
+                      if not p.endswith('__init__.py'))  # every module under core, subpackages included
 MM = ('mmengine', 'mmcv', 'mmaction')
 
 LOADED = f'sorted(m for m in sys.modules if m.split(".")[0] in {MM!r})'

@@ -11,6 +11,7 @@ layers of different scale and fan-in):
     unstructured ψ = ψ_e            (gate fixed to 0)
     ctf          ψ = ψ_G ⊙ ψ_e      (the sibling paper's coarse-to-fine product)
 
+How the parts combine, which of them a mode uses and what its hard mask is are the mode's (:mod:`.modes`).
 ``B`` is :func:`~.bandstop.band_stop`. ``spread_k = std_g(s_k)`` scales the group temperature to the
 spread of the group statistic (group RMS values of normalised weights all sit near 1, so a weight-scale
 temperature would make group masks flip in bulk). The thresholds a_e, a_g are per-tensor buffers set
@@ -29,13 +30,13 @@ from typing import Optional, Sequence
 import torch
 from torch import nn
 
-from .bandstop import band_stop, band_stop_hard
+from .bandstop import band_stop
 from .gate import Gate
 from .groups import group_mean, group_rms, parse_grouping
+from .modes import MODES, PruneMode, get_mode
 
 __all__ = ['SemiMask', 'MODES']
 
-MODES = ('semi', 'structured', 'unstructured', 'ctf')
 _EPS = 1e-12
 
 
@@ -45,7 +46,7 @@ class SemiMask(nn.Module):
     Args:
         shape: shape of the latent tensor.
         groupings: coarse groupings (e.g. ``['out:fold=3']``); the first one carries the gate.
-        mode: one of :data:`MODES`.
+        mode: one of :data:`MODES` (or a registered :class:`~.modes.PruneMode`).
         name: qualified name, used in error messages and reports.
     """
 
@@ -64,16 +65,17 @@ class SemiMask(nn.Module):
                              'the L1-norm channel criterion of Li et al. 2017)')
         self.normalize = bool(normalize)
         self.group_stat = group_stat
-        if mode not in MODES:
-            raise ValueError(f'unknown pruning mode {mode!r}; choose one of {", ".join(MODES)}')
+        pm = get_mode(mode)
+        mode = pm.name
         self.shape = tuple(int(s) for s in shape)
         self.name = name
         self.mode = mode
         groupings = [parse_grouping(g) for g in groupings]
         groupings = [g for g in groupings if g.kind != 'entry']
-        if mode != 'unstructured' and not groupings:
+        if pm.groups and not groupings:
+            free = ', '.join(repr(n) for n in MODES if not get_mode(n).groups)
             raise ValueError(f'{name or "tensor"}: mode {mode!r} needs at least one coarse group kind '
-                             "(e.g. groups=['out']); only 'unstructured' works without groups")
+                             f"(e.g. groups=['out']); only {free} works without groups")
         for g in groupings:
             g.check(self.shape, name or 'tensor')
         self.groupings = groupings
@@ -83,8 +85,7 @@ class SemiMask(nn.Module):
             self.register_buffer(f'gid{k}', gid, persistent=False)
             self.register_buffer(f'gsize{k}', torch.bincount(gid.reshape(-1)), persistent=False)  # group sizes
             self.num_groups.append(int(gid.max()) + 1)
-        gate_mode = {'semi': 'learned', 'structured': 'group', 'unstructured': 'entry', 'ctf': 'group'}[mode]
-        self.gate = Gate(self.num_groups[0] if groupings else 1, gate_mode, init=gate_init, relative=gate_relative)
+        self.gate = Gate(self.num_groups[0] if groupings else 1, pm.gate_mode, init=gate_init, relative=gate_relative)
         self.register_buffer('temperature', torch.tensor(1.0))
         self.register_buffer('gate_temperature', torch.tensor(1.0))
         self.register_buffer('thr_entry', torch.tensor(0.0))
@@ -127,14 +128,14 @@ class SemiMask(nn.Module):
         # ψ / Δ / ψ̄_G of the last forward are per-step caches (graph views that deepcopy refuses): a copy
         # recomputes them at its own next forward
         state.update(_batch=None, _lazy=None, _last_psi=None, _last_delta=None, _last_group=None)
-        # the threshold search's flat index of the original's mask list (budget._flat_for), with the step's flat
+        # the threshold search's flat index of the original's mask list (fused.flat.flat_for), with the step's flat
         # latents and scores: a copy's masks are other objects and build their own
         state.pop('_sp_flat', None)
         return state
 
     def batched(self, latent: torch.Tensor, bias: Optional[torch.Tensor] = None):
         """(Ŵ ⊙ ψ, b ⊙ β) from the pruner's batched soft masks or, frozen / in the hard phase, its batched
-        stored masks (:mod:`.batch`), or None where they do not apply (no pruner, stale or foreign inputs,
+        stored masks (:mod:`.fused.batch`), or None where they do not apply (no pruner, stale or foreign inputs,
         distributed training for the stored masks): then use ``latent * self(latent)``.
         ``bias``: the conv bias to mask (``mask_bias``), or None."""
         b = self.__dict__.get('_batch')
@@ -159,12 +160,17 @@ class SemiMask(nn.Module):
         return W, bias * self.row_keep(self.last_psi)
 
     @property
+    def prune_mode(self) -> PruneMode:
+        """The :class:`~.modes.PruneMode` of :attr:`mode`."""
+        return get_mode(self.mode)
+
+    @property
     def uses_entries(self) -> bool:
-        return self.mode in ('semi', 'unstructured', 'ctf')
+        return self.prune_mode.entries
 
     @property
     def uses_groups(self) -> bool:
-        return self.mode in ('semi', 'structured', 'ctf')
+        return self.prune_mode.groups
 
     def check_latent(self, latent):
         """Raise a ValueError when ``latent`` is not of the shape this mask was built for."""
@@ -274,29 +280,28 @@ class SemiMask(nn.Module):
         x = self.normalise(latent)
         tau, gate_tau = self.temperature, self.gate_temperature
         te, tg = self.band_positions(latent, x)
-        if self.mode == 'unstructured':
-            psi = band_stop(x, te, tau)
-        elif self.mode == 'structured':
-            psi = self._coarse(x, tau, tg)
-        elif self.mode == 'ctf':
-            psi = self._coarse(x, tau, tg) * band_stop(x, te, tau)
-        else:
-            if self.gate.mode == 'latent':  # .latent_gate: g from the latent itself
-                g = self.gate.from_latent(x, self.gid0, self.gsize0, gate_tau)[self.gid0]
-            else:
-                g = self.gate(gate_tau)[self.gid0]
-            psi_g, psi_e = self._coarse(x, tau, tg), band_stop(x, te, tau)
-            psi = g * psi_g + (1 - g) * psi_e
+        pm = self.prune_mode
+        g = self._gate_values(x, gate_tau) if pm.gated else None
+        psi_g = self._coarse(x, tau, tg) if pm.groups else None
+        psi_e = band_stop(x, te, tau) if pm.entries else None
+        psi = pm.combine(psi_g, psi_e, g)
+        if pm.gated:
             with torch.no_grad():
                 self.last_delta = group_mean(psi_g - psi_e, self.gid0, self.num_groups[0], self.gsize0)
                 self.last_group = group_mean(psi_g, self.gid0, self.num_groups[0], self.gsize0)
         return psi
 
+    def _gate_values(self, x: torch.Tensor, gate_tau) -> torch.Tensor:
+        """g per entry (the latent's shape) from the gate of the first grouping."""
+        if self.gate.mode == 'latent':  # .latent_gate: g from the latent itself
+            return self.gate.from_latent(x, self.gid0, self.gsize0, gate_tau)[self.gid0]
+        return self.gate(gate_tau)[self.gid0]
+
     # -- hooks of the options of .learned_thresholds and .latent_gate (off: the buffers and the γ gate) -----------
     @property
     def needs_reference(self) -> bool:
         """Learned band positions or a latent gate: the per-tensor forward is the reference and the fused batched
-        soft masks (:mod:`.batch`) do not apply."""
+        soft masks (:mod:`.fused.batch`) do not apply."""
         return self._modules.get('bands') is not None or self.gate.mode == 'latent'
 
     def band_positions(self, latent: torch.Tensor, x: Optional[torch.Tensor] = None):
@@ -344,11 +349,18 @@ class SemiMask(nn.Module):
         return x, coarse.reshape(-1), torch.ones(coarse.numel(), dtype=torch.long)
 
     @torch.no_grad()
+    def group_decides(self) -> Optional[torch.Tensor]:
+        """Boolean of the latent's shape: True where the group-wise mask decides (hard gate 1); None when the mode
+        has no gate."""
+        if self.prune_mode.gated:
+            return self.gate.hard()[self.gid0]
+        return None
+
+    @torch.no_grad()
     def entry_decides(self) -> Optional[torch.Tensor]:
         """Boolean of the latent's shape: True where the entry-wise mask decides (hard gate 0)."""
-        if self.mode == 'semi':
-            return ~self.gate.hard()[self.gid0]
-        return None
+        gd = self.group_decides()
+        return None if gd is None else ~gd
 
     @torch.no_grad()
     def hard(self, latent: torch.Tensor, thr_entry=None, thr_group=None) -> torch.Tensor:
@@ -357,14 +369,9 @@ class SemiMask(nn.Module):
             return self.mask.clone()
         te = self.thr_entry if thr_entry is None else thr_entry
         tg = self.thr_group if thr_group is None else thr_group
-        x, coarse = self.scores(latent)
-        if self.mode == 'unstructured':
-            return band_stop_hard(x, te)
-        if self.mode == 'structured':
-            return coarse > tg
-        if self.mode == 'ctf':
-            return (coarse > tg) & (x > te)
-        return torch.where(self.entry_decides(), x > te, coarse > tg)
+        x, coarse = self.scores(latent)  # x = |x| ≥ 0: x > a_e is band_stop_hard(x, a_e)
+        pm = self.prune_mode
+        return pm.keep(coarse > tg if pm.groups else None, x > te if pm.entries else None, self.group_decides())
 
     @torch.no_grad()
     def current(self, latent: torch.Tensor) -> torch.Tensor:

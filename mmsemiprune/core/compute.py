@@ -32,11 +32,12 @@ from typing import Dict, List, Optional, Tuple
 
 import torch
 
-from .budget import _unchanged, _versions
-from .segment import segment_sum
-from .topology import ChannelSet, alive, channel_mean, exported_channels, flat_for_masks, zero_channels
+from .fused.flat import unchanged, versions
+from .fused.macs import flat_macs
+from .topology import (ChannelSet, aggregation_macs, alive, channel_mean, exported_channels, flat_for_masks,
+                       zero_channels)
 
-__all__ = ['entry_macs', 'removed_entries', 'masked_macs', 'masked_macs_tensor', 'FlatMacs', 'dense_macs',
+__all__ = ['entry_macs', 'removed_entries', 'masked_macs', 'masked_macs_tensor', 'dense_macs',
            'channel_freed_macs', 'group_prices', 'project_macs', 'Allocation', 'ALLOCATIONS']
 
 #: the orders in which the compute projection removes channels (:class:`Allocation`)
@@ -98,12 +99,6 @@ def min_channels(size: int) -> int:
     return max(1, math.ceil(MIN_CHANNEL_FRACTION * size))
 
 
-def _agg(cs: ChannelSet, macs: Dict[str, float]) -> float:
-    """agg_c: Σ factor × macs(ref) over the set's aggregations (``agg_ref`` / ``agg_factor`` and ``aggs``)."""
-    terms = ([(cs.agg_ref, cs.agg_factor)] if cs.agg_ref else []) + list(cs.aggs)
-    return sum(float(f) * float(macs.get(r, 0.0)) for r, f in terms if f > 0)
-
-
 def entry_macs(items) -> Dict[str, float]:
     """key → MACs of one entry per sample (the masks' ``macs`` buffers), read back in one host sync (not one
     per tensor), and again only when a buffer is replaced or changed in place (profiling, a state dict load): kept
@@ -113,11 +108,11 @@ def entry_macs(items) -> Dict[str, float]:
     bufs = [m.macs for _, m, _ in items]
     key = tuple(k for k, _, _ in items)
     hit = items[0][1].__dict__.get('_sp_macs')
-    if hit is not None and hit[0] == key and _unchanged(hit[1], bufs):
+    if hit is not None and hit[0] == key and unchanged(hit[1], bufs):
         return dict(hit[2])
     vals = torch.stack([b.to(torch.float64) for b in bufs]).tolist()
     out = {k: v for k, v in zip(key, vals)}
-    items[0][1].__dict__['_sp_macs'] = (key, _versions(bufs), out)
+    items[0][1].__dict__['_sp_macs'] = (key, versions(bufs), out)
     return dict(out)
 
 
@@ -144,7 +139,7 @@ def dense_macs(items, sets: List[ChannelSet], macs: Optional[Dict[str, float]] =
     """MACs of the unpruned tensors and aggregations (``items``: (key, SemiMask, latent); ``macs``: their
     :func:`entry_macs`, read here when not given)."""
     macs = entry_macs(items) if macs is None else macs
-    return sum(macs[k] * w.numel() for k, m, w in items) + sum(_agg(cs, macs) * cs.size for cs in sets)
+    return sum(macs[k] * w.numel() for k, m, w in items) + sum(aggregation_macs(cs, macs) * cs.size for cs in sets)
 
 
 @torch.no_grad()
@@ -183,75 +178,10 @@ def masked_macs_tensor(items, masks: Dict[str, torch.Tensor], sets: List[Channel
             cnt = float(whole)
         total = total + macs[k] * cnt
     for cs, (_, cons) in zip(sets, state):
-        a = _agg(cs, macs)
+        a = aggregation_macs(cs, macs)
         if a > 0:
             total = total + (a * cs.size if cs.fixed_consumer else a * cons.sum().to(torch.float64))
     return total
-
-
-class FlatMacs:
-    """:func:`masked_macs_tensor` for all tensors at once from the consumer-alive map of every channel (C,) (what
-    :meth:`~.topology.FlatConsistency.alive_all` gives): with n_s the live channels of set s,
-
-        MACs = Σ_ℓ macs_ℓ · whole_ℓ · Π_{roles r of ℓ} fold_r · n_{s(r)}  +  Σ_s a_s · (C_s if fixed else n_s)
-
-    (roles: the producer and consumer slots of ℓ in sets without a fixed consumer; whole_ℓ: the sizes of its other
-    dims), one segment sum and a handful of operators instead of ~10 per tensor. Every term is an integer in float64
-    (entry MACs count output positions; a_s is K·V times an entry's MACs), so any summation order gives the bits of
-    the per-tensor loop; ``ok`` is False (use :func:`masked_macs_tensor`) when a value is not an integer or a tensor's
-    two roles share a dim."""
-
-    def __init__(self, fc, macs: Dict[str, float], device):
-        sets = fc.sets
-        S = len(sets)
-        self.key = tuple(macs[k] for k in fc.keys)
-        aggs = [_agg(cs, macs) for cs in sets]
-        self.ok = all(float(v).is_integer() for v in list(self.key) + aggs)
-        pset, pfold, qset, qfold, whole = [], [], [], [], []
-        for k, shp in zip(fc.keys, fc.shapes):
-            dims = {}
-            for side, sl, fl in ((True, pset, pfold), (False, qset, qfold)):
-                r = fc.role.get((k, side))
-                if r is None or sets[r[3]].fixed_consumer:
-                    sl.append(S)
-                    fl.append(1.0)
-                    continue
-                slot = r[1]
-                if slot.dim in dims or slot.span(sets[r[3]].size)[1] != sets[r[3]].size:  # a part: not n_s
-                    self.ok = False
-                dims[slot.dim] = True
-                sl.append(r[3])
-                fl.append(float(slot.fold))
-            whole.append(float(math.prod(n for i, n in enumerate(shp) if i not in dims)))
-        f64 = dict(dtype=torch.float64, device=device)
-        self.pset = torch.tensor(pset, dtype=torch.long, device=device)
-        self.qset = torch.tensor(qset, dtype=torch.long, device=device)
-        self.scale = torch.tensor(self.key, **f64) * torch.tensor(whole, **f64) * torch.tensor(pfold, **f64) \
-            * torch.tensor(qfold, **f64)
-        self.set_of = torch.cat([torch.full((cs.size, ), i, dtype=torch.long, device=device)
-                                 for i, cs in enumerate(sets)])  # the set of every channel (no host read)
-        self.agg = torch.tensor(aggs, **f64)
-        self.fixed = torch.tensor([cs.fixed_consumer for cs in sets], dtype=torch.bool, device=device)
-        self.size = torch.tensor([float(cs.size) for cs in sets], **f64)
-        self.one = torch.ones(1, **f64)
-        self.S = S
-        self.plans = {}
-
-    def __call__(self, cons: torch.Tensor) -> torch.Tensor:
-        """0-dim float64 MACs(M) from the consumer-alive map (C,) bool of every channel, no host sync."""
-        n = segment_sum(cons.to(torch.float64), self.set_of, self.S, self.plans, 'set')  # live channels per set
-        n = n.clamp(min=1.0)  # a set nothing reads keeps one channel in export (topology.exported_channels)
-        ne = torch.cat([n, self.one])  # the dummy set of a side outside every (removable) set: factor 1
-        tensors = (self.scale * ne.index_select(0, self.pset) * ne.index_select(0, self.qset)).sum()
-        return tensors + (self.agg * torch.where(self.fixed, self.size, n)).sum()
-
-
-def flat_macs(fc, macs: Dict[str, float], device) -> Optional['FlatMacs']:
-    """The :class:`FlatMacs` of ``fc`` for these entry MACs (kept on ``fc``), or None where it does not apply."""
-    hit = fc.__dict__.get('_flat_macs')
-    if hit is None or hit.key != tuple(macs[k] for k in fc.keys) or hit.pset.device != torch.device(device):
-        hit = fc.__dict__['_flat_macs'] = FlatMacs(fc, macs, device)
-    return hit if hit.ok else None
 
 
 def masked_macs(items, masks: Dict[str, torch.Tensor], sets: List[ChannelSet]) -> float:
@@ -262,7 +192,7 @@ def masked_macs(items, masks: Dict[str, torch.Tensor], sets: List[ChannelSet]) -
 def channel_freed_macs(cs: ChannelSet, macs: Dict[str, float], shapes: Dict[str, tuple]) -> float:
     """F_c (the same for every channel of the set): MACs freed when one of its channels is removed. A slot that
     holds a part of the set (a branch of a concatenation) counts with its mean over the set's channels."""
-    f = _agg(cs, macs)
+    f = aggregation_macs(cs, macs)
     for s in cs.producers + cs.consumers:
         if s.key() in shapes:
             numel = 1

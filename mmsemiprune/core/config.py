@@ -17,7 +17,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 from .budget import COSTS
 from .compute import ALLOCATIONS
-from .cascade import MODES
+from .modes import MODES, get_mode
 from .groups import parse_grouping
 from .schedule import PruneSchedule
 from .scorers import SCORERS, scorer_for_flags
@@ -423,7 +423,7 @@ class PruneConfig:
         if self.oneshot and (self.thresholds == 'learned' or self.gates == 'latent' or self.rank_weight > 0):
             raise ValueError("prune_cfg.oneshot=True freezes the masks at the first step: thresholds='learned', "
                              "gates='latent' and rank_weight have nothing to train; drop them")
-        if self.gates == 'latent' and self.mode != 'semi':
+        if self.gates == 'latent' and not get_mode(self.mode).gated:
             raise ValueError(f"prune_cfg.gates='latent' needs mode='semi' (mode {self.mode!r} has no gates)")
         if self.gates == 'latent' and self.ablation.gate_init != 0.0:
             raise ValueError("prune_cfg.gate_init initialises gate logits; with gates='latent' there are none: "

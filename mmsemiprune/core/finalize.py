@@ -14,9 +14,10 @@ from typing import Callable, Dict, Iterable, List, Optional
 import torch
 from torch import nn
 
-from .budget import _flat_for, flat_scores, solve_thresholds
+from .budget import solve_thresholds
 from .compute import project_macs
-from .segment import segment_sum
+from .fused.flat import flat_for, flat_scores
+from .fused.segment import segment_sum
 from .topology import flat_for_masks, make_consistent
 
 __all__ = ['harden', 'consistent_masks', 'recalibrate_bn', 'live_region', 'LiveRegions']
@@ -41,7 +42,7 @@ class LiveRegions:
 
         K = [Σ_{r(j)=r(i)} M_j > 0] ∧ [Σ_{c(j)=c(i)} M_j > 0]      (1-D tensors: rows only)
 
-    with two segment sums (:func:`~.segment.segment_sum`) and two gathers instead of ~11 operators per tensor."""
+    with two segment sums (:func:`~.fused.segment.segment_sum`) and two gathers instead of ~11 operators per tensor."""
 
     def __init__(self, shapes, device):
         self.shapes = [tuple(s) for s in shapes]
@@ -110,11 +111,97 @@ def _pruned_fraction(items, masks) -> float:
     host-to-device copy, which on CUDA synchronises the stream)."""
     ms = [m for _, m, _ in items]
     like = [masks[k] for k, _, _ in items]
-    flat = _flat_for(ms, like[0].device)
+    flat = flat_for(ms, like[0].device)
     costs = flat.cost_weights(ms)[0]
     v = torch._C._nn.flatten_dense_tensors(like).to(torch.float32)  # counts per tensor up to 2^24 are exact
     kept = segment_sum(v, flat.lid, flat.L, flat.plans, 'lid').double()
     return float(1.0 - (costs * kept).sum() / (costs * flat.numel).sum())
+
+
+class _RateProbes:
+    """The probes of one :func:`consistent_masks` call: asked rate → (consistent masks, achieved rate), the
+    bracket [lo, hi] of asked rates (with the achieved rates at its ends where probed) and the best probe so far."""
+
+    def __init__(self, items, rate, floor, sets, target_macs, scores, memo, allocation=None):
+        self.items, self.rate, self.floor, self.sets = items, rate, floor, sets
+        self.target_macs, self.scores, self.memo, self.allocation = target_macs, scores, memo, allocation
+        self.seen = {}  # asked rate -> (masks, achieved): a probe is a function of the rate within this call
+        self.written = None  # the asked rate whose thresholds the masks' buffers hold
+        self.lo, self.hi, self.best = 0.0, rate, None
+        self.a_lo = self.a_hi = None  # achieved rates at lo / hi where probed (secant mode's interpolation)
+
+    def probe(self, r):
+        """(masks, achieved) at asked rate r; a rate probed before in this call is not probed again (the bisection
+        revisits the warm start's rate: one search, consistency pass and host read fewer)."""
+        hit = self.seen.get(r) if self.memo else None
+        if hit is None:
+            mk = _hard_masks(self.items, r, self.floor, self.sets, self.target_macs, self.scores, self.allocation)
+            hit = self.seen[r] = (mk, _pruned_fraction(self.items, mk))
+            self.written = r
+        return hit
+
+    def keep_best(self, asked, masks, achieved) -> None:
+        """Remember the probe at ``asked`` when it is the closest to the rate so far."""
+        if self.best is None or abs(achieved - self.rate) < self.best[0]:
+            self.best = (abs(achieved - self.rate), asked, masks, achieved)
+
+    def bracket(self, asked, achieved) -> None:
+        """Narrow [lo, hi] by the probe at ``asked`` (above the rate: a new hi, else a new lo)."""
+        if achieved > self.rate:
+            self.hi, self.a_hi = asked, achieved
+        else:
+            self.lo, self.a_lo = asked, achieved
+
+    def done(self, masks, asked, achieved):
+        if self.written != asked:  # leave the thresholds of the chosen probe, not of the last one, in the buffers
+            # (the same thresholds; nothing read back)
+            solve_thresholds([(m, w) for _, m, w in self.items], asked, self.floor, stats=False)
+        return masks, asked, achieved
+
+    def warm_start(self, start: float, secant: bool, tol: float):
+        """The previous recomputation's asked rate, then (``secant``) one secant step of slope 1 (the rate
+        consistency adds varies little between nearby latents): (masks, asked, achieved) when one is within
+        ``tol``, else None (without ``secant`` the bracket and the best probe are reset to the plain search's)."""
+        rate, guess = self.rate, start
+        for _ in range(2 if secant else 1):
+            mk, a = self.probe(guess)
+            self.keep_best(guess, mk, a)
+            if abs(a - rate) < tol:
+                return mk, guess, a
+            if a > rate:
+                if guess <= self.hi:
+                    self.hi, self.a_hi = guess, a
+            elif guess >= self.lo:
+                self.lo, self.a_lo = guess, a
+            nxt = min(max(guess - (a - rate), self.lo), self.hi)
+            if nxt == guess:
+                break
+            guess = nxt
+        if not secant:  # the start missed: the plain search from [0, rate]
+            self.lo, self.hi, self.best = 0.0, rate, None
+        return None
+
+    def next_rate(self, secant: bool) -> float:
+        """The next asked rate inside [lo, hi]: the midpoint or, with ``secant``, safeguarded regula falsi."""
+        lo, hi, mid = self.lo, self.hi, 0.5 * (self.lo + self.hi)
+        if secant and self.a_hi is not None and self.a_hi > (self.a_lo if self.a_lo is not None else 0.0):
+            # safeguarded regula falsi (the achieved rate is monotone and nearly linear in the asked one; an
+            # unprobed lo = 0 counts as achieving 0): updates of 4-5 probes where bisection took 6-7 (NTU
+            # ST-GCN, compute target, update_every 16, warm-up); kept 10 % inside the bracket: it always shrinks
+            a0 = self.a_lo if self.a_lo is not None else 0.0
+            x = lo + (self.rate - a0) * (hi - lo) / (self.a_hi - a0)
+            mid = min(max(x, lo + 0.1 * (hi - lo)), hi - 0.1 * (hi - lo))
+        return mid
+
+    def bisect(self, iters: int, secant: bool, tol: float) -> None:
+        """Up to ``iters`` probes inside the bracket, until the best is within ``tol``."""
+        for _ in range(iters):
+            mid = self.next_rate(secant)
+            mk, a = self.probe(mid)
+            self.keep_best(mid, mk, a)
+            self.bracket(mid, a)
+            if self.best[0] < tol:
+                break
 
 
 @torch.no_grad()
@@ -134,84 +221,28 @@ def consistent_masks(items: List, rate: float, floor: float = 0.0, sets=None, it
     again (its masks and achieved rate are a function of the rate here: the same result; False: probe again, the
     reference). ``allocation``: the compute projection's order and floor (:class:`~.compute.Allocation`).
     Returns (masks, asked, achieved)."""
-    scores = _producer_scores(items) if target_macs is not None else None
-    pairs = [(m, w) for _, m, w in items]
-    seen = {}  # asked rate -> (masks, achieved): a probe is a function of the rate within this call (same latents)
-    written = None  # the asked rate whose thresholds the masks' buffers hold
-
-    def probe(r):
-        """(masks, achieved) at asked rate r; a rate probed before in this call is not probed again (the bisection
-        revisits the warm start's rate: one search, consistency pass and host read fewer)."""
-        nonlocal written
-        hit = seen.get(r) if memo else None
-        if hit is None:
-            mk = _hard_masks(items, r, floor, sets, target_macs, scores, allocation)
-            hit = seen[r] = (mk, _pruned_fraction(items, mk))
-            written = r
-        return hit
-
-    def done(masks, asked, achieved):
-        if written != asked:  # leave the thresholds of the chosen probe, not of the last one, in the buffers
-            solve_thresholds(pairs, asked, floor, stats=False)  # (the same thresholds; nothing read back)
-        return masks, asked, achieved
-
-    lo, hi, best = 0.0, rate, None
-    a_lo = a_hi = None  # achieved rates at lo / hi where probed (secant mode's interpolation)
+    scores = producer_scores(items) if target_macs is not None else None
+    pr = _RateProbes(items, rate, floor, sets, target_macs, scores, memo, allocation)
     if start is not None and 0.0 <= start <= rate:
-        # warm start (the previous recomputation's asked rate), then one secant step of slope 1 (the rate
-        # consistency adds varies little between nearby latents), before the bisection
-        guess = start
-        for _ in range(2 if secant else 1):
-            mk, a = probe(guess)
-            if best is None or abs(a - rate) < best[0]:
-                best = (abs(a - rate), guess, mk, a)
-            if abs(a - rate) < tol:
-                return done(mk, guess, a)
-            if a > rate:
-                if guess <= hi:
-                    hi, a_hi = guess, a
-            elif guess >= lo:
-                lo, a_lo = guess, a
-            nxt = min(max(guess - (a - rate), lo), hi)
-            if nxt == guess:
-                break
-            guess = nxt
-        if not secant:  # the start missed: the plain search from [0, rate]
-            lo, hi, best = 0.0, rate, None
-    if best is None or hi >= rate:  # the rate itself (no consistency loss: done)
-        masks, achieved = probe(rate)
-        if best is None or abs(achieved - rate) < best[0]:
-            best = (abs(achieved - rate), rate, masks, achieved)
+        hit = pr.warm_start(start, secant, tol)
+        if hit is not None:
+            return pr.done(*hit)
+    if pr.best is None or pr.hi >= rate:  # the rate itself (no consistency loss: done)
+        masks, achieved = pr.probe(rate)
+        pr.keep_best(rate, masks, achieved)
         if not (sets and achieved > rate + 1e-4):
-            return done(masks, rate, achieved)
+            return pr.done(masks, rate, achieved)
         if achieved > rate:
-            a_hi = achieved
+            pr.a_hi = achieved
     if sets:
-        for _ in range(iters):
-            mid = 0.5 * (lo + hi)
-            if secant and a_hi is not None and a_hi > (a_lo if a_lo is not None else 0.0):
-                # safeguarded regula falsi (the achieved rate is monotone and nearly linear in the asked one; an
-                # unprobed lo = 0 counts as achieving 0): updates of 4-5 probes where bisection took 6-7 (NTU
-                # ST-GCN, compute target, update_every 16, warm-up); kept 10 % inside the bracket: it always shrinks
-                a0 = a_lo if a_lo is not None else 0.0
-                x = lo + (rate - a0) * (hi - lo) / (a_hi - a0)
-                mid = min(max(x, lo + 0.1 * (hi - lo)), hi - 0.1 * (hi - lo))
-            mk, a = probe(mid)
-            if abs(a - rate) < best[0]:
-                best = (abs(a - rate), mid, mk, a)
-            if a > rate:
-                hi, a_hi = mid, a
-            else:
-                lo, a_lo = mid, a
-            if best[0] < tol:
-                break
-    _, asked, masks, achieved = best
-    return done(masks, asked, achieved)
+        pr.bisect(iters, secant, tol)
+    _, asked, masks, achieved = pr.best
+    return pr.done(masks, asked, achieved)
 
 
-def _producer_scores(items) -> Dict[str, torch.Tensor]:
+def producer_scores(items) -> Dict[str, torch.Tensor]:
     """Per-group coarse score of every mask with one grouping (for the MAC projection's order): ``(G,)``
-    views of the first grouping's statistics of :func:`~.budget.flat_scores`, all masks in one pass (what
+    views of the first grouping's statistics of :func:`~.fused.flat.flat_scores`, all masks in one pass (what
     ``m.first_group_scores(w)`` gives per tensor, with the same additions in the same order; per tensor only when
     the masks differ in normalisation or statistic)."""
     want = [bool(m.groupings and m.per_group_scores) for _, m, _ in items]
@@ -222,7 +253,7 @@ def _producer_scores(items) -> Dict[str, torch.Tensor]:
     if any(m.normalize != m0.normalize or m.group_stat != m0.group_stat for m in masks):
         return {key: m.first_group_scores(w) for (key, m, w), k in zip(items, want) if k}
     latents = [w for _, _, w in items]
-    flat = _flat_for(masks, latents[0].device)
+    flat = flat_for(masks, latents[0].device)
     _, stats, _ = flat_scores(flat, masks, latents)
     parts = stats[0].split(flat.slots[0]['lens'] + [1])  # + the dummy group
     return {key: parts[i] for i, ((key, _, _), k) in enumerate(zip(items, want)) if k}

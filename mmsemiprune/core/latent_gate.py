@@ -27,7 +27,7 @@ The pruner refreshes the hard decisions from the current latents at every :meth:
 (:func:`refresh_latent_gates`), so the threshold search, the hard masks and the reports use this step's decisions;
 the snapshot / freeze of the hard phase and the freeze work as for learned gates (:mod:`.gate`).
 
-Only for ``mode='semi'`` and ``gate_init=0``. The fused batched soft masks (:mod:`.batch`) do not apply: the
+Only for ``mode='semi'`` and ``gate_init=0``. The fused batched soft masks (:mod:`.fused.batch`) do not apply: the
 masks take the per-tensor reference path (:attr:`~.cascade.SemiMask.needs_reference`).
 """
 from typing import List
@@ -105,9 +105,9 @@ class LatentGate(Gate):
 
 
 def use_latent_gates(masks: List) -> None:
-    """Replace the gate of every semi mask by a :class:`LatentGate` over its first grouping."""
+    """Replace the gate of every gated (semi) mask by a :class:`LatentGate` over its first grouping."""
     for m in masks:
-        if m.mode == 'semi':
+        if m.prune_mode.gated:
             m.gate = LatentGate(m.num_groups[0]).to(m.thr_entry.device)
 
 

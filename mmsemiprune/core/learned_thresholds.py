@@ -49,7 +49,7 @@ buffers ``thr_entry`` / ``thr_group`` follow the bands (:func:`sync_bands`) so t
 gate prices read them.
 
 Not combined with ``target_macs`` (its soft projection places the thresholds by the search every step) nor with
-``oneshot`` (nothing is trained). The fused batched soft masks (:mod:`.batch`) do not apply: the masks take the
+``oneshot`` (nothing is trained). The fused batched soft masks (:mod:`.fused.batch`) do not apply: the masks take the
 per-tensor reference path (:attr:`~.cascade.SemiMask.needs_reference`), the CUDA-graph search is not used.
 """
 import math
@@ -182,16 +182,10 @@ def warm_kept_fraction(items, tau: float) -> Optional[torch.Tensor]:
             continue
         x = m.normalise(w.detach()).abs()
         a_e, a_g = m.band_positions(w.detach(), x)
-        psi = band_stop(x, a_e, tau) if m.uses_entries else None
-        if m.uses_groups:
-            coarse = _warm_coarse(m, x, a_g, tau)
-            if psi is None:
-                psi = coarse
-            elif m.mode == 'ctf':
-                psi = psi * coarse
-            else:
-                group = m.gate.hard()[m.gid0].to(psi.dtype)
-                psi = group * coarse + (1 - group) * psi
+        pm = m.prune_mode
+        entry = band_stop(x, a_e, tau) if pm.entries else None
+        coarse = _warm_coarse(m, x, a_g, tau) if pm.groups else None
+        psi = pm.combine(coarse, entry, m.gate.hard()[m.gid0].to(entry.dtype) if pm.gated else None)  # hard gates
         term = m.cost.to(psi.dtype) * psi.sum()
         kept = term if kept is None else kept + term
         total += float(m.cost) * w.numel()

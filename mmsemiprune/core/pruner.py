@@ -24,11 +24,11 @@ from torch import nn
 
 from .budget import BudgetRegularizer, solve_thresholds
 from .config import GATE_PRICES, PruneConfig, auto_update_every, check_fraction, check_rate  # noqa: F401
-from .batch import SoftBatch
 from .cascade import SemiMask
 from .compute import Allocation
-from .cudagraph import GraphedSearch
 from .finalize import LiveRegions, consistent_masks, harden
+from .fused.batch import SoftBatch
+from .fused.cudagraph import GraphedSearch
 from .latent_gate import refresh_latent_gates, use_latent_gates
 from .learned_thresholds import budget_fraction, hard_kept_fraction, sync_bands, use_learned_bands
 from .rank import rank_surrogate
@@ -112,7 +112,7 @@ class SemiPruner(nn.Module):
       thresholds. 'auto': 1 until :meth:`set_run_length` gives the run's length (the recognizer calls it at
       the first step), then max(1, freeze·max_iters // 1000).
     - ``cuda_graphs``: on CUDA the soft phase's threshold search is one replay of a captured CUDA graph
-      (:mod:`.cudagraph`; same kernels, same thresholds); not with ``target_macs``; ignored on the CPU.
+      (:mod:`.fused.cudagraph`; same kernels, same thresholds); not with ``target_macs``; ignored on the CPU.
     - ``thresholds='learned'``: trained band positions, the search only at the freeze
       (:mod:`.learned_thresholds`; no hard phase, not with ``target_macs``); ``gates='latent'``: gates computed
       from the latent (:mod:`.latent_gate`; ``mode='semi'``); ``rank_weight``: the MAC-priced live row / column
@@ -208,7 +208,7 @@ class SemiPruner(nn.Module):
         return resolved
 
     def _link_batch(self):
-        """All soft masks in one pass (:class:`~.batch.SoftBatch`): link every mask to this pruner's batch
+        """All soft masks in one pass (:class:`~.fused.batch.SoftBatch`): link every mask to this pruner's batch
         (again after a deep copy, which drops the link)."""
         self._batch = SoftBatch(self)
         for m in self.masks:
@@ -301,7 +301,7 @@ class SemiPruner(nn.Module):
         if rate > 0:
             if self._update_due('soft', rate):  # else: the thresholds of the last search
                 items = [(m, w) for _, m, w in self.items()]
-                if self._graphed is not None:  # CUDA: one graph replay (core/cudagraph.py); eager elsewhere
+                if self._graphed is not None:  # CUDA: one graph replay (core/fused/cudagraph.py); eager elsewhere
                     self._graphed(items, rate, self.layer_floor)
                 else:
                     solve_thresholds(items, rate, self.layer_floor, stats=False)
@@ -408,7 +408,7 @@ class SemiPruner(nn.Module):
         the current (e.g. pretrained) latents: weak groups start structured (g > ½, removed whole), strong
         groups entry-wise (thinned inside)."""
         for _, m, w in self.items():
-            if m.mode != 'semi':
+            if not m.prune_mode.gated:
                 continue
             s = m.first_group_scores(w)
             spread = s.std().clamp_min(1e-6) if s.numel() > 1 else s.new_tensor(1.0)
@@ -455,13 +455,13 @@ class SemiPruner(nn.Module):
 
     def _gate_price_term(self, batch=None) -> torch.Tensor:
         """P of ``gate_price_by`` (see the class docstring) over the semi masks of the last forward (``batch``:
-        their batched evaluation, :meth:`~.batch.SoftBatch.current`)."""
+        their batched evaluation, :meth:`~.fused.batch.SoftBatch.current`)."""
         if batch is not None and batch.gate is not None:
             return self._batch.gate_price(batch, self.gate_price_by,
                                           self._mac_prices() if self.gate_price_by in ('macs', 'both')
                                           and self._is_profiled else None)
         semi = [(k, m) for k, m in zip([k for k, *_ in self._items], self.masks)
-                if m.mode == 'semi' and m.last_delta is not None]
+                if m.prune_mode.gated and m.last_delta is not None]
         if not semi:
             return torch.zeros(())
         term = 0.0

@@ -32,7 +32,7 @@ def masked_tensor(module: nn.Module, pname: str) -> torch.Tensor:
     """Ŵ ⊙ ψ(Ŵ) for ``module.<pname>``."""
     latent = module._parameters[pname]
     mask = getattr(module, pname + _PSI)
-    hit = mask.batched(latent)  # soft masks: the slice of the pruner's batched Ŵ ⊙ ψ (core/batch.py)
+    hit = mask.batched(latent)  # soft masks: the slice of the pruner's batched Ŵ ⊙ ψ (core/fused/batch.py)
     if hit is not None:
         return hit[0]
     return latent * mask(latent)
@@ -51,7 +51,7 @@ class _MaskedConvMixin:
         latent = self._parameters['weight']
         mask = getattr(self, 'weight' + _PSI)
         bias = self.bias
-        hit = mask.batched(latent, bias if mask.mask_bias else None)  # soft masks, batched (core/batch.py)
+        hit = mask.batched(latent, bias if mask.mask_bias else None)  # soft masks, batched (core/fused/batch.py)
         if hit is not None:
             return hit[0], (hit[1] if mask.mask_bias else bias)
         psi = mask(latent)

@@ -65,9 +65,7 @@ def prune_report(pruner) -> Dict:
 
 def _gate_share(m) -> float:
     """Fraction of groups whose hard gate picks the group-wise mask."""
-    if m.mode == 'semi':
-        return float(m.current_gates().float().mean())
-    return {'structured': 1.0, 'ctf': 1.0}.get(m.mode, 0.0)
+    return m.prune_mode.group_share(m)
 
 
 def format_report(rep: Dict, max_layers: int = 200) -> str:

@@ -22,7 +22,7 @@ are a mode and a scorer: global magnitude pruning is ``mode='unstructured', scor
 channel pruning ``mode='structured', scorer='l1'``, each with ``schedule='oneshot'``.
 
 Every scorer is described by two attributes, ``normalize`` and ``group_stat``, which the masks'
-batched paths (:mod:`.batch`, :mod:`.budget`, :mod:`.cudagraph`) evaluate directly;
+batched paths (:mod:`.fused.batch`, :mod:`.budget`, :mod:`.fused.cudagraph`) evaluate directly;
 :meth:`Scorer.entry_scores` and :meth:`Scorer.group_scores` are the reference definitions (tests check
 both paths give the same numbers). A new scorer is a subclass registered with :func:`register_scorer`.
 """

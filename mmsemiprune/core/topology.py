@@ -24,9 +24,10 @@ from typing import Dict, List, Tuple
 
 import torch
 
-from .segment import segment_sum
+from .fused.segment import segment_sum
 
-__all__ = ['Slot', 'ChannelSet', 'channel_view', 'channel_any', 'channel_mean', 'exported_channels', 'zero_channels',
+__all__ = ['Slot', 'ChannelSet', 'aggregation_macs', 'channel_view', 'channel_any', 'channel_mean', 'exported_channels',
+           'zero_channels',
            'alive', 'make_consistent',
            'FlatConsistency', 'flat_consistency', 'flat_for_masks']
 
@@ -88,6 +89,13 @@ class ChannelSet:
             if n < self.size:
                 spans.add((o, n))
         return sorted(spans)
+
+
+def aggregation_macs(cs: ChannelSet, macs: Dict[str, float]) -> float:
+    """agg_c: the per-channel MACs of the set's aggregations, Σ factor × macs(ref) over ``agg_ref`` / ``agg_factor``
+    and ``aggs`` (``macs``: key → MACs of one entry per sample)."""
+    terms = ([(cs.agg_ref, cs.agg_factor)] if cs.agg_ref else []) + list(cs.aggs)
+    return sum(float(f) * float(macs.get(r, 0.0)) for r, f in terms if f > 0)
 
 
 def exported_channels(cs: ChannelSet, cons: torch.Tensor) -> torch.Tensor:

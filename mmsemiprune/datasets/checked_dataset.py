@@ -120,6 +120,14 @@ def _check_sample(path: str, i: int, a: Any, ident: str,
     def err(problem: str, fix: str) -> AnnotationError:
         return AnnotationError(path, problem, fix, sample)
 
+    _check_label(a, err)
+    kp = _check_keypoint(a, err, num_joints, joints_src, coord_dim)
+    _check_frames_and_scores(a, kp, err)
+
+
+def _check_label(a: dict, err) -> None:
+    """``label``: a non-negative int (or a list of ints for multi-label
+    data); ``err(problem, fix)`` makes the error to raise."""
     label = a.get('label')
     if label is None:
         raise err("has no 'label'", "add label=<0-based class index>")
@@ -138,6 +146,11 @@ def _check_sample(path: str, i: int, a: Any, ident: str,
         raise err(f'label {label!r} ({type(label).__name__}) is not an int',
                   'store label as a 0-based int class index')
 
+
+def _check_keypoint(a: dict, err, num_joints: Optional[int], joints_src: str,
+                    coord_dim: Optional[int]) -> np.ndarray:
+    """``keypoint``: a finite numeric (M, T, V, C) array with the expected
+    joints and coordinates; returns it."""
     if 'keypoint' not in a:
         raise err("has no 'keypoint'", 'add keypoint as a float32 array '
                   '(M persons, T frames, V joints, 3)')
@@ -175,6 +188,13 @@ def _check_sample(path: str, i: int, a: Any, ident: str,
                   f'person {m}, frame {t}, joint {v})',
                   'interpolate or drop the broken frames (or zero them if '
                   'untracked) before writing the pickle')
+    return kp
+
+
+def _check_frames_and_scores(a: dict, kp: np.ndarray, err) -> None:
+    """``total_frames`` equal to the keypoint's T; ``keypoint_score``, when
+    present, finite and of shape (M, T, V)."""
+    T = kp.shape[1]
     if 'total_frames' not in a:
         raise err("has no 'total_frames'",
                   f'add total_frames=keypoint.shape[1] (= {T})')
@@ -235,6 +255,23 @@ def _select_and_check(path: str, obj: Any, num_joints: Optional[int],
     """The checks of :func:`validate_pose_annotations` on a loaded pickle."""
     keys_fix = ("expected dict(split={name: [frame_dir, ...]}, "
                 "annotations=[...]); " + _RECONVERT)
+    annos, split_map = _unpack(path, obj, split, keys_fix)
+    ident = ('filename' if isinstance(annos[0], dict)
+             and 'filename' in annos[0] else 'frame_dir')
+    if split is None:
+        selected = list(enumerate(annos))
+    else:
+        selected = _select_split(path, annos, ident, split, split_map,
+                                 strict_split, keys_fix)
+    for i, a in selected:
+        _require_ident(path, i, a, ident)
+        _check_sample(path, i, a, ident, num_joints, joints_src, coord_dim)
+    return [a for _, a in selected]
+
+
+def _unpack(path: str, obj: Any, split: Optional[str], keys_fix: str):
+    """(annotations, split map or None) of a loaded pickle: a bare list or
+    dict(split=..., annotations=...), the annotations a non-empty list."""
     if isinstance(obj, list):
         if split is not None:
             raise AnnotationError(
@@ -262,53 +299,51 @@ def _select_and_check(path: str, obj: Any, num_joints: Optional[int],
                               'not a dict', keys_fix)
     if not annos:
         raise AnnotationError(path, "'annotations' is empty", _RECONVERT)
+    return annos, split_map
 
-    ident = ('filename' if isinstance(annos[0], dict)
-             and 'filename' in annos[0] else 'frame_dir')
-    if split is None:
-        selected = list(enumerate(annos))
-    else:
-        if not isinstance(split_map, dict):
-            raise AnnotationError(path, "'split' is a "
-                                  f'{type(split_map).__name__}, not a dict',
-                                  keys_fix)
-        if split not in split_map:
-            raise AnnotationError(
-                path, f'unknown split {split!r}; available splits: '
-                f'{sorted(map(str, split_map))}',
-                'set split= (e.g. via --cfg-options '
-                'train_dataloader.dataset.split=...) to one of them')
-        names = split_map[split]
-        if isinstance(names, (str, bytes)) or not hasattr(names,
-                                                          '__iter__'):
-            raise AnnotationError(path, f'split {split!r} is a '
-                                  f'{type(names).__name__}, not a list of '
-                                  'names', keys_fix)
-        wanted = set(names)
-        if not wanted:
-            raise AnnotationError(path, f'split {split!r} is empty',
-                                  'pick a non-empty split or re-convert')
-        selected, found = [], set()
-        for i, a in enumerate(annos):
-            _require_ident(path, i, a, ident)
-            if a[ident] in wanted:
-                selected.append((i, a))
-                found.add(a[ident])
-        missing = wanted - found
-        if missing and strict_split:
-            ex = sorted(map(str, missing))[:5]
-            raise AnnotationError(
-                path, f'split {split!r} lists {len(missing)} names with no '
-                f'annotation, e.g. {ex}', 'the split and the annotations '
-                'are out of sync; ' + _RECONVERT + ' (or pass '
-                'strict_split=False to ignore them)')
-        if not selected:
-            raise AnnotationError(path, f'split {split!r} selects no '
-                                  'annotation', _RECONVERT)
-    for i, a in selected:
+
+def _select_split(path: str, annos, ident: str, split: str, split_map: Any,
+                  strict_split: bool, keys_fix: str) -> list:
+    """[(index, annotation)] of the annotations the split names (every
+    name found unless not ``strict_split``; at least one)."""
+    if not isinstance(split_map, dict):
+        raise AnnotationError(path, "'split' is a "
+                              f'{type(split_map).__name__}, not a dict',
+                              keys_fix)
+    if split not in split_map:
+        raise AnnotationError(
+            path, f'unknown split {split!r}; available splits: '
+            f'{sorted(map(str, split_map))}',
+            'set split= (e.g. via --cfg-options '
+            'train_dataloader.dataset.split=...) to one of them')
+    names = split_map[split]
+    if isinstance(names, (str, bytes)) or not hasattr(names,
+                                                      '__iter__'):
+        raise AnnotationError(path, f'split {split!r} is a '
+                              f'{type(names).__name__}, not a list of '
+                              'names', keys_fix)
+    wanted = set(names)
+    if not wanted:
+        raise AnnotationError(path, f'split {split!r} is empty',
+                              'pick a non-empty split or re-convert')
+    selected, found = [], set()
+    for i, a in enumerate(annos):
         _require_ident(path, i, a, ident)
-        _check_sample(path, i, a, ident, num_joints, joints_src, coord_dim)
-    return [a for _, a in selected]
+        if a[ident] in wanted:
+            selected.append((i, a))
+            found.add(a[ident])
+    missing = wanted - found
+    if missing and strict_split:
+        ex = sorted(map(str, missing))[:5]
+        raise AnnotationError(
+            path, f'split {split!r} lists {len(missing)} names with no '
+            f'annotation, e.g. {ex}', 'the split and the annotations '
+            'are out of sync; ' + _RECONVERT + ' (or pass '
+            'strict_split=False to ignore them)')
+    if not selected:
+        raise AnnotationError(path, f'split {split!r} selects no '
+                              'annotation', _RECONVERT)
+    return selected
 
 
 @DATASETS.register_module()

@@ -259,7 +259,7 @@ class SemiPruneHook(Hook):
     @staticmethod
     def _share(pr) -> float:
         """Mean share of group-decided gates over the semi masks (NaN without semi masks)."""
-        semi = [m for m in pr.masks if m.mode == 'semi']
+        semi = [m for m in pr.masks if m.prune_mode.gated]
         return sum(float(m.current_gates().float().mean()) for m in semi) / len(semi) if semi else float('nan')
 
     def before_train_iter(self, runner, batch_idx, data_batch=None):

@@ -47,7 +47,7 @@ def _config_errors(fn):
     return wrapper
 
 
-def _bf16_scores_to_float(module, inputs, output):
+def bf16_scores_to_float(module, inputs, output):
     """Forward hook of the head: bf16 class scores (``--amp`` with bf16) are returned as float32, which
     ``BaseHead.loss_by_feat``'s ``top_k_accuracy`` (NumPy) needs; other dtypes pass unchanged."""
     if torch.is_tensor(output) and output.dtype == torch.bfloat16:
@@ -87,7 +87,7 @@ class SemiPruneRecognizerGCN(RecognizerGCN):
         self._schedule_checked = False
         self._warned_no_progress = False
         if self.cls_head is not None:  # bf16 AMP: MMAction2 1.1.0's top_k_accuracy cannot read bf16 scores
-            self.cls_head.register_forward_hook(_bf16_scores_to_float)
+            self.cls_head.register_forward_hook(bf16_scores_to_float)
 
     # -- schedule ------------------------------------------------------------------------------------
     @_config_errors

@@ -150,10 +150,10 @@ def test_flat_scores_are_kept_for_the_step_and_recomputed_when_a_latent_changes(
     compute target's probes and the batched masks take them): a second call on the same latents returns them as
     they are, a latent changed in place is seen (its version), and the graphed search (reuse=False) keeps
     nothing."""
-    from mmsemiprune.core.budget import _flat_for, flat_scores
+    from mmsemiprune.core.fused.flat import flat_for, flat_scores
     (m1, w1), (m2, w2) = _pair('semi')
     masks, latents = [m1, m2], [w1, w2]
-    flat = _flat_for(masks, w1.device)
+    flat = flat_for(masks, w1.device)
     x, stats, coarse = flat_scores(flat, masks, latents)
     x2, stats2, coarse2 = flat_scores(flat, masks, latents)
     assert x2 is x and stats2 is stats and coarse2 is coarse

@@ -9,9 +9,9 @@ import math
 import pytest
 import torch
 
-from mmsemiprune.core.compute import (Allocation, _agg, channel_freed_macs, dense_macs, entry_macs, masked_macs,
+from mmsemiprune.core.compute import (Allocation, channel_freed_macs, dense_macs, entry_macs, masked_macs,
                                       masked_macs_tensor, min_channels, project_macs, removed_entries)
-from mmsemiprune.core.topology import alive, channel_view, make_consistent, zero_channels
+from mmsemiprune.core.topology import aggregation_macs, alive, channel_view, make_consistent, zero_channels
 from test_step_cost import _model, count_step
 
 
@@ -20,7 +20,7 @@ def _ref_masked_macs(items, masks, sets):
     macs = {k: float(m.macs) for k, m, _ in items}
     total = sum(macs[k] * float((~removed[k]).sum()) for k, _, _ in items)
     for cs in sets:
-        a = _agg(cs, macs)
+        a = aggregation_macs(cs, macs)
         if a > 0:
             cons = alive(masks, cs)[1] if not cs.fixed_consumer else torch.ones(cs.size, dtype=torch.bool)
             total += a * float(cons.sum())
@@ -234,13 +234,13 @@ def test_flat_macs_are_the_per_tensor_count_bit_for_bit(seed, force):
     """The projection's MACs for all tensors at once (one segment sum over the consumer-alive map) equal the
     per-tensor loop to the last bit (integer terms in float64), at 4 and 7 stages, on both reduction paths; a
     non-integer entry MAC (where the summation order could matter) turns it off."""
-    from mmsemiprune.core import segment
+    from mmsemiprune.core.fused import segment
     with segment.force(force):
         _check_flat_macs(seed)
 
 
 def _check_flat_macs(seed):
-    from mmsemiprune.core.compute import flat_macs
+    from mmsemiprune.core.fused.macs import flat_macs
     from mmsemiprune.core.topology import flat_for_masks
     for stages in (4, 7):
         pr, items, masks = _profiled_model(stages, seed)
@@ -278,10 +278,10 @@ def test_macs_count_parts_gates_and_aggregations_as_export_does():
         items = [(f'{n}.weight', None, getattr(net, n).weight) for n in names]
         macs = {f'{n}.weight': float(pos) for n in names}
         masks = {k: w != 0 for k, _, w in items}
-        assert _agg(sets[1], macs) == 5.0 * pos
+        assert aggregation_macs(sets[1], macs) == 5.0 * pos
         got = float(masked_macs_tensor(items, masks, sets, macs))
         shrink(net, sets)
-        real = sum(getattr(net, n).weight.numel() * pos for n in names) + _agg(sets[1], macs) * sets[1].size
+        real = sum(getattr(net, n).weight.numel() * pos for n in names) + aggregation_macs(sets[1], macs) * sets[1].size
         assert got == real, unread
 
 

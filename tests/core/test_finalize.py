@@ -130,10 +130,10 @@ def test_recalibrate_bn_max_batches_and_train_mode():
 def test_producer_scores_from_the_flat_pass_equal_per_tensor(toy, normalize, group_stat):
     """The MAC projection's order: the first grouping's statistics of all masks in one flat pass are, to the bit,
     what each mask's first_group_scores gives (masks with one grouping only: c1 'out', fc 'in'; c2 has two)."""
-    from mmsemiprune.core.finalize import _producer_scores
+    from mmsemiprune.core.finalize import producer_scores
     net, pr = toy.make_pruner('semi', 'params', 0.8, normalize=normalize, group_stat=group_stat)
     items = pr.items()
-    got = _producer_scores(items)
+    got = producer_scores(items)
     ref = {k: m.first_group_scores(w) for k, m, w in items if m.groupings and m.per_group_scores}
     assert set(got) == set(ref) == {'c1.weight', 'fc.weight'}
     for k in ref:
@@ -144,7 +144,7 @@ def test_producer_scores_from_the_flat_pass_equal_per_tensor(toy, normalize, gro
 def test_live_regions_equal_live_region_per_tensor(force):
     """LiveRegions (the soft projection's K of all masks in one pass) is live_region of every mask, for conv,
     linear, adjacency-like and 1-D shapes, on the CPU reference and on the GPU's reduction path."""
-    from mmsemiprune.core import segment
+    from mmsemiprune.core.fused import segment
     from mmsemiprune.core.finalize import LiveRegions, live_region
     shapes = [(6, 4, 3, 1), (5, 6), (3, 5, 5), (7, ), (2, 3, 1, 1)]
     g = torch.Generator().manual_seed(0)

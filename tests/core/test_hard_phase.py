@@ -460,7 +460,7 @@ def test_soft_projection_keep_is_the_live_region_of_the_projected_masks(toy):
             items = p_.items()
             macs = 1.0 - (1.0 - p_.target_macs) * float(p_.rate_now) / p_.target_rate
             ref = fin._hard_masks(items, p_._soft_asked, p_.layer_floor, p_.channel_sets, macs,
-                                  fin._producer_scores(items))
+                                  fin.producer_scores(items))
             for key, m, _ in items:
                 assert torch.equal(m._keep, fin.live_region(ref[key])), (k, key)
             now = [m._keep.untyped_storage().data_ptr() for m in p_.masks]

@@ -143,7 +143,7 @@ def test_soft_step_operators_within_1_5x_stock(costs):
 
 
 def test_soft_step_operators_batched(costs):
-    """The soft masks are computed for all tensors at once (core/batch.py): what the soft step adds to stock's
+    """The soft masks are computed for all tensors at once (core/fused/batch.py): what the soft step adds to stock's
     grows by at most 8 operators per masked tensor (measured 6: the search's mean square per tensor, SGD on the gate
     logits (5 on the CPU, where SGD loops over tensors), the gate gradient's accumulation; ~13 with the latents,
     gate logits and biases not flattened and their gradients split by one operator each way, ~40 + 25

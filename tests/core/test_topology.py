@@ -122,7 +122,7 @@ def test_flat_consistency_gives_make_consistents_masks(force):
     """All channel sets at once over the flat masks (the hard-mask probes' path) give, on random masks with
     residual producers, folds along both dims, fixed sides and a tensor outside every set, the masks of the
     set-by-set reference, with this device's segment sums and with the GPU path's scans (forced)."""
-    from mmsemiprune.core import segment
+    from mmsemiprune.core.fused import segment
     from mmsemiprune.core.topology import FlatConsistency
     with segment.force(force):
         _check_flat_consistency(FlatConsistency)
@@ -163,7 +163,7 @@ def test_flat_consistency_refuses_a_tensor_in_two_producer_slots():
 def test_flat_alive_maps_are_alives(force):
     """The compute projection's alive maps of every set at once (two segment sums) are :func:`alive`'s, fixed and
     unmasked sides included, on both reduction paths."""
-    from mmsemiprune.core import segment
+    from mmsemiprune.core.fused import segment
     with segment.force(force):
         _check_flat_alive()
 
@@ -218,7 +218,7 @@ def test_parts_and_gates():
 @pytest.mark.parametrize('force', [None, True])
 def test_flat_consistency_with_parts_and_gates(force):
     """The flat path gives the set-by-set masks and alive maps with branch parts and gate slots too."""
-    from mmsemiprune.core import segment
+    from mmsemiprune.core.fused import segment
     from mmsemiprune.core.topology import FlatConsistency
     sets, shapes = _branch_net()
     keys = list(shapes)

@@ -1,7 +1,7 @@
 """All soft masks of a pruner in one pass over one flat vector (issue "pruning at GPU speed").
 
-Per tensor, the soft cascade of :class:`~.cascade.SemiMask` costs ~40 forward + backward operators, the bias
-mask, the budget sum and the gate prices another ~25: O(L) small kernels per step for L masked tensors.
+Per tensor, the soft cascade of :class:`~mmsemiprune.core.cascade.SemiMask` costs ~40 forward + backward operators, the
+bias mask, the budget sum and the gate prices another ~25: O(L) small kernels per step for L masked tensors.
 :class:`SoftBatch` computes the same quantities for all L masks at once, with a number of operators that does
 not grow with L except for the unavoidable per-tensor views (flatten for the concatenation, the shaped view of
 each masked weight, and their backward):
@@ -13,19 +13,20 @@ each masked weight, and their backward):
           for the entries of tensors without a k-th grouping, whose factor is set to 1)
     ψ_G = Π_k B(s_k; a_g[glid_k], τ[glid_k]·spread_k[glid_k])[gid_k],  spread_k = segment std of s_k per tensor
     g = σ(γ / (τ_g·mean|γ|_ℓ)[glid_0])            (G_0,)  γ = cat_ℓ γ_ℓ
-    ψ = g[gid_0]·ψ_G + (1 − g[gid_0])·ψ_e  (semi; structured ψ_G, unstructured ψ_e, ctf ψ_G·ψ_e)
+    ψ = g[gid_0]·ψ_G + (1 − g[gid_0])·ψ_e  (semi; structured ψ_G, unstructured ψ_e, ctf ψ_G·ψ_e: the mode's
+          combine, :mod:`~mmsemiprune.core.modes`)
     W = w ⊙ ψ, split back into the L shaped views;  β = segment max of ψ per output row (masked biases:
           b ⊙ β)
 
 with the per-tensor scalars (thresholds, temperatures, costs) stacked once and expanded by static index tensors
-(built once per mask list and device, :class:`~.budget._Flat`). The formulas are those of
-:meth:`~.cascade.SemiMask._soft` entry by entry; only the order of float reductions differs (segment sums instead
-of per-tensor sums), so ψ agrees to float rounding (tests/core/test_batch.py).
+(built once per mask list and device, :class:`~.flat.FlatIndex`). The formulas are those of
+:meth:`~mmsemiprune.core.cascade.SemiMask._soft` entry by entry; only the order of float reductions differs (segment
+sums instead of per-tensor sums), so ψ agrees to float rounding (tests/core/fused/test_batch.py).
 
 When it applies: every mask of the pruner soft (not frozen, not in the hard phase), one dtype and device, one mode,
-normalisation and group statistic (what :class:`~.pruner.SemiPruner` builds), with the search's thresholds and
-parameter gates (``thresholds='learned'`` and ``gates='latent'`` take the per-tensor reference path). The first
-masked tensor read in a
+normalisation and group statistic (what :class:`~mmsemiprune.core.pruner.SemiPruner` builds), with the search's
+thresholds and parameter gates (``thresholds='learned'`` and ``gates='latent'`` take the per-tensor reference path). The
+first masked tensor read in a
 forward computes the whole batch; every mask then takes its entry once. A mask that finds its entry already taken
 (a second forward, gradient accumulation, a weight read twice) or stale (its latent, thresholds, temperatures or
 gate logits changed in place since: the tensors' version counters) recomputes the batch. Anything else falls
@@ -42,11 +43,12 @@ import weakref
 
 import torch
 
-from .bandstop import band_stop
-from .budget import _flat_for, _unchanged, flat_scale
+from ..bandstop import band_stop
+from ..modes import get_mode
+from .flat import flat_for, flat_scale, unchanged
 from .segment import expand, segment_amax, segment_sum
 
-__all__ = ['SoftBatch']
+__all__ = ['SoftBatch', 'flat_cat', 'scaled', 'split_as']
 
 _EPS = 1e-12
 
@@ -68,7 +70,7 @@ class _Index:
     """Static index tensors of one list of masks (and of which of them carry a masked bias) on one device."""
 
     def __init__(self, masks, has_bias, device):
-        flat = _flat_for(masks, device)
+        flat = flat_for(masks, device)
         self.flat = flat
         self.L, self.N, self.sizes = flat.L, flat.N, flat.sizes
         self.lid = flat.lid
@@ -173,7 +175,7 @@ class _FlatCat(torch.autograd.Function):
     its part of the flat gradient, shaped, by one ``unflatten_dense_tensors``: 2 operators dispatched from Python
     instead of autograd's reshape + narrow + reshape per input (66 for 22 tensors). The same values; every
     gradient is a view of the flat one, as ``cat``'s own backward gives. ``pre``: None, or ``[flat]`` when that cat
-    was already made this step (the threshold search's, :func:`~.budget.flat_scores`): a view of it, no copy."""
+    was already made this step (the threshold search's, :func:`~.flat.flat_scores`): a view of it, no copy."""
 
     @staticmethod
     def forward(ctx, pre, *tensors):
@@ -222,7 +224,7 @@ def _recorded(tensors) -> bool:
     return torch.is_grad_enabled() and any(t.requires_grad for t in tensors)
 
 
-def _flat_cat(tensors, pre=None):
+def flat_cat(tensors, pre=None):
     """cat_ℓ vec(t_ℓ): :class:`_FlatCat` where autograd records, else one ``flatten_dense_tensors``; ``pre``: that cat
     made already (same tensors, same versions), used instead of a new one."""
     if _recorded(tensors):
@@ -230,12 +232,12 @@ def _flat_cat(tensors, pre=None):
     return pre if pre is not None else torch._C._nn.flatten_dense_tensors(list(tensors))
 
 
-def _scaled(w, x, s):
+def scaled(w, x, s):
     """x = w / s given its value ``x`` (:class:`_Scaled` where autograd records)."""
     return _Scaled.apply(w, [x, s]) if torch.is_grad_enabled() and w.requires_grad else x
 
 
-def _split_as(flat, like):
+def split_as(flat, like):
     """``flat`` as views shaped like the tensors ``like``: :class:`_SplitAs` where autograd records."""
     if torch.is_grad_enabled() and flat.requires_grad:
         return _SplitAs.apply(flat, *like)
@@ -265,7 +267,7 @@ class _Stored:
 
 
 class SoftBatch:
-    """The batched soft masks of one :class:`~.pruner.SemiPruner` (see the module docstring)."""
+    """The batched soft masks of one :class:`~mmsemiprune.core.pruner.SemiPruner` (see the module docstring)."""
 
     def __init__(self, pruner):
         self._pruner = weakref.ref(pruner)
@@ -276,7 +278,7 @@ class SoftBatch:
         # one formula for all: what SemiPruner builds (else the per-tensor path)
         self.ok = all(m.mode == m0.mode and m.normalize == m0.normalize and m.group_stat == m0.group_stat
                       and m.gate.mode == m0.gate.mode and m.gate.relative == m0.gate.relative
-                      and (m.mode == 'unstructured' or m.groupings)
+                      and (not m.prune_mode.groups or m.groupings)
                       and not m.needs_reference for m in masks)  # learned bands / latent gates: per-tensor path
         self._index = {}
         self._cache = None
@@ -360,6 +362,57 @@ class SoftBatch:
 
     # -- the batched cascade ---------------------------------------------------------------------------------
     def _compute(self):
+        got = self._inputs()
+        if got is None:
+            return None
+        pr, masks, latents, biases, ix = got
+        dev, dt = latents[0].device, latents[0].dtype
+        c = _Cache(masks, latents, biases, torch.is_grad_enabled())
+        c.ix = ix
+        m0 = masks[0]
+        pm, L = get_mode(self.mode), ix.L
+        lid = ix.lid
+        # the search's flat latents, per-entry scale and x = w / s when it ran on these latents this step (eager
+        # search, same versions: flat.flat_scores): the same values without a second cat, gather and divide
+        sh = ix.flat.__dict__.get('shared')
+        if sh is not None and not (unchanged(sh[0], latents) and sh[1].dtype == dt and sh[1].device == dev):
+            sh = None
+        w = flat_cat(latents, None if sh is None else sh[1])
+        with torch.no_grad():
+            # per-tensor scalars, one stack: thr_entry, thr_group, τ, τ_g (rows of (4, L))
+            te = torch.stack([m.thr_entry for m in masks] + [m.thr_group for m in masks]
+                                            + [m.temperature for m in masks]
+                                            + [m.gate_temperature for m in masks])
+            te, tg, tau, gtau = _as(te, dt).view(4, L).unbind(0)
+        if m0.normalize and sh is not None:
+            x = scaled(w, sh[3], sh[2])
+        elif m0.normalize:
+            x = w / _as(self._scale(ix, latents), dt).index_select(0, lid)
+        else:
+            x = w
+        psi_e = band_stop(x, te.index_select(0, lid), tau.index_select(0, lid)) if pm.entries else None
+        psi_g = None
+        if pm.groups:
+            for s in ix.slots:
+                b = self._group_band(ix, s, x, tau, tg, m0.group_stat, dt)
+                psi_g = b if psi_g is None else psi_g * b
+        c.gate = c.delta = c.group = None
+        ge = self._gates(c, gtau) if pm.gated else None
+        psi = pm.combine(psi_g, psi_e, ge)
+        if pm.gated:
+            self._gate_means(c, psi_g, psi_e, dt)
+        keep = pr._keep_flat
+        if keep is not None:  # soft projection: ψ ⊙ K (K constant, one flat vector)
+            psi = psi * (keep if keep.dtype == dt and keep.device == dev else keep.to(device=dev, dtype=dt))
+        c.psi = psi
+        c.W = split_as(w * psi, latents)  # shaped as the latents
+        c.bias = self._masked_biases(ix, psi, biases) if ix.R else None
+        self._cache = c
+        return c
+
+    def _inputs(self):
+        """(pruner, masks, latents, masked biases or None per mask, static index) of a batched evaluation, or None
+        where it does not apply (no pruner, a mask frozen or in the hard phase, devices or dtypes mixed)."""
         pr = self._pruner()
         if pr is None:
             return None
@@ -377,96 +430,74 @@ class SoftBatch:
         ix = self._index.get(key)
         if ix is None or not ix.flat.alive(masks):
             ix = self._index[key] = _Index(masks, has_bias, dev)
-        c = _Cache(masks, latents, biases, torch.is_grad_enabled())
-        c.ix = ix
+        return pr, masks, latents, biases, ix
+
+    @staticmethod
+    def _group_band(ix, s, x, tau, tg, group_stat, dt):
+        """B(s_k; a_g, τ·spread_k)[gid_k] (N,) of grouping slot ``s``, 1 on the entries of tensors without it."""
+        L = ix.L
+        v = x.abs() if group_stat == 'l1' else x ** 2
+        st = segment_sum(v, s['gid'], s['G'] + 1, ix.plans, id(s)) / _as(s['size'], dt)
+        if group_stat != 'l1':
+            st = st.clamp_min(1e-30).sqrt()  # as groups.group_rms
+        with torch.no_grad():  # spread_k = std of s_k per tensor (unbiased, as Tensor.std), 1 for one group
+            sd = st.detach()
+            mean = segment_sum(sd, s['seg'], L + 1, ix.plans, (id(s), 'seg')) * _as(s['inv_cnt'], dt)
+            d = sd - mean.index_select(0, s['seg'])
+            var = segment_sum(d * d, s['seg'], L + 1, ix.plans, (id(s), 'seg')) * _as(s['inv_cnt1'], dt)
+            spread = torch.where(s['multi'], var.sqrt().clamp_min(1e-3), 1.0)[:L]
+            t_g = (tau * spread).index_select(0, s['gather'])
+        b = band_stop(st, tg.index_select(0, s['gather']), t_g)
+        if s['dummy'] is not None:
+            b = torch.where(s['dummy'], 1.0, b)
+        return expand(b, s['gid'], ix.plans, id(s))  # (on the GPU its backward is a scan, not atomics)
+
+    @staticmethod
+    def _gates(c, gtau):
+        """g[gid_0] (N,) from the gate logits of every mask (g (G_0,) kept as ``c.gate``; 0 on the entries of tensors
+        without groups)."""
+        ix, masks, L = c.ix, c.masks, c.ix.L
         m0 = masks[0]
-        mode, L = self.mode, ix.L
-        lid = ix.lid
-        # the search's flat latents, per-entry scale and x = w / s when it ran on these latents this step (eager
-        # search, same versions: budget.flat_scores): the same values without a second cat, gather and divide
-        sh = ix.flat.__dict__.get('shared')
-        if sh is not None and not (_unchanged(sh[0], latents) and sh[1].dtype == dt and sh[1].device == dev):
-            sh = None
-        w = _flat_cat(latents, None if sh is None else sh[1])
-        with torch.no_grad():
-            # per-tensor scalars, one stack: thr_entry, thr_group, τ, τ_g (rows of (4, L))
-            te = torch.stack([m.thr_entry for m in masks] + [m.thr_group for m in masks]
-                                            + [m.temperature for m in masks]
-                                            + [m.gate_temperature for m in masks])
-            te, tg, tau, gtau = _as(te, dt).view(4, L).unbind(0)
-        if m0.normalize and sh is not None:
-            x = _scaled(w, sh[3], sh[2])
-        elif m0.normalize:
-            x = w / _as(self._scale(ix, latents), dt).index_select(0, lid)
+        s0 = ix.slots[0]
+        logit = flat_cat([m.gate.logit for m in masks])
+        glid0 = s0['gather'][:-1]
+        if m0.gate.relative:  # τ_g · mean|γ| per tensor, detached (Gate.forward)
+            with torch.no_grad():
+                a = segment_sum(logit.abs(), s0['seg_g'], L + 1, ix.plans, (id(s0), 'seg_g'))
+                t = (gtau * (a[:L] / _as(s0['cnt'][:L], a.dtype)).clamp_min(1e-6)).index_select(0, glid0)
         else:
-            x = w
-        psi_e = band_stop(x, te.index_select(0, lid), tau.index_select(0, lid)) if mode != 'structured' else None
-        psi_g = None
-        if mode != 'unstructured':
-            for s in ix.slots:
-                v = x.abs() if m0.group_stat == 'l1' else x ** 2
-                st = segment_sum(v, s['gid'], s['G'] + 1, ix.plans, id(s)) / _as(s['size'], dt)
-                if m0.group_stat != 'l1':
-                    st = st.clamp_min(1e-30).sqrt()  # as groups.group_rms
-                with torch.no_grad():  # spread_k = std of s_k per tensor (unbiased, as Tensor.std), 1 for one group
-                    sd = st.detach()
-                    mean = segment_sum(sd, s['seg'], L + 1, ix.plans, (id(s), 'seg')) * _as(s['inv_cnt'], dt)
-                    d = sd - mean.index_select(0, s['seg'])
-                    var = segment_sum(d * d, s['seg'], L + 1, ix.plans, (id(s), 'seg')) * _as(s['inv_cnt1'], dt)
-                    spread = torch.where(s['multi'], var.sqrt().clamp_min(1e-3), 1.0)[:L]
-                    t_g = (tau * spread).index_select(0, s['gather'])
-                b = band_stop(st, tg.index_select(0, s['gather']), t_g)
-                if s['dummy'] is not None:
-                    b = torch.where(s['dummy'], 1.0, b)
-                b = expand(b, s['gid'], ix.plans, id(s))  # (on the GPU its backward is a scan, not atomics)
-                psi_g = b if psi_g is None else psi_g * b
-        c.gate = c.delta = c.group = None
-        if mode == 'unstructured':
-            psi = psi_e
-        elif mode == 'structured':
-            psi = psi_g
-        elif mode == 'ctf':
-            psi = psi_g * psi_e
-        else:
-            s0 = ix.slots[0]
-            logit = _flat_cat([m.gate.logit for m in masks])
-            glid0 = s0['gather'][:-1]
-            if m0.gate.relative:  # τ_g · mean|γ| per tensor, detached (Gate.forward)
-                with torch.no_grad():
-                    a = segment_sum(logit.abs(), s0['seg_g'], L + 1, ix.plans, (id(s0), 'seg_g'))
-                    t = (gtau * (a[:L] / _as(s0['cnt'][:L], a.dtype)).clamp_min(1e-6)).index_select(0, glid0)
-            else:
-                t = gtau.index_select(0, glid0)
-            g = torch.sigmoid(logit / t)
-            ge = expand(torch.cat([g, g.new_zeros(1)]) if s0['dummy'] is not None else g, s0['gid'], ix.plans, id(s0))
-            psi = ge * psi_g + (1 - ge) * psi_e
-            with torch.no_grad():  # per group of the first grouping: mean(ψ_G − ψ_e), mean ψ_G (the gate prices)
-                size = _as(s0['size'], dt)
-                c.delta = segment_sum(psi_g - psi_e, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size
-                c.group = segment_sum(psi_g, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size
-            c.gate = g
-        keep = pr._keep_flat
-        if keep is not None:  # soft projection: ψ ⊙ K (K constant, one flat vector)
-            psi = psi * (keep if keep.dtype == dt and keep.device == dev else keep.to(device=dev, dtype=dt))
-        c.psi = psi
-        c.W = _split_as(w * psi, latents)  # shaped as the latents
-        c.bias = None
-        if ix.R:  # β_o = max_i ψ[o, i] per output row (SemiMask.row_keep), then b ⊙ β
-            # (scatter_reduce_'s amax off the CPU; on the CPU segment_reduce with scatter_reduce's backward written
-            # out: torch.segment_reduce's own max backward with offsets= is wrong on long tied rows, torch 2.13)
-            beta = segment_amax(psi, ix.rowid, ix.R + 1, ix.plans, 'row')
-            bb = _flat_cat([b for b in biases if b is not None])
-            parts = iter((bb * _as(beta[:ix.R], bb.dtype)).split(ix.bias_len))
-            c.bias = [next(parts) if hb else None for hb in has_bias]
-        self._cache = c
-        return c
+            t = gtau.index_select(0, glid0)
+        g = torch.sigmoid(logit / t)
+        c.gate = g
+        return expand(torch.cat([g, g.new_zeros(1)]) if s0['dummy'] is not None else g, s0['gid'], ix.plans, id(s0))
+
+    @staticmethod
+    @torch.no_grad()
+    def _gate_means(c, psi_g, psi_e, dt):
+        """The gate prices' per-group means of the first grouping: ``c.delta`` = mean(ψ_G − ψ_e), ``c.group`` =
+        mean ψ_G."""
+        ix, s0 = c.ix, c.ix.slots[0]
+        size = _as(s0['size'], dt)
+        c.delta = segment_sum(psi_g - psi_e, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size
+        c.group = segment_sum(psi_g, s0['gid'], s0['G'] + 1, ix.plans, id(s0)) / size
+
+    @staticmethod
+    def _masked_biases(ix, psi, biases):
+        """b ⊙ β per mask with a masked bias (None for the others), β_o = max_i ψ[o, i] per output row
+        (SemiMask.row_keep)."""
+        # (scatter_reduce_'s amax off the CPU; on the CPU segment_reduce with scatter_reduce's backward written
+        # out: torch.segment_reduce's own max backward with offsets= is wrong on long tied rows, torch 2.13)
+        beta = segment_amax(psi, ix.rowid, ix.R + 1, ix.plans, 'row')
+        bb = flat_cat([b for b in biases if b is not None])
+        parts = iter((bb * _as(beta[:ix.R], bb.dtype)).split(ix.bias_len))
+        return [next(parts) if hb else None for hb in ix.has_bias]
 
     @staticmethod
     def _scale(ix, latents):
         """rms(Ŵ_ℓ) (L,), detached: the one the threshold search computed this step (same latents, same
-        versions: :func:`~.budget.flat_scores` leaves it on the index), else recomputed the same way."""
+        versions: :func:`~.flat.flat_scores` leaves it on the index), else recomputed the same way."""
         cached = getattr(ix.flat, 'scale', None)
-        if cached is not None and _unchanged(cached[1], latents):
+        if cached is not None and unchanged(cached[1], latents):
             return cached[0]
         return flat_scale(latents)
 

@@ -1,4 +1,4 @@
-"""core/cudagraph.py: the soft phase's threshold search replayed from a captured CUDA graph. No GPU here: a
+"""core/fused/cudagraph.py: the soft phase's threshold search replayed from a captured CUDA graph. No GPU here: a
 stand-in graph class captures the search's operator sequence and replays it by running the search again, checking
 that the sequence cannot have changed (a real graph replays kernels, not Python) and that nothing in it would
 break a capture (host syncs, tensors made from host data)."""
@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from mmsemiprune.core import segment
-from mmsemiprune.core.budget import _flat_for, solve_thresholds
-from mmsemiprune.core.cudagraph import GraphedSearch
+from mmsemiprune.core.budget import solve_thresholds
+from mmsemiprune.core.fused import segment
+from mmsemiprune.core.fused.cudagraph import GraphedSearch
+from mmsemiprune.core.fused.flat import flat_for
 
 _NOT_CAPTURABLE = ('_local_scalar_dense', 'nonzero', 'lift_fresh', 'item')
 
@@ -114,10 +115,10 @@ def test_the_batched_masks_reuse_the_replayed_scale(toy):
         for _, w in items:
             w.mul_(1.5)
     search(items, 0.5, 0.0)
-    flat = _flat_for(pr.masks, items[0][1].device)
+    flat = flat_for(pr.masks, items[0][1].device)
     scale, vers = flat.scale
     assert scale is search._scale and [v for _, v in vers] == [w._version for _, w in items]
-    from mmsemiprune.core.budget import flat_scale
+    from mmsemiprune.core.fused.flat import flat_scale
     assert torch.equal(scale, flat_scale([w for _, w in items]))
 
 

@@ -1,10 +1,10 @@
 """CUDA-graph replay of the soft phase's threshold search (``SemiPruner(cuda_graphs=True)``, the default;
 ``prune_cfg.cuda_graphs=False`` runs it eagerly; issue "pruning at GPU speed").
 
-With ``stats=False`` the search (:func:`~.budget.solve_thresholds`) is a fixed sequence of device operators (188
-dispatched per step on the NTU ST-GCN: scores, three sorts for the selections, the floors, the level, the threshold
-writes) with no host synchronisation. It reads only tensors whose storage stays put through the soft phase (the
-latents, the gate logits, the cost buffers, cached index tensors) plus the rate, and writes the masks' threshold
+With ``stats=False`` the search (:func:`~mmsemiprune.core.budget.solve_thresholds`) is a fixed sequence of device
+operators (188 dispatched per step on the NTU ST-GCN: scores, three sorts for the selections, the floors, the level, the
+threshold writes) with no host synchronisation. It reads only tensors whose storage stays put through the soft phase
+(the latents, the gate logits, the cost buffers, cached index tensors) plus the rate, and writes the masks' threshold
 buffers. Captured once into a ``torch.cuda.CUDAGraph``, a search is one replay (7 operators dispatched per step):
 
     rate_t.fill_(rate)        one kernel, no host sync (the only input that changes between replays)
@@ -30,7 +30,8 @@ import warnings
 
 import torch
 
-from .budget import _flat_for, _unchanged, _versions, solve_thresholds
+from ..budget import solve_thresholds
+from .flat import flat_for, unchanged, versions
 
 __all__ = ['GraphedSearch']
 
@@ -39,7 +40,8 @@ _CHURN = 4
 
 
 class GraphedSearch:
-    """``search(items, rate, floor)``: :func:`~.budget.solve_thresholds` (``stats=False``) by graph replay.
+    """``search(items, rate, floor)``: :func:`~mmsemiprune.core.budget.solve_thresholds` (``stats=False``) by graph
+    replay.
 
     ``graph_cls``: None on CUDA (``torch.cuda.CUDAGraph`` with a warm-up on a side stream); tests pass a class
     ``G(fn)`` with ``G.replay()`` to check the replay logic on the CPU."""
@@ -69,7 +71,7 @@ class GraphedSearch:
         old = self._deps
         masks = [m for m, _ in items]
         return (old is not None and len(old[0]) == len(masks) and all(a is b for a, b in zip(old[0], masks))
-                and all(a is w for a, (_, w) in zip(old[1], items)) and _unchanged(old[2], [m.cost for m in masks])
+                and all(a is w for a, (_, w) in zip(old[1], items)) and unchanged(old[2], [m.cost for m in masks])
                 and old[3] == self._flags(items, floor))
 
     def usable(self, items) -> bool:
@@ -95,14 +97,14 @@ class GraphedSearch:
                 self._give_up(f'capturing the threshold search failed ({type(e).__name__}: {e})', items, rate, floor)
                 return
             self._replays_at = self.replays
-            self._deps = ([m for m, _ in items], [w for _, w in items], _versions([m.cost for m, _ in items]),
+            self._deps = ([m for m, _ in items], [w for _, w in items], versions([m.cost for m, _ in items]),
                           self._flags(items, floor))
         self._rate.fill_(rate)
         self._graph.replay()
         self.replays += 1
-        if self._scale is not None:  # the batched masks reuse the search's per-tensor scale (budget.flat_scores)
-            flat = _flat_for([m for m, _ in items], self._scale.device)
-            flat.scale = (self._scale, _versions([w for _, w in items]))
+        if self._scale is not None:  # the batched masks reuse the search's per-tensor scale (flat.flat_scores)
+            flat = flat_for([m for m, _ in items], self._scale.device)
+            flat.scale = (self._scale, versions([w for _, w in items]))
 
     def _give_up(self, why: str, items, rate: float, floor: float) -> None:
         """The eager search from now on, with one warning saying why; runs this step's search eagerly."""
@@ -124,7 +126,7 @@ class GraphedSearch:
         def search():
             solve_thresholds(items, rate, floor, stats=False, rate_t=self._rate)
             if self._scale is not None:
-                self._scale.copy_(_flat_for(masks, dev).scale[0])
+                self._scale.copy_(flat_for(masks, dev).scale[0])
 
         if self._graph_cls is not None:
             search()  # warm-up: caches, segment plans (their one host read happens here, not in the capture)

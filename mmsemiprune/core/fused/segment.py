@@ -1,8 +1,8 @@
 """Segment sums and weighted selection without contended atomics (issue "pruning at GPU speed").
 
-The batched masks (:mod:`.batch`) and the threshold search (:mod:`.budget`) reduce (N,) vectors over static
-segments: groups (output / input channel, node, tap), tensors, histogram buckets. ``index_add_`` does this with one
-atomic add per entry; on a GPU thousands of entries of one group hit the same address and serialise (measured on
+The batched masks (:mod:`.batch`) and the threshold search (:mod:`~mmsemiprune.core.budget`) reduce (N,) vectors over
+static segments: groups (output / input channel, node, tap), tensors, histogram buckets. ``index_add_`` does this with
+one atomic add per entry; on a GPU thousands of entries of one group hit the same address and serialise (measured on
 an H200, NTU ST-GCN, 3.1 M prunable entries: 0.55-0.74 ms per call, ~12 ms of a 47 ms soft step). On a GPU this
 module reduces instead with gathers and one scan:
 
@@ -18,8 +18,8 @@ as its backward instead of ``index_add_`` (the atomics the H200 profile showed t
 step). :func:`select_sorted` finds the weighted threshold by one sort instead of two radix histograms.
 
 On the CPU the reference semantics stay, bit for bit the numbers every earlier CPU run produced: the radix select
-of :mod:`.budget`, and segment sums that add each segment's entries one after the other in index order, as
-``index_add_`` does, but by ``torch.segment_reduce`` over the stably ordered entries (float32 / float64; ~2x faster
+of :mod:`~mmsemiprune.core.budget`, and segment sums that add each segment's entries one after the other in index order,
+as ``index_add_`` does, but by ``torch.segment_reduce`` over the stably ordered entries (float32 / float64; ~2x faster
 on one thread: an ``index_add_`` into few segments is a chain of dependent adds); the per-row max of the masked
 biases likewise, with ``scatter_reduce_``'s amax gradient written out (:class:`_SegmentMax`; ~4x faster than
 ``scatter_reduce_`` and its backward). NTU ST-GCN, 1 thread, batch 4 x 100 frames: soft step 1.23x -> 1.16x stock
@@ -146,7 +146,7 @@ class SegmentPlan:
         # 1-D scans only: CUDA runs those device-wide (CUB); a 2-D cumsum runs one block per row along the last
         # dimension and one thread per column along the first. Measured on an H200, one (N, 2) scan for the two
         # gate-price sums made the NTU soft step 470 ms (along dim 0) or +8 ms (as (2, N) rows) instead of two 1-D
-        # scans (tests/core/test_segment.py checks that every scan of the GPU path is 1-D).
+        # scans (tests/core/fused/test_segment.py checks that every scan of the GPU path is 1-D).
         x, _ = self._ordered(v)
         c = torch.nn.functional.pad(torch.cumsum(x, 0, dtype=torch.float64), (1, 0))
         ends = c.index_select(0, self.layout.bounds)
@@ -248,7 +248,7 @@ def _plan(plans: dict, key, seg: torch.Tensor, nseg: int, at_least: bool = False
 
 
 def select_sorted(v: torch.Tensor, target, w: torch.Tensor) -> torch.Tensor:
-    """Smallest t ≥ 0 with Σ_i w_i·[v_i > t] ≤ target (what :func:`~.budget._select` returns), by one sort.
+    """Smallest t ≥ 0 with Σ_i w_i·[v_i > t] ≤ target (what :func:`~.select.weighted_select` returns), by one sort.
 
     With v ascending and g_j = Σ_{i > j} w_i, the answer is v at the first j with g_j ≤ target (the first such j
     ends a run of ties or its value is feasible through the ties after it), or 0 when Σ w ≤ target.
@@ -265,7 +265,7 @@ def select_sorted(v: torch.Tensor, target, w: torch.Tensor) -> torch.Tensor:
 
 def select_per_segment_sorted(v: torch.Tensor, seg: torch.Tensor, nseg: int, k: torch.Tensor, plans: dict,
                               key) -> torch.Tensor:
-    """Per segment s the k_s-th largest of ``v[seg == s]`` (what :func:`~.budget._select_per_segment` returns), by
+    """Per segment s the k_s-th largest of ``v[seg == s]`` (what :func:`~.select.kth_largest_per_segment` returns), by
     one sort of the int64 keys (s << 32 | bits(v)): non-negative float32 bit patterns order as the values.
     ``v`` float32 ≥ 0 (+inf allowed) (N,), ``seg`` static ids (N,), ``k`` (nseg,) float64 in [1, n_s]; float32 (nseg,).
     """

@@ -1,4 +1,4 @@
-"""core/segment.py: the atomic-free reductions the GPU uses (scan-based segment sums, sort-based weighted
+"""core/fused/segment.py: the atomic-free reductions the GPU uses (scan-based segment sums, sort-based weighted
 selection) give the CPU reference's numbers, alone and inside the batched soft masks, the budget loss and the
 threshold search; forced on here with ``segment.force(True)`` (CUDA picks them by itself)."""
 import pytest
@@ -6,10 +6,10 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
-from mmsemiprune.core import segment
-from mmsemiprune.core.budget import _select, _select_per_segment
 from mmsemiprune.core.cascade import MODES
-from mmsemiprune.core.segment import SegmentPlan, select_per_segment_sorted, select_sorted
+from mmsemiprune.core.fused import segment
+from mmsemiprune.core.fused.segment import SegmentPlan, select_per_segment_sorted, select_sorted
+from mmsemiprune.core.fused.select import kth_largest_per_segment, weighted_select
 
 
 def test_atomic_free_by_device_and_force():
@@ -152,7 +152,7 @@ def _cases():
 def test_select_sorted_equals_the_radix_select():
     k = 0
     for v, target, w in _cases():
-        a, b = select_sorted(v, target, w), _select(v, target, w)
+        a, b = select_sorted(v, target, w), weighted_select(v, target, w)
         assert a.dtype == torch.float32 and a.shape == ()
         assert torch.equal(a, b), (v, target, w, a, b)
         # and it is the definition: the smallest t >= 0 with sum w[v > t] <= target
@@ -160,7 +160,7 @@ def test_select_sorted_equals_the_radix_select():
         k += 1
     assert k == 360
     empty = torch.zeros(0), torch.zeros(0, dtype=torch.float64)
-    assert torch.equal(select_sorted(empty[0], 0.5, empty[1]), _select(empty[0], 0.5, empty[1]))
+    assert torch.equal(select_sorted(empty[0], 0.5, empty[1]), weighted_select(empty[0], 0.5, empty[1]))
 
 
 def test_select_per_segment_sorted_equals_the_radix_select():
@@ -175,11 +175,11 @@ def test_select_per_segment_sorted_equals_the_radix_select():
         if case % 3 == 0:
             v[0] = float('inf')
         k = torch.floor(torch.rand(S, generator=g, dtype=torch.float64) * sizes.double()) + 1  # in [1, n_s]
-        ref = _select_per_segment(v, seg, S, k)
+        ref = kth_largest_per_segment(v, seg, S, k)
         out = select_per_segment_sorted(v, seg, S, k, {}, 'k')
         assert out.dtype == torch.float32 and torch.equal(out, ref), (case, out, ref)
         with segment.force(True):
-            assert torch.equal(_select_per_segment(v, seg, S, k), ref)
+            assert torch.equal(kth_largest_per_segment(v, seg, S, k), ref)
 
 
 def _toy_step(toy, mode, force):

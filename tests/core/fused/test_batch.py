@@ -1,4 +1,4 @@
-"""The batched soft masks (core/batch.py) are the per-tensor cascade (SemiMask._soft) over all tensors at once:
+"""The batched soft masks (core/fused/batch.py) are the per-tensor cascade (SemiMask._soft) over all tensors at once:
 same ψ, same masked weights and biases, same budget loss, same gradients to the latents and gate logits, for every
 mode, two groupings on a tensor (the toy's c2: out + in; fc: in only), normalize False and the l1 statistic."""
 import copy
@@ -110,14 +110,14 @@ def test_second_forward_and_stale_entries_recompute(toy):
 @pytest.mark.parametrize('mode', MODES)
 @pytest.mark.parametrize('normalize', [True, False])
 def test_the_search_values_the_batch_takes_give_the_same_bits(toy, mode, normalize, monkeypatch):
-    """The batched masks take the threshold search's flat latents and x = w / s of the same step (budget.flat_scores
+    """The batched masks take the threshold search's flat latents and x = w / s of the same step (flat.flat_scores
     keeps them, keyed by the latents' versions): the same loss and gradients bit for bit as computing them again,
     and a latent changed in place after the search is seen (the values are not taken)."""
-    from mmsemiprune.core import batch
+    from mmsemiprune.core.fused import batch
     taken = []
-    flat_cat, scaled = batch._flat_cat, batch._scaled
-    monkeypatch.setattr(batch, '_flat_cat', lambda t, pre=None: (taken.append(pre is not None), flat_cat(t, pre))[1])
-    monkeypatch.setattr(batch, '_scaled', lambda *a: (taken.append('x'), scaled(*a))[1])
+    flat_cat, scaled = batch.flat_cat, batch.scaled
+    monkeypatch.setattr(batch, 'flat_cat', lambda t, pre=None: (taken.append(pre is not None), flat_cat(t, pre))[1])
+    monkeypatch.setattr(batch, 'scaled', lambda *a: (taken.append('x'), scaled(*a))[1])
     net, pr = _setup(toy, mode, normalize=normalize)
     x, y = toy.data(8)
     params = [w for _, _, w in pr.items()] + [m.gate.logit for m in pr.masks if m.gate.mode == 'learned']
@@ -184,7 +184,7 @@ def test_stored_masks_batched_equal_per_tensor_bit_for_bit(toy, monkeypatch):
     bucket reductions to the end of the backward) the per-tensor path runs."""
     from torch.profiler import ProfilerActivity, profile
 
-    from mmsemiprune.core import batch
+    from mmsemiprune.core.fused import batch
     net, pr = toy.train('semi', 'params', 0.8, iters=30)
     assert pr.frozen
     with torch.no_grad():
@@ -223,16 +223,16 @@ def test_flat_cat_and_split_as_are_cat_and_split_with_one_operator_each_way():
     is), one operator forward and one backward each, whatever the number of tensors."""
     from torch.profiler import profile
 
-    from mmsemiprune.core.batch import _flat_cat, _split_as
+    from mmsemiprune.core.fused.batch import flat_cat, split_as
     g = torch.Generator().manual_seed(0)
     shapes = [(6, 3, 9, 1), (5, ), (4, 2), (7, 7, 1, 1)]
     ours = [torch.randn(s, generator=g, requires_grad=True) for s in shapes]
     ref = [t.detach().clone().requires_grad_() for t in ours]
     scale = torch.randn(sum(t.numel() for t in ours), generator=g)
-    flat = _flat_cat(ours)
+    flat = flat_cat(ours)
     flat_ref = torch.cat([t.reshape(-1) for t in ref])
     assert torch.equal(flat, flat_ref)
-    parts = _split_as(flat * scale, ours)
+    parts = split_as(flat * scale, ours)
     parts_ref = [p.view(s) for p, s in zip((flat_ref * scale).split([t.numel() for t in ref]), shapes)]
     assert [p.shape for p in parts] == [torch.Size(s) for s in shapes]
     assert all(torch.equal(a, b) for a, b in zip(parts, parts_ref))
@@ -242,7 +242,7 @@ def test_flat_cat_and_split_as_are_cat_and_split_with_one_operator_each_way():
     loss_ref.backward()
     assert all(torch.equal(a.grad, b.grad) for a, b in zip(ours, ref))
     with profile() as prof:
-        out = _split_as(_flat_cat(ours) * 2, ours)
+        out = split_as(flat_cat(ours) * 2, ours)
         sum(o.sum() for o in out).backward()
     names = [e.name for e in prof.events() if e.name.endswith('flatten_dense_tensors')]
     assert names.count('aten::flatten_dense_tensors') == 2 and names.count('aten::unflatten_dense_tensors') == 2
