@@ -37,7 +37,8 @@ Every pruning method starts from the dense checkpoint of its own dataset/backbon
   cosine from ``lr`` to 0 over them; the learned methods train M + F epochs: the mask phase at the
   constant ``lr`` for M epochs (``schedule.freeze`` = M / (M + F) unless given; ``schedule.warmup`` is
   a fraction of the whole run), then with frozen masks exactly the one-shot fine-tune (F epochs, cosine
-  from ``lr`` to 0). Both groups get the same post-freeze fine-tune.
+  from ``lr`` to 0). Both groups get the same post-freeze fine-tune. ``mask_lr`` (``constant`` / ``cosine`` /
+  ``rewind``) changes the learned methods' lr schedule (:func:`_equal_finetune_schedule`).
 
 Every other key of ``prune`` (and of the per-method ``method_cfg``) goes into ``prune_cfg`` unchanged,
 so new ``prune_cfg`` options need no change here.
@@ -65,7 +66,7 @@ METHODS: Dict[str, Dict[str, Any]] = {
 DENSE_METHODS = ('dense', 'dense_small', 'dense_small_ft')
 
 # keys of RunSpec.prune that are not prune_cfg keys
-_RUN_KEYS = ('epochs', 'lr', 'val_interval', 'from_dense', 'mask_epochs', 'finetune_epochs')
+_RUN_KEYS = ('epochs', 'lr', 'val_interval', 'from_dense', 'mask_epochs', 'finetune_epochs', 'mask_lr')
 
 
 def is_oneshot(method: str) -> bool:
@@ -174,6 +175,38 @@ def _dense_config(cfg, spec, dense_ckpt):
     return cfg
 
 
+#: the mask phase's learning-rate schedules of an equal-fine-tune run (``prune.mask_lr``)
+MASK_LR = ('constant', 'cosine', 'rewind')
+
+
+def _equal_finetune_schedule(cfg, spec, prune: Dict, ep: Dict, dense_lr: float) -> None:
+    """The lr schedule of a ``mask_epochs`` / ``finetune_epochs`` run (M + F epochs). Learned methods by
+    ``prune.mask_lr``: ``constant`` (the default): ``lr`` for M epochs, then the F-epoch cosine from ``lr`` to 0 that
+    the one-shot baselines get; ``cosine``: the mask phase anneals from ``lr`` to 0 too, and the fine-tune restarts
+    at ``lr`` (cosine with one restart); ``rewind``: the mask phase at ``lr``, then the fine-tune rewinds to the
+    dense recipe's lr (the config's) and anneals it to 0 (learning-rate rewinding, Renda et al. 2020). One-shot
+    methods (M = 0) get the F-epoch cosine whatever ``mask_lr`` says."""
+    m, f, epochs = ep['mask'], ep['finetune'], ep['epochs']
+    lr = float(cfg.optim_wrapper['optimizer']['lr'])
+    mode = prune.get('mask_lr', 'constant')
+    if mode not in MASK_LR:
+        raise ValueError(f'{spec.rel_dir()}: unknown prune.mask_lr {mode!r}; choose one of {", ".join(MASK_LR)}')
+    it = dict(by_epoch=True, convert_to_iter_based=True)
+    finetune = dict(type='CosineAnnealingLR', eta_min=0, T_max=f, begin=m, end=epochs, **it)
+    if m == 0 or mode == 'constant':
+        cfg.param_scheduler = [finetune]
+    elif mode == 'cosine':
+        cfg.param_scheduler = [dict(type='CosineRestartLR', periods=[m, f], restart_weights=[1.0, 1.0], eta_min=0,
+                                    begin=0, end=epochs, **it)]
+    else:
+        if not 0.0 < lr <= dense_lr:
+            raise ValueError(f'{spec.rel_dir()}: prune.mask_lr=rewind rewinds the fine-tune to the dense lr '
+                             f'{dense_lr:g}, which must be >= the mask phase lr {lr:g}')
+        # lr for M epochs, multiplied up to the dense lr at the first fine-tune step, then annealed
+        cfg.param_scheduler = [dict(type='MultiStepLR', milestones=[m], gamma=dense_lr / lr, begin=0, end=epochs,
+                                    **it), finetune]
+
+
 def build_run_config(spec, dense_ckpt: Optional[str] = None):
     """An ``mmengine.Config`` for one run (``spec``: :class:`~.spec.RunSpec`)."""
     from mmengine.config import Config
@@ -194,15 +227,13 @@ def build_run_config(spec, dense_ckpt: Optional[str] = None):
     ep = run_epochs(spec.method, prune, cfg.train_cfg.get('max_epochs'))
     epochs = ep['epochs']
     _set_epochs(cfg, epochs, prune)
-    if ep['finetune'] is not None:
-        # constant lr during the mask phase, then the one-shot baselines' cosine fine-tune
-        m = ep['mask']
-        cfg.param_scheduler = [dict(type='CosineAnnealingLR', eta_min=0, T_max=ep['finetune'], begin=m,
-                                    end=epochs, by_epoch=True, convert_to_iter_based=True)]
-    else:
-        _cosine_over_run(cfg, epochs)
+    dense_lr = float(cfg.optim_wrapper['optimizer']['lr'])
     if 'lr' in prune:
         cfg.optim_wrapper['optimizer']['lr'] = float(prune['lr'])
+    if ep['finetune'] is not None:
+        _equal_finetune_schedule(cfg, spec, prune, ep, dense_lr)
+    else:
+        _cosine_over_run(cfg, epochs)
     if prune.get('from_dense', True):
         if dense_ckpt is None:
             raise ValueError(f'{spec.rel_dir()}: needs the dense checkpoint of its fold and seed')

@@ -82,3 +82,57 @@ def test_cli_rates_filter_keeps_runs_without_a_rate(tmp_path, capsys):
     assert main(['--sweep', str(spec), '--runs-dir', str(tmp_path / 'r'), '--rates', '0.98', '--dry-run']) == 0
     out = capsys.readouterr().out
     assert '3 sweep runs' in out and 'gmp_r0.98' in out and 'gmp_r0.9\n' not in out and 'dense_small_w4' in out
+
+
+def _lr_trace(cfg, epoch_length=5):
+    """The lr at every iteration of a run, from the config's MMEngine schedulers on a one-parameter SGD."""
+    import torch
+    import mmengine.optim  # noqa: F401 (registers the schedulers)
+    from mmengine.registry import PARAM_SCHEDULERS as REG
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.optim_wrapper.optimizer.lr)
+    scheds = []
+    for s in cfg.param_scheduler:
+        s = dict(s)
+        cls = REG.get(s.pop('type'))
+        s.pop('convert_to_iter_based')
+        scheds.append(cls.build_iter_from_epoch(opt, epoch_length=epoch_length, **s))
+    out = []
+    for _ in range(cfg.train_cfg.max_epochs * epoch_length):
+        out.append(opt.param_groups[0]['lr'])
+        opt.step()
+        for s in scheds:
+            s.step()
+    return out
+
+
+@pytest.mark.parametrize('mode', ['constant', 'cosine', 'rewind'])
+def test_mask_phase_lr_schedules(mode):
+    """prune.mask_lr: the mask phase (4 epochs) constant / annealed / constant, then the 8-epoch fine-tune from
+    0.02 (constant, cosine) or rewound to the dense recipe's 0.1, annealed to 0; one-shot runs keep their cosine."""
+    pytest.importorskip('mmaction')
+    from mmsemiprune.leaderboard import build_run_config
+    prune = dict(PRUNE, mask_lr=mode)
+    cfg = build_run_config(RunSpec('sbu', 'stgcn', 'semi', SBU, 0.9, 1, prune=prune), dense_ckpt='/x/d.pth')
+    assert 'mask_lr' not in cfg.model.prune_cfg
+    lr = _lr_trace(cfg)
+    mask, ft = lr[:20], lr[20:]
+    assert len(ft) == 40
+    if mode == 'cosine':
+        assert mask[0] == pytest.approx(0.02) and mask[-1] < 0.002 and all(a >= b for a, b in zip(mask, mask[1:]))
+    else:
+        assert mask == pytest.approx([0.02] * 20)
+    top = 0.1 if mode == 'rewind' else 0.02
+    assert ft[0] == pytest.approx(top) and ft[-1] < 0.01 * top and all(a >= b for a, b in zip(ft, ft[1:]))
+    oneshot = build_run_config(RunSpec('sbu', 'stgcn', 'magnitude', SBU, 0.9, 1, prune=prune), dense_ckpt='/x/d.pth')
+    one = _lr_trace(oneshot)
+    assert len(one) == 40 and one == pytest.approx(_lr_trace(build_run_config(
+        RunSpec('sbu', 'stgcn', 'magnitude', SBU, 0.9, 1, prune=PRUNE), dense_ckpt='/x/d.pth')))
+    assert one == pytest.approx(lr[20:]) if mode != 'rewind' else one[0] == pytest.approx(0.02)
+
+
+def test_unknown_mask_lr_is_one_clear_error():
+    pytest.importorskip('mmaction')
+    from mmsemiprune.leaderboard import build_run_config
+    with pytest.raises(ValueError, match="unknown prune.mask_lr 'step'; choose one of constant, cosine, rewind"):
+        build_run_config(RunSpec('sbu', 'stgcn', 'semi', SBU, 0.9, 1, prune=dict(PRUNE, mask_lr='step')),
+                         dense_ckpt='/x/d.pth')
