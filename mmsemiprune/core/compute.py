@@ -56,8 +56,9 @@ class Allocation:
       score: the fraction of S removed once c goes, so that every set loses the same fraction (the uniform
       layer-wise allocation), weakest first within a set.
 
-    ``channel_floor``: every channel set keeps at least ``ceil(channel_floor · |S|)`` live channels (and never fewer
-    than :func:`min_channels`); a floor may leave the budget unmet.
+    ``channel_floor``: the projection takes no set below ``ceil(channel_floor · |S|)`` live channels (nor below
+    :func:`min_channels`); channels the masks removed by themselves are not restored, and a floor may leave the
+    budget unmet.
     """
     order: str = 'per_mac'
     channel_floor: float = 0.0

@@ -302,8 +302,9 @@ class PruneConfig:
         '`per_mac` (weakest score per freed MAC first), `score` (weakest first, whatever it frees), `uniform` '
         '(the same fraction of every channel set, weakest first within a set)'))
     channel_floor: float = field(default=0.0, metadata=_doc(
-        'with `target_macs`: every channel set keeps at least this fraction of its channels (never fewer than '
-        '10 %); the compute target may then be missed'))
+        'with `target_macs`: the compute projection leaves every channel set at least this fraction of its '
+        'channels (never fewer than 10 %; channels the masks remove by themselves stay removed); the compute '
+        'target may then be missed'))
     scorer: str = field(default='normalized', metadata=_doc(
         'how entries and groups are ranked (`mmsemiprune.core.scorers`): `normalized` (`abs(w) / rms(w)` per '
         'tensor, groups by RMS), `magnitude` (raw global `abs(w)`, the global magnitude baseline), `l1` (per '
