@@ -5,7 +5,8 @@ runs of one dataset that both rows have at the same (fold, seed) are paired; the
 the fold-clustered 95 % t-interval of :func:`mmsemiprune.leaderboard.stats.clustered_paired_ci` (on SBU the
 seeds of a fold are averaged first; on a single split the pairs are the seeds), and Holm's correction over the
 pairs given, per split. A row label without ``@rate`` takes every rate; two rows are paired at equal rate
-unless one of them has none (dense rows). Prints a markdown table:
+unless one of them has none (dense rows). ``--dataset a,b`` pools datasets: each SBU fold and each single-split
+pair is then a cluster of its own. Prints a markdown table:
 
     python bench/paired_rows.py leaderboard/v3_alloc/runs.csv --dataset sbu \\
         --pairs semi-uniform:semi semi-floor50:semi semi-rerun:semi
@@ -45,27 +46,29 @@ def _parse(spec: str) -> Tuple[str, Optional[float]]:
     return spec, None
 
 
-def _select(rows, dataset, spec) -> Dict[Tuple, Dict[str, str]]:
+def _select(rows, datasets, spec) -> Dict[Tuple, Dict[str, str]]:
     name, rate = _parse(spec)
     out = {}
     for r in rows:
-        if r['dataset'] != dataset or _label(r) != name:
+        if r['dataset'] not in datasets or _label(r) != name:
             continue
         if rate is not None and _rate(r) is not None and abs(_rate(r) - rate) > 1e-9:
             continue
-        out[(r.get('fold') or None, r.get('seed') or '0', _rate(r))] = r
+        fold = (r['dataset'], r['fold']) if r.get('fold') else None  # a test fold is a cluster; a split is not
+        out[(r['dataset'], fold, r.get('seed') or '0', _rate(r))] = r
     return out
 
 
 def pair(rows, dataset: str, a: str, b: str, column: str) -> Dict[str, float]:
     """Interval dict of ``a − b`` (points) on ``column`` (``val_top1`` or ``top1``), paired by (fold, seed, rate)."""
-    ra, rb = _select(rows, dataset, a), _select(rows, dataset, b)
+    datasets = dataset.split(',')
+    ra, rb = _select(rows, datasets, a), _select(rows, datasets, b)
     xs, ys, clusters = [], [], []
-    for (fold, seed, rate), row in sorted(ra.items(), key=lambda kv: str(kv[0])):
-        other = rb.get((fold, seed, rate))
+    for (ds, fold, seed, rate), row in sorted(ra.items(), key=lambda kv: str(kv[0])):
+        other = rb.get((ds, fold, seed, rate))
         if other is None:  # a row without a rate (dense) pairs with every rate
-            other = next((o for (f, s, r), o in rb.items() if f == fold and s == seed and (r is None or rate is None)),
-                         None)
+            other = next((o for (d, f, s, r), o in rb.items()
+                          if d == ds and f == fold and s == seed and (r is None or rate is None)), None)
         if other is None or not row.get(column) or not other.get(column):
             continue
         xs.append(100.0 * float(row[column]))
@@ -73,7 +76,7 @@ def pair(rows, dataset: str, a: str, b: str, column: str) -> Dict[str, float]:
         clusters.append(fold)
     if not xs:
         raise ValueError(f'{dataset}: rows {a!r} and {b!r} share no (fold, seed): check the labels '
-                         f'(known: {", ".join(sorted({_label(r) for r in rows if r["dataset"] == dataset}))})')
+                         f'(known: {", ".join(sorted({_label(r) for r in rows if r["dataset"] in datasets}))})')
     ci = clustered_paired_ci(xs, ys, clusters)
     ci['p'] = t_test_p(ci)
     return ci

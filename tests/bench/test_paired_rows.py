@@ -50,6 +50,14 @@ def test_pairs_by_fold_and_seed_and_clusters_by_fold(tmp_path):
     assert d['pairs'] == 12 and d['clusters'] == 3
 
 
+def test_datasets_pool_with_a_cluster_per_fold_and_per_split_pair(tmp_path):
+    rows = pr.read_runs([_sbu(tmp_path)])
+    rows += [dict(r, dataset='fpha', fold='') for r in rows if r['fold'] == '1']  # one split, 2 seeds
+    ci = pr.pair(rows, 'sbu,fpha', 'semi-x', 'semi', 'top1')
+    assert (ci['pairs'], ci['clusters']) == (8, 5)  # 3 SBU folds + 2 FPHA seeds
+    assert ci['mean'] == pytest.approx((1 + 3 + 5 + 1 + 1) / 5)
+
+
 def test_rate_suffix_and_the_table(tmp_path):
     rows = pr.read_runs([_sbu(tmp_path)])
     assert pr.pair(rows, 'sbu', 'semi@0.98', 'dense', 'top1')['pairs'] == 6

@@ -31,6 +31,7 @@ def test_defaults():
     assert cfg.mode == 'semi' and cfg.budget_weight == 5.0 and cfg.gate_price_by == 'both'
     assert cfg.ablation.hard_phase and cfg.ablation.mask_bias and cfg.target_macs is None
     assert cfg.scorer == 'normalized' and not cfg.oneshot and cfg.ablation.changed() == {}
+    assert cfg.allocation == 'per_mac' and cfg.channel_floor == 0.0
     assert isinstance(cfg.build_schedule(), PruneSchedule) and cfg.build_schedule().freeze == 0.8
 
 
@@ -77,7 +78,7 @@ def test_every_key_has_a_group_and_is_named_in_the_docstring():
     (dict(target_rate=0.9, schedule='gradual'), "unknown prune_cfg.schedule 'gradual'"),
     (dict(target_rate=0.9, target_macs=0.4, allocation='lamp'), "unknown prune_cfg.allocation 'lamp'; choose one of"),
     (dict(target_rate=0.9, target_macs=0.4, channel_floor=1.0), r'prune_cfg.channel_floor must be in \[0.0, 1.0\)'),
-    (dict(target_rate=0.9, channel_floor=0.2), 'they need target_macs'),
+    (dict(target_rate=0.9, channel_floor=0.2), 'channel_floor bounds the channels the compute target removes'),
     (dict(target_rate=0.9, schedule=[0.3]), 'prune_cfg.schedule must be a dict'),
     (dict(target_rate=0.9, normalize='no'), 'prune_cfg.normalize must be True or False'),
     (dict(target_rate=0.9, group_stat='max'), 'unknown prune_cfg.group_stat'),
