@@ -1,6 +1,7 @@
 """Paired differences between rows of published leaderboard runs, on the validation and the test split.
 
-For each pair ``A:B`` of row labels (``method`` or ``method-variant`` as in ``runs.csv``, ``@rate`` optional), the
+For each pair ``A:B`` of row labels (``method``, ``method-variant`` or ``dense_small_w10`` as in the run folders,
+``@rate`` optional), the
 runs of one dataset that both rows have at the same (fold, seed) are paired; the difference of top-1 (points) gets
 the fold-clustered 95 % t-interval of :func:`mmsemiprune.leaderboard.stats.clustered_paired_ci` (on SBU the
 seeds of a fold are averaged first; on a single split the pairs are the seeds), and Holm's correction over the
@@ -21,9 +22,11 @@ from mmsemiprune.leaderboard.stats import clustered_paired_ci, holm, t_test_p
 
 
 def _label(row: Dict[str, str]) -> str:
+    """``method[-variant]``, and ``_w<width>`` for the narrow dense rows (``dense_small_w10``, as their run folders)."""
     v = row.get('variant') or ''
     m = row['method']
-    return m if not v or m.endswith(f'-{v}') else f'{m}-{v}'
+    m = m if not v or m.endswith(f'-{v}') else f'{m}-{v}'
+    return f'{m}_w{row["width"]}' if row.get('width') else m
 
 
 def _rate(row: Dict[str, str]) -> Optional[float]:

@@ -27,6 +27,8 @@ def _sbu(tmp_path):
         for seed in (0, 1):
             base = 0.80 + 0.01 * fold + 0.002 * seed
             rows.append(dict(dataset='sbu', method='dense', fold=fold, seed=seed, val_top1=0.9, top1=0.9))
+            rows.append(dict(dataset='sbu', method='dense_small', width=8, fold=fold, seed=seed, val_top1=0.5,
+                             top1=0.5))
             for rate in (0.9, 0.98):
                 rows.append(dict(dataset='sbu', method='semi', rate=rate, fold=fold, seed=seed,
                                  val_top1=base, top1=base))
@@ -45,9 +47,11 @@ def test_pairs_by_fold_and_seed_and_clusters_by_fold(tmp_path):
     assert ci['lo'] < 0 < ci['hi']  # t(0.975, 2) = 4.30: 3 ± 4.97
     val = pr.pair(rows, 'sbu', 'semi-x', 'semi', 'val_top1')
     assert val['mean'] == pytest.approx(2.0) and val['sd'] == pytest.approx(0.0, abs=1e-9) and val['p'] == 0.0
-    # a dense row (no rate) pairs with each rate of the other row
+    # a dense row (no rate) pairs with each rate of the other row; a narrow dense row is named by its width
     d = pr.pair(rows, 'sbu', 'semi', 'dense', 'top1')
     assert d['pairs'] == 12 and d['clusters'] == 3
+    w = pr.pair(rows, 'sbu', 'dense', 'dense_small_w8', 'top1')
+    assert w['pairs'] == 6 and w['mean'] == pytest.approx(40.0)
 
 
 def test_datasets_pool_with_a_cluster_per_fold_and_per_split_pair(tmp_path):
