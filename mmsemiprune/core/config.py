@@ -5,7 +5,7 @@ deprecated spellings and the schedule's unit conversion (fractions of the run, i
     pruner = SemiPruner(model, specs, cfg, channel_sets=sets)          # the validated object, as is
     cfg.resolve_schedule(pruner.schedule, max_iters=..., max_epochs=...)  # iterations/epochs → fractions
 
-Every field's ``metadata['doc']`` is the text of the README's key table (:meth:`PruneConfig.markdown_table`,
+Every field's ``metadata['doc']`` is the text of the key table in docs/prune_cfg.md (:meth:`PruneConfig.markdown_table`,
 checked by a test), so a new key is documented where it is defined; ``metadata['group']`` places it among
 the basic, advanced or performance keys (see the class docstring).
 """
@@ -96,7 +96,7 @@ def _unknown(keys, valid, where, hint=None):
             notes.append(f'{k!r}: did you mean {close}?')
     more = ''.join(f'; {n}' for n in notes)
     return ValueError(f'unknown {where} key(s) {sorted(keys)}; valid keys: {", ".join(valid)}{more} '
-                      "(see the README's prune_cfg table)")
+                      "(see docs/prune_cfg.md)")
 
 
 @dataclass
@@ -258,7 +258,7 @@ class PruneConfig:
         hard_phase, mask_bias, gate_relative, soft_projection, projection_search, gate_init, and the
         hook's gate_group, reset_momentum.
 
-    Each field's ``metadata['doc']`` holds its full description (the README table). Deprecated spellings
+    Each field's ``metadata['doc']`` holds its full description (docs/prune_cfg.md). Deprecated spellings
     (top-level ``hard_phase`` …, ``normalize``, ``group_stat``, ``oneshot``, ``prune_head``) keep working
     for one release through :meth:`from_dict` with one :class:`PruneConfigDeprecationWarning` naming the
     new spelling (:func:`migrate`).
@@ -342,12 +342,12 @@ class PruneConfig:
     # -- construction -------------------------------------------------------------------------------
     @classmethod
     def keys(cls, group: Optional[str] = None) -> Dict[str, str]:
-        """key → documentation (the README's key table), optionally of one group of :data:`GROUPS`."""
+        """key → documentation (the key table of docs/prune_cfg.md), optionally of one group of :data:`GROUPS`."""
         return {f.name: f.metadata['doc'] for f in fields(cls) if group in (None, f.metadata['group'])}
 
     @classmethod
     def markdown_table(cls) -> str:
-        """The README's key table: | key | meaning | default |, one block per group, then the ablation keys."""
+        """The key table of docs/prune_cfg.md: | key | meaning | default |, one block per group, then the ablation keys."""
         rows = ['| key | meaning | default |', '|---|---|---|']
         for group in GROUPS:
             rows.append(f'| **{group}** | | |')

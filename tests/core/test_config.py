@@ -1,5 +1,5 @@
 """PruneConfig: the one source of prune_cfg keys, groups, defaults, validation, deprecated spellings and
-schedule units; the README's key table and the class docstring are checked against it."""
+schedule units; the key table of docs/prune_cfg.md and the class docstring are checked against it."""
 import os
 import os.path as osp
 import re
@@ -11,7 +11,7 @@ import pytest
 from mmsemiprune.core.config import GROUPS, Ablation, PruneConfig, PruneConfigDeprecationWarning
 from mmsemiprune.core.schedule import PruneSchedule
 
-README = osp.join(osp.dirname(__file__), '..', '..', 'README.md')
+README = osp.join(osp.dirname(__file__), '..', '..', 'docs', 'prune_cfg.md')
 
 
 def _readme_keys():
@@ -19,11 +19,11 @@ def _readme_keys():
     return {re.match(r'^\| `(\w+)` \|', ln).group(1): ln for ln in rows}
 
 
-def test_readme_key_table_matches_the_dataclass():
+def test_key_table_in_the_docs_matches_the_dataclass():
     table = _readme_keys()
-    assert set(table) == set(PruneConfig.keys()), f'README table vs PruneConfig: {set(table) ^ set(PruneConfig.keys())}'
+    assert set(table) == set(PruneConfig.keys()), f'docs/prune_cfg.md vs PruneConfig: {set(table) ^ set(PruneConfig.keys())}'
     assert PruneConfig.markdown_table() in open(README, encoding='utf-8').read(), \
-        'README key table is stale: paste PruneConfig.markdown_table()'
+        'docs/prune_cfg.md is stale: paste PruneConfig.markdown_table()'
 
 
 def test_defaults():
