@@ -189,13 +189,30 @@ class _Declaration:
         raw[OUT]['norms'].append(f'{prefix}.bn')
         if 'A' in g._parameters:
             self.prune('adjacency', prefix, ['col'], param='A')
-        if isinstance(g.down, nn.Sequential):
+        self.gcn_down(prefix, g.down, OUT, IN)
+
+    def gcn_down(self, prefix, down, OUT, IN):
+        """A graph unit's ``down`` residual: a 1x1 conv + BN (``down.0`` / ``down.1``) produces into the unit's
+        output set and reads the block input; anything else is an identity, which merges the two sets."""
+        if isinstance(down, nn.Sequential):
             self.prune('residual', f'{prefix}.down.0', ['out'])
-            raw[OUT]['producers'].append(Slot(f'{prefix}.down.0', dim=0))
-            raw[OUT]['norms'].append(f'{prefix}.down.1')
-            raw[IN]['consumers'].append(Slot(f'{prefix}.down.0', dim=1))
+            self.raw[OUT]['producers'].append(Slot(f'{prefix}.down.0', dim=0))
+            self.raw[OUT]['norms'].append(f'{prefix}.down.1')
+            self.raw[IN]['consumers'].append(Slot(f'{prefix}.down.0', dim=1))
         else:
             self.uf.union(OUT, IN)
+
+    def concat(self, key, parts):
+        """The set ``key`` of a channel concatenation: ``parts`` = [(producer conv, its norms, width)] in order,
+        each writing (and normalising) its own channels offset .. offset + width − 1. Returns the raw set and
+        its size."""
+        size = sum(w for _, _, w in parts)
+        cs, off = self.cs(key, size), 0
+        for conv, norms, w in parts:
+            cs['producers'].append(Slot(conv, dim=0, offset=off, length=w))
+            cs['norms'] += [Slot(n, offset=off, length=w) for n in norms]
+            off += w
+        return cs, size
 
 
 class _STGCNDeclaration(_Declaration):
@@ -234,13 +251,7 @@ class _STGCNDeclaration(_Declaration):
         if pname:
             self.prune('adjacency', f'{b}.gcn', ['col'], param=pname)
         if g.with_res:
-            if isinstance(getattr(g, 'down', None), nn.Sequential):
-                self.prune('residual', f'{b}.gcn.down.0', ['out'])
-                raw[MID]['producers'].append(Slot(f'{b}.gcn.down.0', dim=0))
-                raw[MID]['norms'].append(f'{b}.gcn.down.1')
-                raw[IN]['consumers'].append(Slot(f'{b}.gcn.down.0', dim=1))
-            else:
-                self.uf.union(MID, IN)
+            self.gcn_down(f'{b}.gcn', getattr(g, 'down', None), MID, IN)
 
     def temporal_unit(self, i, b, t, MID, OUT):
         raw = self.raw
@@ -283,12 +294,7 @@ class _STGCNDeclaration(_Declaration):
             else:
                 raise ValueError(f'{p}: unsupported MS-TCN branch {type(br).__name__}; expected the branches of '
                                  "mmaction's mstcn (dilated unit_tcn, max-pool, 1x1 conv)")
-        cat = self.cs(f'cat{i}', sum(w for _, _, w in parts))
-        off = 0
-        for conv, norms, w in parts:
-            cat['producers'].append(Slot(conv, dim=0, offset=off, length=w))
-            cat['norms'] += [Slot(n, offset=off, length=w) for n in norms]
-            off += w
+        cat, _ = self.concat(f'cat{i}', parts)
         cat['norms'].append(f'{b}.tcn.transform.0')
         cat['consumers'].append(Slot(f'{b}.tcn.transform.2', dim=1))
 
@@ -437,7 +443,7 @@ class _CTRGCNDeclaration(_Declaration):
 
     def temporal(self, i, b, t, G, OUT):
         """MSTCN: every branch reads ``g{i}``; the concatenation is ``out{i}``, one part per branch."""
-        raw, off = self.raw, 0
+        raw = self.raw
         parts = []
         for j, br in enumerate(t.branches):
             p = f'{b}.tcn1.branches.{j}'
@@ -460,13 +466,9 @@ class _CTRGCNDeclaration(_Declaration):
                 parts.append((f'{p}.0', [f'{p}.1'], br[0].out_channels))
             else:
                 raise ValueError(f'{p}: unsupported temporal branch {[type(m).__name__ for m in br]}')
-        self.cs(OUT, sum(w for _, _, w in parts))
-        for conv, norms, w in parts:
-            raw[OUT]['producers'].append(Slot(conv, dim=0, offset=off, length=w))
-            raw[OUT]['norms'] += [Slot(n, offset=off, length=w) for n in norms]
-            off += w
+        _, width = self.concat(OUT, parts)
         if t.residual is not None:
-            self.residual(f'{b}.tcn1', t.residual, off, G, OUT)
+            self.residual(f'{b}.tcn1', t.residual, width, G, OUT)
 
 
 def _ctrgcn(bb, prefix, roles, groups):
